@@ -1,1 +1,4 @@
 pub mod api;
+pub mod probe;
+pub mod status;
+pub mod validation;

@@ -1,0 +1,166 @@
+//! Secret material handed to the probe engine, and the scrubbing that keeps its
+//! values out of every message (SPEC section 7).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The Secret a Connector references, with its `data` already base64-decoded.
+///
+/// `Debug` prints the key names only, never a value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretMaterial {
+    /// `metadata.name` of the Secret.
+    pub name: String,
+    /// `type` of the Secret, e.g. `kubernetes.io/basic-auth`.
+    pub type_: String,
+    /// Decoded `data` (and `stringData`) of the Secret.
+    pub data: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for SecretMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretMaterial")
+            .field("name", &self.name)
+            .field("type_", &self.type_)
+            .field("data", &RedactedKeys(&self.data))
+            .finish()
+    }
+}
+
+struct RedactedKeys<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedKeys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, REDACTED)))
+            .finish()
+    }
+}
+
+/// What replaces a secret value in any text.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// Values shorter than this are not scrubbed from messages: they are not meaningful
+/// secrets, and replacing every `a` or `401` in a message would make it unreadable.
+const MIN_SCRUBBED_LEN: usize = 4;
+
+/// The secret strings of one request (Secret values, credential header values,
+/// injected credentials) in the forms they may take in a message: as is, URL-encoded,
+/// and escaped the way `Debug` and JSON escape them. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    values: Arc<Vec<String>>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} values)", self.values.len())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct RedactorBuilder {
+    values: Vec<String>,
+}
+
+impl RedactorBuilder {
+    /// Adds one secret value.
+    pub(crate) fn add(&mut self, value: &str) {
+        let mut push = |v: &str| {
+            if v.len() >= MIN_SCRUBBED_LEN && !self.values.iter().any(|x| x == v) {
+                self.values.push(v.to_string());
+            }
+        };
+        push(value);
+        let url_encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        push(&url_encoded);
+        push(&percent_encode_path(value));
+        let debug = format!("{value:?}");
+        push(debug.trim_start_matches('"').trim_end_matches('"'));
+        if let Ok(json) = serde_json::to_string(value) {
+            push(json.trim_start_matches('"').trim_end_matches('"'));
+        }
+    }
+
+    /// Adds a credential header value, and each of its words (`Basic dXNlcjpwYXNz`
+    /// also adds the token alone, which a server may echo).
+    pub(crate) fn add_credential(&mut self, value: &str) {
+        self.add(value);
+        for token in value.split_whitespace() {
+            self.add(token);
+        }
+    }
+
+    pub(crate) fn add_all<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) {
+        for v in values {
+            self.add(v);
+        }
+    }
+
+    pub(crate) fn build(mut self) -> Redactor {
+        // Longest first, so a value containing another is replaced whole.
+        self.values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        Redactor { values: Arc::new(self.values) }
+    }
+}
+
+fn percent_encode_path(value: &str) -> String {
+    // What `url` does to a value placed in a path or query by a template.
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Redactor {
+    /// `text` with every secret value replaced by `[redacted]`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in self.values.iter() {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_values() {
+        let s = SecretMaterial {
+            name: "creds".into(),
+            type_: "kubernetes.io/basic-auth".into(),
+            data: [("password".to_string(), "hunter2-SENTINEL".to_string())].into(),
+        };
+        let d = format!("{s:?}");
+        assert!(d.contains("password") && d.contains("creds"));
+        assert!(!d.contains("SENTINEL"), "{d}");
+    }
+
+    #[test]
+    fn scrub_replaces_all_forms() {
+        let mut b = RedactorBuilder::default();
+        b.add("p@ss w\"rd");
+        b.add("abc");
+        let r = b.build();
+        assert_eq!(r.scrub("x p@ss w\"rd y"), "x [redacted] y");
+        assert_eq!(r.scrub("q=p%40ss+w%22rd"), "q=[redacted]");
+        assert_eq!(r.scrub("String(\"p@ss w\\\"rd\")"), "String(\"[redacted]\")");
+        // Too short to be scrubbed.
+        assert_eq!(r.scrub("abc"), "abc");
+    }
+}

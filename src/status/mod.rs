@@ -1,0 +1,6 @@
+//! The decide step: pure functions from observed facts to the desired status.
+
+pub mod address;
+pub mod class;
+pub mod conditions;
+pub mod connector;

@@ -1,0 +1,322 @@
+//! Connector rules: those that need only the Connector, and the class contract.
+
+use std::collections::BTreeSet;
+
+use crate::api::{Connector, ConnectorClass, Param, ParamSpec, ParamType, ParamValue};
+
+use super::FieldError;
+
+/// Rules that need only the Connector itself.
+pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let spec = &connector.spec;
+    match spec.address.as_deref() {
+        None | Some("") => errors.push(FieldError::new("spec.address", "required: an absolute http or https URL")),
+        Some(address) => {
+            if let Err(why) = check_http_url(address) {
+                errors.push(FieldError::new("spec.address", format!("{address:?} {why}")));
+            }
+        }
+    }
+    if spec.connector_class_name.is_empty() {
+        errors.push(FieldError::new("spec.connectorClassName", "required"));
+    }
+    if let Some(auth) = &spec.auth {
+        if let Some(secret_ref) = &auth.secret_ref {
+            let own = connector.metadata.namespace.as_deref().unwrap_or_default();
+            if let Some(ns) = secret_ref.namespace.as_deref().filter(|ns| !ns.is_empty() && *ns != own) {
+                errors.push(FieldError::new(
+                    "spec.auth.secretRef.namespace",
+                    format!("{ns:?} differs from the Connector's namespace {own:?}: a Connector may only use Secrets in its own namespace"),
+                ));
+            }
+            if secret_ref.name.as_deref().unwrap_or_default().is_empty() {
+                errors.push(FieldError::new("spec.auth.secretRef.name", "required when secretRef is set"));
+            }
+        }
+        check_unique_names("spec.auth.params", auth.params.as_deref(), &mut errors);
+    }
+    check_unique_names("spec.params", spec.params.as_deref(), &mut errors);
+    check_unique_names("spec.addressExtensions", spec.address_extensions.as_deref(), &mut errors);
+    for (i, ext) in spec.address_extensions.iter().flatten().enumerate() {
+        let path = format!("spec.addressExtensions[{i}].value");
+        match &ext.value {
+            ParamValue::String(value) => {
+                if let Err(why) = check_http_url(value) {
+                    errors.push(FieldError::new(path, format!("{value:?} {why}")));
+                } else if spec.address.as_deref() == Some(value.as_str()) {
+                    errors.push(FieldError::new(path, format!("{value:?} must differ from spec.address")));
+                }
+            }
+            other => errors.push(FieldError::new(path, format!("must be a string URL, not {}", other.type_name()))),
+        }
+    }
+    errors
+}
+
+/// The class contract: what a Connector must satisfy to be used with its class.
+pub fn validate_against_class(connector: &Connector, class: &ConnectorClass) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let class_name = class.metadata.name.as_deref().unwrap_or_default();
+    let spec = &connector.spec;
+    check_params(
+        "spec.params",
+        spec.params.as_deref(),
+        class.spec.params.as_deref(),
+        class_name,
+        "spec.params",
+        &mut errors,
+    );
+    check_params(
+        "spec.addressExtensions",
+        spec.address_extensions.as_deref(),
+        class.spec.address_extensions.as_deref(),
+        class_name,
+        "spec.addressExtensions",
+        &mut errors,
+    );
+    let declared_auth: Vec<&str> = class.spec.auth.iter().flat_map(|a| a.types.iter().flatten()).map(|t| t.name.as_str()).collect();
+    if let Some(name) = connector.auth_name().filter(|n| !n.is_empty()) {
+        if !declared_auth.contains(&name) {
+            errors.push(FieldError::new(
+                "spec.auth.name",
+                format!(
+                    "{name:?} is not an auth type of ConnectorClass {class_name:?} (declared: {})",
+                    list_or_none(&declared_auth)
+                ),
+            ));
+        } else if let Some(probe) = class.auth_probe(name) {
+            // Auth-probe params are given in spec.auth.params.
+            let given = spec.auth.as_ref().and_then(|a| a.params.as_deref());
+            check_params(
+                "spec.auth.params",
+                given,
+                probe.params.as_deref(),
+                class_name,
+                &format!("spec.authProbes[authName={name}].params"),
+                &mut errors,
+            );
+        }
+    }
+    errors
+}
+
+/// Checks given params against declared specs: required present, none undeclared,
+/// value types and enums.
+fn check_params(
+    path: &str,
+    given: Option<&[Param]>,
+    declared: Option<&[ParamSpec]>,
+    class_name: &str,
+    declared_path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let given = given.unwrap_or_default();
+    let declared = declared.unwrap_or_default();
+    let declared_names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    for (i, param) in given.iter().enumerate() {
+        let Some(spec) = declared.iter().find(|d| d.name == param.name) else {
+            errors.push(FieldError::new(
+                format!("{path}[{i}].name"),
+                format!(
+                    "{:?} is not declared by ConnectorClass {class_name:?} (declared: {})",
+                    param.name,
+                    list_or_none(&declared_names)
+                ),
+            ));
+            continue;
+        };
+        let want = spec.spec.param_type();
+        let got = param.value.type_name();
+        if want.as_str() != got {
+            errors.push(FieldError::new(
+                format!("{path}[{i}].value"),
+                format!("must be of type {} as {declared_path} declares, not {got}", want.as_str()),
+            ));
+        } else if let (Some(allowed), ParamValue::String(v)) = (&spec.spec.enum_, &param.value) {
+            if !allowed.is_empty() && !allowed.contains(v) {
+                errors.push(FieldError::new(
+                    format!("{path}[{i}].value"),
+                    format!("{v:?} is not one of the allowed values: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        if want == ParamType::Object {
+            if let (Some(props), ParamValue::Object(map)) = (&spec.spec.properties, &param.value) {
+                for key in map.keys().filter(|k| !props.contains_key(*k)) {
+                    errors.push(FieldError::new(
+                        format!("{path}[{i}].value.{key}"),
+                        format!("key is not declared in {declared_path} properties"),
+                    ));
+                }
+            }
+        }
+    }
+    for spec in declared.iter().filter(|d| d.is_required()) {
+        if !given.iter().any(|p| p.name == spec.name) {
+            errors.push(FieldError::new(
+                path,
+                format!("{:?} is required by ConnectorClass {class_name:?} and missing", spec.name),
+            ));
+        }
+    }
+}
+
+fn check_unique_names(path: &str, params: Option<&[Param]>, errors: &mut Vec<FieldError>) {
+    let mut seen = BTreeSet::new();
+    for (i, p) in params.unwrap_or_default().iter().enumerate() {
+        if p.name.is_empty() {
+            errors.push(FieldError::new(format!("{path}[{i}].name"), "required"));
+        } else if !seen.insert(p.name.as_str()) {
+            errors.push(FieldError::new(format!("{path}[{i}].name"), format!("duplicate name {:?}", p.name)));
+        }
+    }
+}
+
+/// An absolute http(s) URL with a host.
+pub fn check_http_url(value: &str) -> Result<url::Url, &'static str> {
+    let parsed = url::Url::parse(value).map_err(|_| "is not an absolute URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must use the http or https scheme");
+    }
+    if parsed.host_str().unwrap_or_default().is_empty() {
+        return Err("has no host");
+    }
+    Ok(parsed)
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(yaml: &str) -> Connector {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn class(yaml: &str) -> ConnectorClass {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const GIT_CLASS: &str = r#"
+apiVersion: connectors.alauda.io/v1alpha1
+kind: ConnectorClass
+metadata: {name: git}
+spec:
+  params:
+  - name: sslVerify
+    type: string
+    default: "true"
+    enum: ["true", "false"]
+  auth:
+    types:
+    - name: basicAuth
+      secretType: kubernetes.io/basic-auth
+  authProbes:
+  - authName: basicAuth
+    params:
+    - name: repository
+      type: string
+    probe:
+      http:
+        path: /x
+"#;
+
+    #[test]
+    fn undeclared_param_names_the_field_and_the_declared_ones() {
+        let c = connector(
+            r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: https://github.com
+  params:
+  - {name: sslVerify, value: "true"}
+  - {name: sslVerfy, value: "false"}
+  auth: {name: basicAuth, params: [{name: repository, value: org/repo}]}
+"#,
+        );
+        let errors = validate_against_class(&c, &class(GIT_CLASS));
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![r#"spec.params[1].name: "sslVerfy" is not declared by ConnectorClass "git" (declared: sslVerify)"#]
+        );
+    }
+
+    #[test]
+    fn missing_auth_probe_param_and_bad_enum_and_wrong_type() {
+        let c = connector(
+            r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: https://github.com
+  params:
+  - {name: sslVerify, value: "maybe"}
+  auth: {name: basicAuth}
+"#,
+        );
+        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS)).iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with(r#"spec.params[0].value: "maybe" is not one of the allowed values"#));
+        assert_eq!(errors[1], r#"spec.auth.params: "repository" is required by ConnectorClass "git" and missing"#);
+
+        let c = connector(
+            r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: https://github.com
+  params: [{name: sslVerify, value: [a, b]}]
+  auth: {name: oauth}
+"#,
+        );
+        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS)).iter().map(ToString::to_string).collect();
+        assert_eq!(errors[0], "spec.params[0].value: must be of type string as spec.params declares, not array");
+        assert_eq!(errors[1], r#"spec.auth.name: "oauth" is not an auth type of ConnectorClass "git" (declared: basicAuth)"#);
+    }
+
+    #[test]
+    fn self_rules() {
+        let c = connector(
+            r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: ftp://x
+  auth: {secretRef: {name: s, namespace: other}}
+  addressExtensions:
+  - {name: web, value: "https://a"}
+  - {name: web, value: "not a url"}
+"#,
+        );
+        let errors: Vec<String> = validate_connector(&c).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            vec![
+                r#"spec.address: "ftp://x" must use the http or https scheme"#.to_string(),
+                r#"spec.auth.secretRef.namespace: "other" differs from the Connector's namespace "ns": a Connector may only use Secrets in its own namespace"#.to_string(),
+                r#"spec.addressExtensions[1].name: duplicate name "web""#.to_string(),
+                r#"spec.addressExtensions[1].value: "not a url" is not an absolute URL"#.to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn valid_connector_has_no_errors() {
+        let c = connector(
+            r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: https://github.com
+  auth: {name: basicAuth, secretRef: {name: s, namespace: ns}, params: [{name: repository, value: org/repo}]}
+"#,
+        );
+        assert!(validate_connector(&c).is_empty());
+        assert!(validate_against_class(&c, &class(GIT_CLASS)).is_empty());
+    }
+}
