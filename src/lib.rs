@@ -1,4 +1,11 @@
+//! connectors-operator: keeps the status of Connectors and ConnectorClasses true.
+//!
+//! observe (I/O: [`observe`], controllers) -> decide (pure: [`status`], [`validation`])
+//! -> act (I/O: write only what changed).
+
 pub mod api;
+pub mod check;
+pub mod observe;
 pub mod probe;
 pub mod status;
 pub mod validation;

@@ -1,4 +1,10 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use connectors_operator::check::{self, Output};
+use connectors_operator::probe::ProbeSettings;
 
 /// Kubernetes operator for Connector and ConnectorClass (connectors.alauda.io/v1alpha1).
 #[derive(Parser)]
@@ -12,20 +18,54 @@ struct Cli {
 enum Command {
     /// Print both CRDs as YAML.
     Crds,
+    /// Validate and probe Connectors from files, without a cluster; exit 0 only when
+    /// every Connector is Ready.
+    Check {
+        /// Files with ConnectorClass, Connector and Secret documents (`-` for stdin).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "describe")]
+        output: Output,
+        /// Request timeout of one probe, in seconds.
+        #[arg(long, default_value_t = 10)]
+        probe_timeout: u64,
+    },
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One rustls crypto provider for the whole process (kube and reqwest share it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Crds => match connectors_operator::api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
-                std::process::ExitCode::SUCCESS
+                ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::ExitCode::FAILURE
-            }
+            Err(e) => fail(e),
         },
+        Command::Check { files, output, probe_timeout } => {
+            let settings = ProbeSettings { timeout: Duration::from_secs(probe_timeout), ..ProbeSettings::default() };
+            let docs = match check::read_documents(&files) {
+                Ok(docs) => docs,
+                Err(e) => return fail(e),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let results = runtime.block_on(check::check(&docs, settings));
+            match check::render(&results, output) {
+                Ok(text) => print!("{text}"),
+                Err(e) => return fail(e),
+            }
+            if results.iter().all(|(_, status)| check::is_ready(status)) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
     }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
 }

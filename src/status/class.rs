@@ -15,6 +15,8 @@ pub enum AddressFacts {
     Unresolved(String),
     /// Resolved; `reachable` is None until a request has completed or failed.
     Resolved { url: String, reachable: Option<Result<(), String>> },
+    /// A Service ref that cannot be looked up (the `check` CLI has no cluster).
+    NotChecked(String),
 }
 
 impl AddressFacts {
@@ -66,6 +68,7 @@ fn address_condition(
 ) -> Desired {
     match facts {
         AddressFacts::Absent => Desired::ok(type_, absent, ""),
+        AddressFacts::NotChecked(why) => Desired::ok(type_, "NotChecked", why.clone()),
         AddressFacts::Unresolved(why) => Desired::failed(type_, unresolved, why.clone()),
         AddressFacts::Resolved { reachable: None, url } => Desired::unknown(type_, "Checking", format!("checking {url}")),
         AddressFacts::Resolved { reachable: Some(Ok(())), .. } => Desired::ok(type_, "", ""),

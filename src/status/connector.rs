@@ -55,6 +55,8 @@ pub enum ProxyServiceFacts {
     Ready { name: String },
     /// Not yet created or not yet checked.
     Pending,
+    /// Without a cluster (the `check` CLI) the Service is not created.
+    NotChecked,
 }
 
 pub struct ConnectorFacts<'a> {
@@ -234,6 +236,9 @@ fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Ve
             ),
             ProxyServiceFacts::Ready { .. } => Desired::ok("ProxyServiceReady", "", ""),
             ProxyServiceFacts::Pending => Desired::unknown("ProxyServiceReady", "Checking", "proxy Service is being created"),
+            ProxyServiceFacts::NotChecked => {
+                Desired::ok("ProxyServiceReady", "NotChecked", "the proxy Service is created in a cluster, not by check")
+            }
         }
     };
     let api = if class.spec.api.is_none() {

@@ -1,0 +1,16 @@
+.PHONY: demo test crds build
+
+# Runs the operator end to end on a local control plane (no cluster needed).
+demo:
+	scripts/demo.sh
+
+# Every test: fmt, clippy, unit tests, e2e tests on a real local control plane.
+test:
+	scripts/test-all.sh
+
+# Regenerates the committed CRDs from the Rust types.
+crds:
+	cargo run -q -- crds > crds/connectors.alauda.io.yaml
+
+build:
+	cargo build --release --bin connectors-operator

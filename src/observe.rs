@@ -1,0 +1,113 @@
+//! The observe step shared by the controller and the `check` CLI: turns fetched
+//! objects into the facts the decide step takes, and runs the probes in order.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::{Connector, ConnectorClass};
+use crate::probe::{CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeTarget, SecretMaterial, TrustBundle, run_probe};
+use crate::status::conditions::TRUE;
+use crate::status::connector::{SecretFacts, has_auth_probe, has_liveness_probe, secret_condition};
+
+/// Label that marks a Secret in the operator's namespace as a global CA bundle.
+pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
+
+/// Where a Connector's auth Secret is, or why it is not looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretLookup {
+    None,
+    CrossNamespace(String),
+    InOwnNamespace(String),
+}
+
+pub fn secret_lookup(connector: &Connector) -> SecretLookup {
+    let Some(reference) = connector.secret_ref() else { return SecretLookup::None };
+    let own = connector.metadata.namespace.as_deref().unwrap_or_default();
+    match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        Some(ns) if ns != own => SecretLookup::CrossNamespace(ns.to_string()),
+        _ => match reference.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => SecretLookup::InOwnNamespace(name.to_string()),
+            None => SecretLookup::None,
+        },
+    }
+}
+
+/// Decoded `data` and `stringData` of a Secret (values stay inside SecretMaterial, whose
+/// Debug redacts them).
+pub fn secret_material(secret: &Secret) -> SecretMaterial {
+    let mut data: std::collections::BTreeMap<String, String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone());
+    }
+    SecretMaterial {
+        name: secret.metadata.name.clone().unwrap_or_default(),
+        type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_string()),
+        data,
+    }
+}
+
+/// Facts about the auth Secret: the lookup and what was found (keys only).
+pub fn secret_facts(lookup: &SecretLookup, found: Option<&SecretMaterial>) -> SecretFacts {
+    match (lookup, found) {
+        (SecretLookup::None, _) => SecretFacts::NotReferenced,
+        (SecretLookup::CrossNamespace(ns), _) => SecretFacts::CrossNamespace { namespace: ns.clone() },
+        (SecretLookup::InOwnNamespace(name), None) => SecretFacts::NotFound { name: name.clone() },
+        (SecretLookup::InOwnNamespace(name), Some(m)) => SecretFacts::Found {
+            name: name.clone(),
+            type_: m.type_.clone(),
+            keys: m.data.keys().cloned().collect::<BTreeSet<_>>(),
+        },
+    }
+}
+
+/// PEM CA certificates in a Secret: values of keys ending `.crt`/`.pem`, or any value
+/// with a PEM header. Err when there are none or they do not parse.
+pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, ()> {
+    let pems: Vec<Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .filter(|(k, v)| k.ends_with(".crt") || k.ends_with(".pem") || v.0.windows(11).any(|w| w == b"-----BEGIN "))
+        .map(|(_, v)| v.0.clone())
+        .collect();
+    if pems.is_empty() {
+        return Err(());
+    }
+    let bundle = TrustBundle::from_pems(pems.iter()).map_err(|_| ())?;
+    if bundle.is_empty() { Err(()) } else { Ok(bundle) }
+}
+
+/// Runs the liveness probe, then the auth probe when the tool is live and the Secret
+/// is ready (no credentials are sent to a tool that is down). None: not run.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_connector_probes(
+    compiled: &CompiledClass,
+    class: &ConnectorClass,
+    connector: &Connector,
+    secret: Option<&SecretMaterial>,
+    secret_facts: &SecretFacts,
+    class_api_url: Option<&str>,
+    prober: &HttpProber,
+    trust: &TrustBundle,
+) -> (Option<ProbeOutcome>, Option<ProbeOutcome>) {
+    let target = ProbeTarget { connector, secret, class_api_url };
+    let liveness = if has_liveness_probe(class) {
+        run_probe(compiled, ProbeKind::Liveness, &target, prober, trust).await
+    } else {
+        None
+    };
+    let live = liveness.as_ref().is_none_or(|o| *o == ProbeOutcome::Passed);
+    let secret_ready = secret_condition(connector, class, secret_facts).status == TRUE;
+    let auth = if live && secret_ready && has_auth_probe(connector, class) {
+        run_probe(compiled, ProbeKind::Auth, &target, prober, trust).await
+    } else {
+        None
+    };
+    (liveness, auth)
+}

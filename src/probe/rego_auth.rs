@@ -1,0 +1,93 @@
+//! Rego policies of a class: compiled once (v1 syntax, else v0), and the auth
+//! generator evaluated per auth probe.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{Engine, Value};
+
+/// A compiled policy, ready to evaluate one rule. Evaluation runs on a clone of the
+/// prepared engine, bounded by regorus' cooperative execution timer.
+#[derive(Clone)]
+pub(crate) struct RegoPolicy {
+    engine: Engine,
+    rule: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RegoPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegoPolicy({})", self.rule)
+    }
+}
+
+impl RegoPolicy {
+    /// Compiles `source`, which must be `package {package}` and define `{rule}`. Rego
+    /// v1 is tried first, then v0 (rule bodies without `if`); the error reported is
+    /// the one of the syntax the policy seems to use.
+    pub(crate) fn compile(source: &str, package: &str, rule: &str, timeout: Duration) -> Result<RegoPolicy, String> {
+        let v1 = Self::compile_as(source, package, rule, timeout, false);
+        let v1_err = match v1 {
+            Ok(p) => return Ok(p),
+            Err(e) => e,
+        };
+        match Self::compile_as(source, package, rule, timeout, true) {
+            Ok(p) => Ok(p),
+            Err(v0_err) => {
+                // A policy written for v1 (with `if`/`contains` or `import rego.v1`)
+                // is best explained by the v1 parser, any other by the v0 one.
+                if looks_like_v1(source) { Err(v1_err) } else { Err(v0_err) }
+            }
+        }
+    }
+
+    fn compile_as(source: &str, package: &str, rule: &str, timeout: Duration, v0: bool) -> Result<RegoPolicy, String> {
+        let mut engine = Engine::new();
+        engine.set_rego_v0(v0);
+        engine.set_execution_timer_config(timer(timeout));
+        let found = engine
+            .add_policy("policy.rego".to_string(), source.to_string())
+            .map_err(|e| e.to_string())?;
+        let expected = format!("data.{package}");
+        if found != expected {
+            return Err(format!("the policy must be in package `{package}`, not `{}`", found.trim_start_matches("data.")));
+        }
+        let rule_path = format!("{expected}.{rule}");
+        let declared = engine
+            .has_declared_rule_rooted_at("policy.rego", &rule_path)
+            .map_err(|e| e.to_string())?;
+        if !declared {
+            return Err(format!("the policy must define the rule `{rule}` in package `{package}`"));
+        }
+        // Analyses the whole policy (unknown functions, unsafe variables, ...) and
+        // leaves the engine prepared, so clones evaluate without re-analysing.
+        engine
+            .compile_with_entrypoint(&rule_path.as_str().into())
+            .map_err(|e| e.to_string())?;
+        Ok(RegoPolicy { engine, rule: rule_path, timeout })
+    }
+
+    /// Evaluates the rule with `input`: `None` when it is undefined.
+    pub(crate) fn evaluate(&self, input: serde_json::Value) -> Result<Option<serde_json::Value>, String> {
+        let mut engine = self.engine.clone();
+        engine.set_execution_timer_config(timer(self.timeout));
+        engine.set_input(Value::from(input));
+        let value = engine.eval_rule(self.rule.clone()).map_err(|e| e.to_string())?;
+        if value == Value::Undefined {
+            return Ok(None);
+        }
+        serde_json::to_value(&value).map(Some).map_err(|e| e.to_string())
+    }
+}
+
+fn timer(limit: Duration) -> ExecutionTimerConfig {
+    ExecutionTimerConfig { limit, check_interval: NonZeroU32::MIN.saturating_add(63) }
+}
+
+fn looks_like_v1(source: &str) -> bool {
+    source.contains("import rego.v1")
+        || source
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .any(|w| w == "if" || w == "contains")
+}
