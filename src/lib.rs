@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod check;
+pub mod controller;
 pub mod observe;
 pub mod probe;
 pub mod status;

@@ -20,3 +20,149 @@
 //! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError}` with `as_str()`
 //! - `ProbeRequest::dedup_key()`: equal for identical liveness requests (method, URL,
 //!   headers, body, redirect flag), so Connectors can share one liveness request.
+
+mod cel_check;
+mod compile;
+mod http;
+mod judge;
+mod rego_auth;
+mod request;
+mod secret;
+mod settings;
+mod template;
+mod trust;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use crate::api::Connector;
+
+pub use compile::CompiledClass;
+pub use http::{HttpProber, HttpResponse};
+pub use request::{ProbeRequest, RequestHeader};
+pub use secret::SecretMaterial;
+pub use settings::ProbeSettings;
+pub use trust::{TrustBundle, TrustError, parse_pem_certs};
+
+/// Which probe: the class's `livenessProbe`, or the `authProbes[]` entry of the
+/// Connector's `spec.auth.name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Liveness,
+    Auth,
+}
+
+/// Why a probe failed; the condition reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Transport, DNS, TLS or timeout error.
+    ConnectionFailed,
+    /// The response was rejected (liveness, and API probes of either kind).
+    ProbeFailed,
+    /// The tool refused the credentials (auth probes).
+    AuthenticationFailed,
+    /// A template, the Rego generator or the CEL expression could not be evaluated.
+    ProbeError,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ConnectionFailed => "ConnectionFailed",
+            FailureReason::ProbeFailed => "ProbeFailed",
+            FailureReason::AuthenticationFailed => "AuthenticationFailed",
+            FailureReason::ProbeError => "ProbeError",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one probe. A message never holds a Secret value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Passed,
+    Failed { reason: FailureReason, message: String },
+}
+
+impl ProbeOutcome {
+    pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
+        ProbeOutcome::Failed { reason, message: message.into() }
+    }
+
+    pub fn is_passed(&self) -> bool {
+        matches!(self, ProbeOutcome::Passed)
+    }
+
+    pub fn reason(&self) -> Option<FailureReason> {
+        match self {
+            ProbeOutcome::Passed => None,
+            ProbeOutcome::Failed { reason, .. } => Some(*reason),
+        }
+    }
+
+    /// The failure message; empty when passed.
+    pub fn message(&self) -> &str {
+        match self {
+            ProbeOutcome::Passed => "",
+            ProbeOutcome::Failed { message, .. } => message,
+        }
+    }
+}
+
+/// What a probe is about: the Connector, its Secret (already read, same namespace,
+/// decoded) and the class's resolved API URL (`status.api.address.url`).
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeTarget<'a> {
+    pub connector: &'a Connector,
+    pub secret: Option<&'a SecretMaterial>,
+    pub class_api_url: Option<&'a str>,
+}
+
+impl<'a> ProbeTarget<'a> {
+    pub fn new(connector: &'a Connector) -> Self {
+        ProbeTarget { connector, secret: None, class_api_url: None }
+    }
+}
+
+/// Builds, sends and judges one probe. `None` when the class has no probe of that
+/// kind for the Connector.
+pub async fn run_probe(
+    class: &CompiledClass,
+    kind: ProbeKind,
+    target: &ProbeTarget<'_>,
+    prober: &HttpProber,
+    trust: &TrustBundle,
+) -> Option<ProbeOutcome> {
+    let request = match class.request(kind, target)? {
+        Ok(r) => r,
+        Err(outcome) => return Some(outcome),
+    };
+    let response = match prober.send(&request, trust).await {
+        Ok(r) => r,
+        Err(outcome) => return Some(outcome),
+    };
+    Some(class.judge(kind, &request, &response))
+}
+
+#[cfg(test)]
+mod static_checks {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        send_sync::<CompiledClass>();
+        send_sync::<ProbeRequest>();
+        send_sync::<HttpProber>();
+        send_sync::<TrustBundle>();
+        send_sync::<HttpResponse>();
+    }
+}

@@ -98,10 +98,12 @@ impl RedactorBuilder {
         }
     }
 
-    pub(crate) fn build(mut self) -> Redactor {
+    /// The redactor of the values added so far.
+    pub(crate) fn snapshot(&self) -> Redactor {
+        let mut values = self.values.clone();
         // Longest first, so a value containing another is replaced whole.
-        self.values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        Redactor { values: Arc::new(self.values) }
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        Redactor { values: Arc::new(values) }
     }
 }
 
@@ -156,7 +158,7 @@ mod tests {
         let mut b = RedactorBuilder::default();
         b.add("p@ss w\"rd");
         b.add("abc");
-        let r = b.build();
+        let r = b.snapshot();
         assert_eq!(r.scrub("x p@ss w\"rd y"), "x [redacted] y");
         assert_eq!(r.scrub("q=p%40ss+w%22rd"), "q=[redacted]");
         assert_eq!(r.scrub("String(\"p@ss w\\\"rd\")"), "String(\"[redacted]\")");

@@ -1,0 +1,293 @@
+//! [`HttpProber`]: sends one probe request (manual redirects, TLS trust, a total
+//! deadline, a body cap) and returns the response.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode};
+use tokio::time::Instant;
+use url::Url;
+
+use super::trust::TrustBundle;
+use super::{FailureReason, ProbeOutcome, ProbeRequest, ProbeSettings};
+
+/// A response as judged: status, headers, and the body read up to the cap.
+/// `Debug` shows header names and the body size only.
+#[derive(Clone, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body was longer than the cap and was cut there.
+    pub truncated: bool,
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.keys().map(|k| k.as_str()).collect();
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body", &format!("<{} bytes>", self.body.len()))
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+impl HttpResponse {
+    /// A response with a status, headers and a whole body (for tests and callers that
+    /// judge responses they obtained otherwise).
+    pub fn new(status: u16, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        HttpResponse { status, headers, body: body.into(), truncated: false }
+    }
+}
+
+/// Sends probe requests. Keeps one HTTP client per [`TrustBundle`] (by
+/// [`TrustBundle::id`]); cheap to clone (the clients are shared).
+#[derive(Clone)]
+pub struct HttpProber {
+    settings: ProbeSettings,
+    clients: Arc<Mutex<HashMap<u64, reqwest::Client>>>,
+}
+
+impl fmt::Debug for HttpProber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpProber").field("settings", &self.settings).finish()
+    }
+}
+
+/// Clients kept at most; past it the cache starts over (bundles change rarely).
+const MAX_CLIENTS: usize = 256;
+
+const STAGE_HEADERS: u8 = 0;
+const STAGE_BODY: u8 = 1;
+
+impl HttpProber {
+    pub fn new(settings: ProbeSettings) -> Self {
+        HttpProber { settings, clients: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub fn settings(&self) -> &ProbeSettings {
+        &self.settings
+    }
+
+    /// The client trusting the system roots plus `trust`, built once per bundle.
+    fn client(&self, trust: &TrustBundle) -> Result<reqwest::Client, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&trust.id()) {
+            return Ok(c.clone());
+        }
+        let client = build_client(trust, &self.settings)?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(trust.id(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends the request: redirects followed by hand (at most `max_redirects`, none
+    /// when the probe disables them; credential headers are not sent to another
+    /// host), all within the total deadline, the body read up to the cap. A transport
+    /// failure is `ConnectionFailed` with a Go-style message
+    /// `Get "https://host/path": <cause>`.
+    pub async fn send(&self, request: &ProbeRequest, trust: &TrustBundle) -> Result<HttpResponse, ProbeOutcome> {
+        let client = self.client(trust).map_err(|e| {
+            ProbeOutcome::failed(FailureReason::ConnectionFailed, format!("could not set up the HTTP client: {e}"))
+        })?;
+        let deadline = Instant::now() + self.settings.timeout;
+        let stage = AtomicU8::new(STAGE_HEADERS);
+        let current = Mutex::new(request.url.clone());
+        let method_now = Mutex::new(request.method.clone());
+        let exchange = self.exchange(&client, request, &stage, &current, &method_now);
+        let result = match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(r) => r,
+            Err(_) => {
+                let cause = if stage.load(Ordering::Relaxed) == STAGE_BODY {
+                    "context deadline exceeded (Client.Timeout or context cancellation while reading body)"
+                } else {
+                    "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                };
+                let url = current.lock().map(|u| u.clone()).unwrap_or_else(|e| e.into_inner().clone());
+                let method = method_now.lock().map(|m| m.clone()).unwrap_or_else(|e| e.into_inner().clone());
+                Err(go_error(&method, &url, cause))
+            }
+        };
+        result.map_err(|message| ProbeOutcome::failed(FailureReason::ConnectionFailed, request.scrub(&message)))
+    }
+
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        request: &ProbeRequest,
+        stage: &AtomicU8,
+        current: &Mutex<Url>,
+        method_now: &Mutex<Method>,
+    ) -> Result<HttpResponse, String> {
+        let origin = host_key(&request.url);
+        let mut url = request.url.clone();
+        let mut method = request.method.clone();
+        let mut body = request.body.clone();
+        let mut with_credentials = true;
+        let mut redirects = 0usize;
+        loop {
+            set(current, url.clone());
+            set(method_now, method.clone());
+            if host_key(&url) != origin && with_credentials {
+                with_credentials = false;
+                if request.body_is_credential {
+                    body = None;
+                }
+            }
+            let mut rb = client.request(method.clone(), url.clone());
+            for h in &request.headers {
+                if h.credential && !with_credentials {
+                    continue;
+                }
+                if body.is_none() && h.name == http::header::CONTENT_TYPE && request.body.is_some() {
+                    continue;
+                }
+                rb = rb.header(h.name.clone(), h.value.clone());
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            tracing::debug!(url = %request.scrub(url.as_str()), method = %method, "sending probe request");
+            let response = rb.send().await.map_err(|e| go_error(&method, &url, &cause(&e)))?;
+            let status = response.status();
+            if request.follow_redirects
+                && status.is_redirection()
+                && let Some(next) = location(&response, &url)
+            {
+                if redirects >= self.settings.max_redirects {
+                    return Err(go_error(
+                        &method,
+                        &next,
+                        &format!("stopped after {} redirects", self.settings.max_redirects),
+                    ));
+                }
+                redirects += 1;
+                // As Go does: 301/302/303 turn into a GET without body (but HEAD stays
+                // HEAD); 307/308 repeat the method and body.
+                if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER)
+                    && method != Method::HEAD
+                {
+                    method = Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            stage.store(STAGE_BODY, Ordering::Relaxed);
+            let headers = response.headers().clone();
+            let (body, truncated) = read_capped(response, self.settings.body_cap)
+                .await
+                .map_err(|e| go_error(&method, &url, &cause(&e)))?;
+            tracing::debug!(url = %request.scrub(url.as_str()), status = status.as_u16(), bytes = body.len(), truncated, "probe response");
+            return Ok(HttpResponse { status: status.as_u16(), headers, body, truncated });
+        }
+    }
+}
+
+fn set<T>(m: &Mutex<T>, v: T) {
+    match m.lock() {
+        Ok(mut g) => *g = v,
+        Err(e) => *e.into_inner() = v,
+    }
+}
+
+/// Host and port: credential headers go to the origin's host and port only.
+fn host_key(url: &Url) -> (String, Option<u16>) {
+    (url.host_str().unwrap_or_default().to_ascii_lowercase(), url.port_or_known_default())
+}
+
+fn location(response: &reqwest::Response, base: &Url) -> Option<Url> {
+    let loc = response.headers().get(http::header::LOCATION)?.to_str().ok()?;
+    let next = base.join(loc.trim()).ok()?;
+    matches!(next.scheme(), "http" | "https").then_some(next)
+}
+
+/// Reads the body up to `cap` bytes; past it the rest is not read.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<(Bytes, bool), reqwest::Error> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap.saturating_sub(buf.len());
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf.freeze(), true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), false))
+}
+
+/// Go's `url.Error` text: `Get "https://host/path": cause`.
+fn go_error(method: &Method, url: &Url, cause: &str) -> String {
+    let m = method.as_str();
+    let op = match m.split_at_checked(1) {
+        Some((first, rest)) => format!("{first}{}", rest.to_ascii_lowercase()),
+        None => m.to_string(),
+    };
+    format!("{op} \"{url}\": {cause}")
+}
+
+/// The cause of a transport error, worded close to Go's where it is recognised.
+fn cause(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    if e.is_timeout() {
+        return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_string();
+    }
+    let mut messages: Vec<String> = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_cause(tls);
+            }
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "connect: connection refused".to_string();
+            }
+        }
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return tls_cause(tls);
+        }
+        let text = s.to_string();
+        if !messages.iter().any(|m| m.contains(&text)) {
+            messages.push(text);
+        }
+        source = s.source();
+    }
+    if messages.is_empty() {
+        e.to_string()
+    } else {
+        messages.join(": ")
+    }
+}
+
+fn tls_cause(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => format!("tls: failed to verify certificate: {c:?}"),
+        other => format!("tls: {other}"),
+    }
+}
+
+/// A client trusting the system roots plus the bundle, with rustls on the `ring`
+/// provider, no automatic redirects and no proxy.
+fn build_client(trust: &TrustBundle, settings: &ProbeSettings) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(trust.root_store())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(settings.timeout)
+        .user_agent(concat!("connectors-operator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
