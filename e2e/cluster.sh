@@ -52,6 +52,7 @@ build() {
   mkdir -p "$CACHE/$key"
   local tmp start=$SECONDS
   tmp="$(mktemp -d "$CACHE/$key/bin.tmp.XXXXXX")"
+  chmod 755 "$tmp"
   # Version stamps as upstream's build sets them (kubectl version, /version).
   local ver V=k8s.io/component-base/version
   ver="$(grep -Eo 'k8s\.io/kubernetes v[0-9]+\.[0-9]+\.[0-9]+' "$CP/go.mod" | head -1 | cut -d' ' -f2)"

@@ -5,17 +5,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 
 use crate::api::{Connector, ConnectorClass, ConnectorStatus, KReference};
-use crate::observe::{ca_bundle_from_secret, reachability, run_connector_probes, secret_facts, secret_lookup, secret_material};
+use crate::observe::{
+    ca_bundle_from_secret, reachability, run_connector_probes, secret_facts, secret_lookup,
+    secret_material,
+};
 use crate::probe::{HttpProber, ProbeSettings, TrustBundle};
 use crate::status::address::{Resolution, resolve};
 use crate::status::class::{AddressFacts, ClassFacts as ClassStatusFacts, decide_class_status};
-use crate::status::connector::{CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status};
+use crate::status::connector::{
+    CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
+};
 use crate::validation::{validate_against_class, validate_class, validate_connector};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -28,9 +31,16 @@ pub enum Output {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: document {index}: {message}")]
-    Parse { path: PathBuf, index: usize, message: String },
+    Parse {
+        path: PathBuf,
+        index: usize,
+        message: String,
+    },
     #[error("no Connector found in the given files")]
     NoConnector,
     #[error("encoding output: {0}")]
@@ -57,26 +67,52 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
         } else {
             std::fs::read_to_string(path)
         }
-        .map_err(|source| CheckError::Read { path: path.clone(), source })?;
+        .map_err(|source| CheckError::Read {
+            path: path.clone(),
+            source,
+        })?;
         for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let parse_error = |message: String| CheckError::Parse { path: path.clone(), index: index + 1, message };
-            let value = serde_yaml::Value::deserialize(document).map_err(|e| parse_error(e.to_string()))?;
-            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+            let parse_error = |message: String| CheckError::Parse {
+                path: path.clone(),
+                index: index + 1,
+                message,
+            };
+            let value =
+                serde_yaml::Value::deserialize(document).map_err(|e| parse_error(e.to_string()))?;
+            let kind = value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+                .to_string();
             match kind.as_str() {
                 "ConnectorClass" => {
-                    let class: ConnectorClass = serde_yaml::from_value(value).map_err(|e| parse_error(format!("ConnectorClass: {e}")))?;
-                    docs.classes.insert(class.metadata.name.clone().unwrap_or_default(), class);
+                    let class: ConnectorClass = serde_yaml::from_value(value)
+                        .map_err(|e| parse_error(format!("ConnectorClass: {e}")))?;
+                    docs.classes
+                        .insert(class.metadata.name.clone().unwrap_or_default(), class);
                 }
                 "Connector" => {
-                    let mut connector: Connector = serde_yaml::from_value(value).map_err(|e| parse_error(format!("Connector: {e}")))?;
-                    connector.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
+                    let mut connector: Connector = serde_yaml::from_value(value)
+                        .map_err(|e| parse_error(format!("Connector: {e}")))?;
+                    connector
+                        .metadata
+                        .namespace
+                        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
                     docs.connectors.push(connector);
                 }
                 "Secret" => {
                     // Errors from Secret parsing never quote the document (it holds values).
-                    let secret: Secret = serde_yaml::from_value(value).map_err(|_| parse_error("Secret: invalid Secret document".into()))?;
-                    let ns = secret.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-                    docs.secrets.insert((ns, secret.metadata.name.clone().unwrap_or_default()), secret);
+                    let secret: Secret = serde_yaml::from_value(value)
+                        .map_err(|_| parse_error("Secret: invalid Secret document".into()))?;
+                    let ns = secret
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+                    docs.secrets.insert(
+                        (ns, secret.metadata.name.clone().unwrap_or_default()),
+                        secret,
+                    );
                 }
                 _ => {}
             }
@@ -89,15 +125,20 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
 }
 
 /// Without a cluster a Service ref cannot be looked up; absolute URIs are checked.
-async fn offline_address(field: &str, reference: Option<&KReference>, uri: Option<&str>, prober: &HttpProber) -> AddressFacts {
+async fn offline_address(
+    field: &str,
+    reference: Option<&KReference>,
+    uri: Option<&str>,
+    prober: &HttpProber,
+) -> AddressFacts {
     match resolve(field, reference, uri, None, "cluster.local") {
         Resolution::Resolved(url) => {
             let reachable = Some(reachability(prober, &url, &TrustBundle::empty()).await);
             AddressFacts::Resolved { url, reachable }
         }
-        Resolution::Unresolved(_) if reference.is_some() => {
-            AddressFacts::NotChecked(format!("{field}.ref is a Service: check runs without a cluster and does not resolve it"))
-        }
+        Resolution::Unresolved(_) if reference.is_some() => AddressFacts::NotChecked(format!(
+            "{field}.ref is a Service: check runs without a cluster and does not resolve it"
+        )),
         Resolution::Unresolved(why) => AddressFacts::Unresolved(why),
     }
 }
@@ -105,21 +146,33 @@ async fn offline_address(field: &str, reference: Option<&KReference>, uri: Optio
 /// Computes the status of every Connector in `docs`, probing for real.
 pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector, ConnectorStatus)> {
     let prober = HttpProber::new(settings);
-    let now = Time(Utc::now());
+    let now = crate::controller::now();
     let mut classes = BTreeMap::new();
     for (name, class) in &docs.classes {
         let compiled = validate_class(class);
         let spec_errors = compiled.as_ref().err().cloned().unwrap_or_default();
         let api = match &class.spec.api {
             None => AddressFacts::Absent,
-            Some(api) => offline_address("spec.api", api.ref_.as_ref(), api.uri.as_deref(), &prober).await,
+            Some(api) => {
+                offline_address("spec.api", api.ref_.as_ref(), api.uri.as_deref(), &prober).await
+            }
         };
         let proxy = match &class.spec.proxy {
             None => AddressFacts::Absent,
-            Some(p) => offline_address("spec.proxy", p.ref_.as_ref(), p.uri.as_deref(), &prober).await,
+            Some(p) => {
+                offline_address("spec.proxy", p.ref_.as_ref(), p.uri.as_deref(), &prober).await
+            }
         };
         let api_url = api.url().map(str::to_string);
-        let status = decide_class_status(&ClassStatusFacts { class, api, proxy, spec_errors: &spec_errors }, &now);
+        let status = decide_class_status(
+            &ClassStatusFacts {
+                class,
+                api,
+                proxy,
+                spec_errors: &spec_errors,
+            },
+            &now,
+        );
         let mut observed = class.clone();
         observed.status = Some(status);
         classes.insert(name.clone(), (observed, compiled, api_url));
@@ -130,19 +183,35 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
         let namespace = connector.metadata.namespace.clone().unwrap_or_default();
         let lookup = secret_lookup(connector);
         let material = match &lookup {
-            crate::observe::SecretLookup::InOwnNamespace(name) => {
-                docs.secrets.get(&(namespace.clone(), name.clone())).map(secret_material)
-            }
+            crate::observe::SecretLookup::InOwnNamespace(name) => docs
+                .secrets
+                .get(&(namespace.clone(), name.clone()))
+                .map(secret_material),
             _ => None,
         };
         let secret = secret_facts(&lookup, material.as_ref());
         let (ca, trust) = match connector.spec.ca_cert_secret_ref.as_ref() {
             None => (CaFacts::NoRef, TrustBundle::empty()),
             Some(r) => match docs.secrets.get(&(namespace.clone(), r.name.clone())) {
-                None => (CaFacts::NotFound { name: r.name.clone() }, TrustBundle::empty()),
+                None => (
+                    CaFacts::NotFound {
+                        name: r.name.clone(),
+                    },
+                    TrustBundle::empty(),
+                ),
                 Some(s) => match ca_bundle_from_secret(s) {
-                    Ok(bundle) => (CaFacts::Valid { name: r.name.clone() }, bundle),
-                    Err(()) => (CaFacts::Invalid { name: r.name.clone() }, TrustBundle::empty()),
+                    Ok(bundle) => (
+                        CaFacts::Valid {
+                            name: r.name.clone(),
+                        },
+                        bundle,
+                    ),
+                    Err(()) => (
+                        CaFacts::Invalid {
+                            name: r.name.clone(),
+                        },
+                        TrustBundle::empty(),
+                    ),
                 },
             },
         };
@@ -150,8 +219,12 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
         let mut liveness = None;
         let mut auth = None;
         let class_facts = match classes.get(class_name) {
-            None => ClassFacts::NotFound { name: class_name.clone() },
-            Some((_, Err(errors), _)) => ClassFacts::Invalid { message: crate::validation::join_errors(errors) },
+            None => ClassFacts::NotFound {
+                name: class_name.clone(),
+            },
+            Some((_, Err(errors), _)) => ClassFacts::Invalid {
+                message: crate::validation::join_errors(errors),
+            },
             Some((class, Ok(compiled), api_url)) => {
                 let mut errors = validate_connector(connector);
                 errors.extend(validate_against_class(connector, class));
@@ -194,7 +267,10 @@ pub fn is_ready(status: &ConnectorStatus) -> bool {
 }
 
 /// Renders results like `kubectl describe` does for conditions, or as YAML/JSON.
-pub fn render(results: &[(Connector, ConnectorStatus)], output: Output) -> Result<String, CheckError> {
+pub fn render(
+    results: &[(Connector, ConnectorStatus)],
+    output: Output,
+) -> Result<String, CheckError> {
     let named: Vec<serde_json::Value> = results
         .iter()
         .map(|(c, status)| {
@@ -206,8 +282,12 @@ pub fn render(results: &[(Connector, ConnectorStatus)], output: Output) -> Resul
         })
         .collect();
     match output {
-        Output::Json => serde_json::to_string_pretty(&named).map_err(|e| CheckError::Encode(e.to_string())),
-        Output::Yaml => serde_yaml::to_string(&named).map_err(|e| CheckError::Encode(e.to_string())),
+        Output::Json => {
+            serde_json::to_string_pretty(&named).map_err(|e| CheckError::Encode(e.to_string()))
+        }
+        Output::Yaml => {
+            serde_yaml::to_string(&named).map_err(|e| CheckError::Encode(e.to_string()))
+        }
         Output::Describe => Ok(describe(results)),
     }
 }
@@ -215,21 +295,54 @@ pub fn render(results: &[(Connector, ConnectorStatus)], output: Output) -> Resul
 fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
     let mut out = String::new();
     for (connector, status) in results {
-        let _ = writeln!(out, "Name:         {}", connector.metadata.name.as_deref().unwrap_or_default());
-        let _ = writeln!(out, "Namespace:    {}", connector.metadata.namespace.as_deref().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "Name:         {}",
+            connector.metadata.name.as_deref().unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "Namespace:    {}",
+            connector.metadata.namespace.as_deref().unwrap_or_default()
+        );
         let _ = writeln!(out, "Class:        {}", connector.spec.connector_class_name);
-        let _ = writeln!(out, "Address:      {}", connector.spec.address.as_deref().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "Address:      {}",
+            connector.spec.address.as_deref().unwrap_or_default()
+        );
         let _ = writeln!(out, "Conditions:");
         let rows: Vec<[&str; 4]> = status
             .conditions
             .iter()
-            .map(|c| [c.type_.as_str(), c.status.as_str(), c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or("")])
+            .map(|c| {
+                [
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message.as_deref().unwrap_or(""),
+                ]
+            })
             .collect();
         let header = ["Type", "Status", "Reason", "Message"];
-        let width = |i: usize| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0);
+        let width = |i: usize| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        };
         let (w0, w1, w2) = (width(0), width(1), width(2));
-        let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", header[0], header[1], header[2], header[3]);
-        let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", "----", "------", "------", "-------");
+        let _ = writeln!(
+            out,
+            "  {:w0$}  {:w1$}  {:w2$}  {}",
+            header[0], header[1], header[2], header[3]
+        );
+        let _ = writeln!(
+            out,
+            "  {:w0$}  {:w1$}  {:w2$}  {}",
+            "----", "------", "------", "-------"
+        );
         for r in rows {
             let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
         }

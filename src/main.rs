@@ -63,16 +63,31 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Run { probe_interval, probe_timeout, body_cap, cluster_domain, namespace } => {
-            tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+        Command::Run {
+            probe_interval,
+            probe_timeout,
+            body_cap,
+            cluster_domain,
+            namespace,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .init();
             let settings = connectors_operator::controller::Settings {
-                probe: ProbeSettings { timeout: Duration::from_secs(probe_timeout), body_cap, ..ProbeSettings::default() },
+                probe: ProbeSettings {
+                    timeout: Duration::from_secs(probe_timeout),
+                    body_cap,
+                    ..ProbeSettings::default()
+                },
                 probe_interval: Duration::from_secs(probe_interval),
                 min_backoff: Duration::from_secs(10).min(Duration::from_secs(probe_interval)),
                 cluster_domain,
                 namespace,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
@@ -85,13 +100,23 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Command::Check { files, output, probe_timeout } => {
-            let settings = ProbeSettings { timeout: Duration::from_secs(probe_timeout), ..ProbeSettings::default() };
+        Command::Check {
+            files,
+            output,
+            probe_timeout,
+        } => {
+            let settings = ProbeSettings {
+                timeout: Duration::from_secs(probe_timeout),
+                ..ProbeSettings::default()
+            };
             let docs = match check::read_documents(&files) {
                 Ok(docs) => docs,
                 Err(e) => return fail(e),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
@@ -100,7 +125,11 @@ fn main() -> ExitCode {
                 Ok(text) => print!("{text}"),
                 Err(e) => return fail(e),
             }
-            if results.iter().all(|(_, status)| check::is_ready(status)) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if results.iter().all(|(_, status)| check::is_ready(status)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::{Connector, ConnectorClass};
-use crate::probe::{CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeTarget, SecretMaterial, TrustBundle, run_probe};
+use crate::probe::{
+    CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeTarget, SecretMaterial, TrustBundle,
+    run_probe,
+};
 use crate::status::conditions::TRUE;
 use crate::status::connector::{SecretFacts, has_auth_probe, has_liveness_probe, secret_condition};
 
@@ -22,7 +25,9 @@ pub enum SecretLookup {
 }
 
 pub fn secret_lookup(connector: &Connector) -> SecretLookup {
-    let Some(reference) = connector.secret_ref() else { return SecretLookup::None };
+    let Some(reference) = connector.secret_ref() else {
+        return SecretLookup::None;
+    };
     let own = connector.metadata.namespace.as_deref().unwrap_or_default();
     match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         Some(ns) if ns != own => SecretLookup::CrossNamespace(ns.to_string()),
@@ -56,7 +61,9 @@ pub fn secret_material(secret: &Secret) -> SecretMaterial {
 pub fn secret_facts(lookup: &SecretLookup, found: Option<&SecretMaterial>) -> SecretFacts {
     match (lookup, found) {
         (SecretLookup::None, _) => SecretFacts::NotReferenced,
-        (SecretLookup::CrossNamespace(ns), _) => SecretFacts::CrossNamespace { namespace: ns.clone() },
+        (SecretLookup::CrossNamespace(ns), _) => SecretFacts::CrossNamespace {
+            namespace: ns.clone(),
+        },
         (SecretLookup::InOwnNamespace(name), None) => SecretFacts::NotFound { name: name.clone() },
         (SecretLookup::InOwnNamespace(name), Some(m)) => SecretFacts::Found {
             name: name.clone(),
@@ -73,14 +80,22 @@ pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, ()> {
         .data
         .iter()
         .flatten()
-        .filter(|(k, v)| k.ends_with(".crt") || k.ends_with(".pem") || v.0.windows(11).any(|w| w == b"-----BEGIN "))
+        .filter(|(k, v)| {
+            k.ends_with(".crt")
+                || k.ends_with(".pem")
+                || v.0.windows(11).any(|w| w == b"-----BEGIN ")
+        })
         .map(|(_, v)| v.0.clone())
         .collect();
     if pems.is_empty() {
         return Err(());
     }
     let bundle = TrustBundle::from_pems(pems.iter()).map_err(|_| ())?;
-    if bundle.is_empty() { Err(()) } else { Ok(bundle) }
+    if bundle.is_empty() {
+        Err(())
+    } else {
+        Ok(bundle)
+    }
 }
 
 /// Runs the liveness probe, then the auth probe when the tool is live and the Secret
@@ -96,7 +111,11 @@ pub async fn run_connector_probes(
     prober: &HttpProber,
     trust: &TrustBundle,
 ) -> (Option<ProbeOutcome>, Option<ProbeOutcome>) {
-    let target = ProbeTarget { connector, secret, class_api_url };
+    let target = ProbeTarget {
+        connector,
+        secret,
+        class_api_url,
+    };
     let liveness = if has_liveness_probe(class) {
         run_probe(compiled, ProbeKind::Liveness, &target, prober, trust).await
     } else {
@@ -110,4 +129,19 @@ pub async fn run_connector_probes(
         None
     };
     (liveness, auth)
+}
+
+/// Reachability of a class's API or proxy address: any HTTP response counts (this is
+/// reachability, not health); a transport error gives its message.
+pub async fn reachability(
+    prober: &HttpProber,
+    url: &str,
+    trust: &TrustBundle,
+) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let request = crate::probe::ProbeRequest::reachability(parsed);
+    match prober.send(&request, trust).await {
+        Ok(_) => Ok(()),
+        Err(outcome) => Err(outcome.message().to_string()),
+    }
 }

@@ -58,7 +58,11 @@ where
 {
     let mut cmd = Command::new(kubectl_bin());
     cmd.args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -66,7 +70,8 @@ where
     if let Some(input) = stdin {
         // Drop the handle after writing so kubectl sees EOF.
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes()).expect("write kubectl stdin");
+        pipe.write_all(input.as_bytes())
+            .expect("write kubectl stdin");
     }
     child.wait_with_output().expect("wait for kubectl")
 }
@@ -100,7 +105,9 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    args.into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect()
+    args.into_iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn expect_ok(args: &[String], out: Output) -> String {
@@ -148,7 +155,11 @@ where
 
 /// `-n NS` arguments; an empty namespace means cluster-scoped / none.
 fn ns_args(ns: &str) -> Vec<String> {
-    if ns.is_empty() { vec![] } else { vec!["-n".into(), ns.into()] }
+    if ns.is_empty() {
+        vec![]
+    } else {
+        vec!["-n".into(), ns.into()]
+    }
 }
 
 /// Server-side applies one or more YAML documents in namespace `ns` (empty for
@@ -156,7 +167,15 @@ fn ns_args(ns: &str) -> Vec<String> {
 pub fn apply_yaml(ns: &str, yaml: &str) -> String {
     let mut args = ns_args(ns);
     args.extend(
-        ["apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"].map(String::from),
+        [
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=e2e",
+            "-f",
+            "-",
+        ]
+        .map(String::from),
     );
     let out = kubectl_stdin(&args, yaml);
     if !out.status.success() {
@@ -175,7 +194,8 @@ pub fn get_json(ns: &str, resource: &str, name: &str) -> Value {
     let mut args = ns_args(ns);
     args.extend(["get", resource, name, "-o", "json"].map(String::from));
     let out = kubectl_ok(&args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{}` printed invalid JSON ({e}): {out}", show(&args)))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("`{}` printed invalid JSON ({e}): {out}", show(&args)))
 }
 
 /// Gets an object as JSON, `Ok(None)` if it does not exist, `Err(stderr)` on
@@ -186,12 +206,18 @@ pub fn try_get_json(ns: &str, resource: &str, name: &str) -> Result<Option<Value
     let out = kubectl(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!("`{}`: {}", show(&args), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "`{}`: {}",
+            show(&args),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     if stdout.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&stdout).map(Some).map_err(|e| format!("invalid JSON ({e}): {stdout}"))
+    serde_json::from_str(&stdout)
+        .map(Some)
+        .map_err(|e| format!("invalid JSON ({e}): {stdout}"))
 }
 
 /// `kubectl describe` output (or the error), for failure messages.
@@ -199,7 +225,11 @@ pub fn describe(ns: &str, resource: &str, name: &str) -> String {
     let mut args = ns_args(ns);
     args.extend(["describe", resource, name].map(String::from));
     let out = kubectl(&args);
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// `kubectl wait --for=...`; `condition` is a condition type (`Ready`,
@@ -293,17 +323,43 @@ impl fmt::Display for TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let ev = raw_kubectl(["get", "events", "-n", &self.name, "--sort-by=.lastTimestamp"], None);
-            eprintln!("--- events in {} ---\n{}", self.name, String::from_utf8_lossy(&ev.stdout));
+            let ev = raw_kubectl(
+                [
+                    "get",
+                    "events",
+                    "-n",
+                    &self.name,
+                    "--sort-by=.lastTimestamp",
+                ],
+                None,
+            );
+            eprintln!(
+                "--- events in {} ---\n{}",
+                self.name,
+                String::from_utf8_lossy(&ev.stdout)
+            );
         }
         if std::env::var_os("E2E_KEEP_NAMESPACES").is_some() {
             eprintln!("e2e: keeping namespace {}", self.name);
             return;
         }
         // No panic in drop: a failed delete only leaks a namespace.
-        let out = raw_kubectl(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"], None);
+        let out = raw_kubectl(
+            [
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ],
+            None,
+        );
         if !out.status.success() {
-            eprintln!("e2e: deleting namespace {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "e2e: deleting namespace {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -338,13 +394,19 @@ pub fn sa_kubeconfig(ns: &str, sa: &str) -> PathBuf {
 /// `controller-manager` or `all`) with the same flags and data, waiting until
 /// it is ready. Only for the local cluster of `e2e/cluster.sh`; panics on kind.
 pub fn restart_control_plane(component: &str) {
-    let dir = std::env::var("E2E_DIR")
-        .unwrap_or_else(|_| panic!("restart_control_plane needs the local cluster of e2e/cluster.sh (E2E_DIR unset)"));
+    let dir = std::env::var("E2E_DIR").unwrap_or_else(|_| {
+        panic!("restart_control_plane needs the local cluster of e2e/cluster.sh (E2E_DIR unset)")
+    });
     let out = Command::new("localcluster")
         .args(["restart", "--dir", &dir, component])
         .output()
-        .unwrap_or_else(|e| panic!("run localcluster (from e2e/cluster.sh's bin dir on PATH): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("run localcluster (from e2e/cluster.sh's bin dir on PATH): {e}")
+        });
     if !out.status.success() {
-        panic!("localcluster restart {component} failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "localcluster restart {component} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -21,9 +21,18 @@ use super::{Context, Error};
 pub const MANAGER: &str = "connectors-operator";
 
 pub async fn reconcile(class: Arc<ConnectorClass>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = class.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let name = class
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
     let compiled = ctx.compiled(&class);
-    let spec_errors = compiled.as_ref().as_ref().err().cloned().unwrap_or_default();
+    let spec_errors = compiled
+        .as_ref()
+        .as_ref()
+        .err()
+        .cloned()
+        .unwrap_or_default();
     let api = match &class.spec.api {
         None => AddressFacts::Absent,
         Some(api) => address_facts(&ctx, "spec.api", api.ref_.as_ref(), api.uri.as_deref()).await?,
@@ -32,12 +41,27 @@ pub async fn reconcile(class: Arc<ConnectorClass>, ctx: Arc<Context>) -> Result<
         None => AddressFacts::Absent,
         Some(p) => address_facts(&ctx, "spec.proxy", p.ref_.as_ref(), p.uri.as_deref()).await?,
     };
-    let status = decide_class_status(&ClassFacts { class: &class, api, proxy, spec_errors: &spec_errors }, &super::now());
+    let status = decide_class_status(
+        &ClassFacts {
+            class: &class,
+            api,
+            proxy,
+            spec_errors: &spec_errors,
+        },
+        &super::now(),
+    );
     let healthy = find_condition(&status.conditions, "Ready").is_some_and(|c| c.status == "True");
     if class.status.as_ref() != Some(&status) {
-        apply_status(&Api::<ConnectorClass>::all(ctx.client.clone()), &name, &status).await?;
+        apply_status(
+            &Api::<ConnectorClass>::all(ctx.client.clone()),
+            &name,
+            &status,
+        )
+        .await?;
     }
-    Ok(Action::requeue(ctx.next_check(&format!("class/{name}"), healthy)))
+    Ok(Action::requeue(
+        ctx.next_check(&format!("class/{name}"), healthy),
+    ))
 }
 
 /// Resolves an address (looking the Service up) and checks that it answers.
@@ -49,23 +73,40 @@ async fn address_facts(
 ) -> Result<AddressFacts, Error> {
     let service = match reference.and_then(|r| service_key(r).ok()) {
         Some((namespace, name)) => {
-            let found = Api::<Service>::namespaced(ctx.client.clone(), &namespace).get_opt(&name).await?;
+            let found = Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&name)
+                .await?;
             Some(found.map(|svc| first_port(&svc)))
         }
         None => None,
     };
-    Ok(match resolve(field, reference, uri, service.as_ref().map(Option::as_ref), &ctx.settings.cluster_domain) {
-        Resolution::Resolved(url) => {
-            let reachable = Some(reachability(&ctx.prober, &url, &TrustBundle::empty()).await);
-            AddressFacts::Resolved { url, reachable }
-        }
-        Resolution::Unresolved(why) => AddressFacts::Unresolved(why),
-    })
+    Ok(
+        match resolve(
+            field,
+            reference,
+            uri,
+            service.as_ref().map(Option::as_ref),
+            &ctx.settings.cluster_domain,
+        ) {
+            Resolution::Resolved(url) => {
+                let reachable = Some(reachability(&ctx.prober, &url, &TrustBundle::empty()).await);
+                AddressFacts::Resolved { url, reachable }
+            }
+            Resolution::Unresolved(why) => AddressFacts::Unresolved(why),
+        },
+    )
 }
 
 fn first_port(service: &Service) -> ServicePort {
-    let port = service.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p.first());
-    ServicePort { port: port.map(|p| p.port), name: port.and_then(|p| p.name.clone()) }
+    let port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first());
+    ServicePort {
+        port: port.map(|p| p.port),
+        name: port.and_then(|p| p.name.clone()),
+    }
 }
 
 /// Writes `.status` with server-side apply, so fields the operator no longer sets are
@@ -80,7 +121,12 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 

@@ -63,12 +63,21 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, settings: Settings) -> Self {
         let prober = HttpProber::new(settings.probe.clone());
-        Context { client, settings, prober, compiled: Mutex::default(), failures: Mutex::default() }
+        Context {
+            client,
+            settings,
+            prober,
+            compiled: Mutex::default(),
+            failures: Mutex::default(),
+        }
     }
 
     /// The compiled class for its current generation, compiling it once.
     pub fn compiled(&self, class: &crate::api::ConnectorClass) -> CompiledEntry {
-        let key = (class.metadata.uid.clone().unwrap_or_default(), class.metadata.generation.unwrap_or_default());
+        let key = (
+            class.metadata.uid.clone().unwrap_or_default(),
+            class.metadata.generation.unwrap_or_default(),
+        );
         if let Ok(cache) = self.compiled.lock() {
             if let Some(entry) = cache.get(&key) {
                 return entry.clone();
@@ -98,15 +107,21 @@ impl Context {
             }
             Err(_) => 0,
         };
-        backoff_delay(failures, self.settings.min_backoff, self.settings.probe_interval, rand::rng().random_range(-0.1..=0.1))
+        backoff_delay(
+            failures,
+            self.settings.min_backoff,
+            self.settings.probe_interval,
+            rand::rng().random_range(-0.1..=0.1),
+        )
     }
 }
 
 /// Now, to the second: stored times have second precision, so comparing a fresh
 /// status with the stored one stays exact.
 pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    use chrono::{SubsecRound, Utc};
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Utc::now().trunc_subsecs(0))
+    use k8s_openapi::jiff::{Timestamp, Unit};
+    let now = Timestamp::now();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now.round(Unit::Second).unwrap_or(now))
 }
 
 /// Runs both controllers until a shutdown signal.
@@ -114,47 +129,72 @@ pub async fn run(client: Client, settings: Settings) {
     use futures::StreamExt;
     use k8s_openapi::api::core::v1::{Secret, Service};
     use kube::api::Api;
+    use kube::core::PartialObjectMeta;
     use kube::runtime::reflector::ObjectRef;
-    use kube::runtime::{Controller, metadata_watcher, watcher, WatchStreamExt};
+    use kube::runtime::{Controller, WatchStreamExt, watcher};
 
     use crate::api::{Connector, ConnectorClass};
 
     let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
-    let classes = Controller::new(Api::<ConnectorClass>::all(client.clone()), watcher::Config::default())
-        .shutdown_on_signal()
-        .run(class::reconcile, error_policy_class, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+    let classes = Controller::new(
+        Api::<ConnectorClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(class::reconcile, error_policy_class, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
 
-    let connectors = Controller::new(Api::<Connector>::all(client.clone()), watcher::Config::default());
+    let connectors = Controller::new(
+        Api::<Connector>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let store = connectors.store();
     let by_class = store.clone();
     let by_secret = store;
     let operator_namespace = settings.namespace.clone();
-    let secret_events = metadata_watcher(Api::<Secret>::all(client.clone()), watcher::Config::default()).touched_objects();
+    let secret_events = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .touched_objects();
     let connectors = connectors
-        .owns(Api::<Service>::all(client.clone()), watcher::Config::default().labels(connector::CONNECTOR_LABEL))
-        .watches(Api::<ConnectorClass>::all(client.clone()), watcher::Config::default(), move |class| {
-            let name = class.metadata.name.clone().unwrap_or_default();
-            by_class
-                .state()
-                .into_iter()
-                .filter(|c| c.spec.connector_class_name == name)
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
-        })
+        .owns(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default().labels(connector::CONNECTOR_LABEL),
+        )
+        .watches(
+            Api::<ConnectorClass>::all(client.clone()),
+            watcher::Config::default(),
+            move |class| {
+                let name = class.metadata.name.clone().unwrap_or_default();
+                by_class
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.spec.connector_class_name == name)
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches_stream(secret_events, move |secret| {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
             let global = namespace == operator_namespace
-                && secret.metadata.labels.as_ref().and_then(|l| l.get(crate::observe::GLOBAL_CA_LABEL)).is_some();
+                && secret
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::observe::GLOBAL_CA_LABEL))
+                    .is_some();
             by_secret
                 .state()
                 .into_iter()
                 .filter(|c| {
                     global
                         || (c.metadata.namespace.as_deref() == Some(namespace.as_str())
-                            && (c.secret_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
-                                || c.spec.ca_cert_secret_ref.as_ref().map(|r| r.name.as_str()) == Some(name.as_str())))
+                            && (c.secret_ref().and_then(|r| r.name.as_deref())
+                                == Some(name.as_str())
+                                || c.spec.ca_cert_secret_ref.as_ref().map(|r| r.name.as_str())
+                                    == Some(name.as_str())))
                 })
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
@@ -165,17 +205,30 @@ pub async fn run(client: Client, settings: Settings) {
     futures::join!(classes, connectors);
 }
 
-fn error_policy_class(class: Arc<crate::api::ConnectorClass>, error: &Error, ctx: Arc<Context>) -> kube::runtime::controller::Action {
+fn error_policy_class(
+    class: Arc<crate::api::ConnectorClass>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
     tracing::warn!(class = class.metadata.name.as_deref().unwrap_or_default(), error = %error, kind = error.metric_label(), "reconcile failed");
-    let key = format!("class/{}", class.metadata.name.as_deref().unwrap_or_default());
+    let key = format!(
+        "class/{}",
+        class.metadata.name.as_deref().unwrap_or_default()
+    );
     kube::runtime::controller::Action::requeue(ctx.next_check(&key, false))
 }
 
-fn error_policy_connector(connector: Arc<crate::api::Connector>, error: &Error, ctx: Arc<Context>) -> kube::runtime::controller::Action {
+fn error_policy_connector(
+    connector: Arc<crate::api::Connector>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
     let name = connector.metadata.name.as_deref().unwrap_or_default();
     tracing::warn!(namespace, name, error = %error, kind = error.metric_label(), "reconcile failed");
-    kube::runtime::controller::Action::requeue(ctx.next_check(&format!("connector/{namespace}/{name}"), false))
+    kube::runtime::controller::Action::requeue(
+        ctx.next_check(&format!("connector/{namespace}/{name}"), false),
+    )
 }
 
 /// Pure schedule: `failures == 0` gives the interval; otherwise min * 2^(n-1) capped at
@@ -198,7 +251,9 @@ mod tests {
     fn backoff_doubles_up_to_the_interval() {
         let min = Duration::from_secs(10);
         let interval = Duration::from_secs(300);
-        let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n, min, interval, 0.0).as_secs()).collect();
+        let delays: Vec<u64> = (0..8)
+            .map(|n| backoff_delay(n, min, interval, 0.0).as_secs())
+            .collect();
         assert_eq!(delays, [300, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff_delay(0, min, interval, 0.1).as_secs(), 330);
     }

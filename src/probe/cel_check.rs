@@ -49,7 +49,7 @@ pub(crate) enum CelVerdict {
 
 impl CelCheck {
     pub(crate) fn compile(source: &str) -> Result<CelCheck, String> {
-        let program = ENV.compile(source).map_err(|e| e.to_string())?;
+        let program = ENV.compile(source).map_err(|e| one_line(&e.to_string()))?;
         Ok(CelCheck { program })
     }
 
@@ -101,10 +101,17 @@ fn response_value(r: &HttpResponse) -> Value {
     };
     let mut fields: HashMap<Key, Value> = HashMap::with_capacity(4);
     fields.insert(key("statusCode"), Value::Int(i64::from(r.status)));
-    fields.insert(key("headers"), Value::Map(Map { map: Arc::new(headers) }));
+    fields.insert(
+        key("headers"),
+        Value::Map(Map {
+            map: Arc::new(headers),
+        }),
+    );
     fields.insert(key("body"), body);
     fields.insert(key("bodyString"), string(body_string));
-    Value::Map(Map { map: Arc::new(fields) })
+    Value::Map(Map {
+        map: Arc::new(fields),
+    })
 }
 
 fn json_to_cel(v: serde_json::Value) -> Value {
@@ -121,9 +128,15 @@ fn json_to_cel(v: serde_json::Value) -> Value {
             }
         }
         serde_json::Value::String(s) => string(s),
-        serde_json::Value::Array(a) => Value::List(Arc::new(a.into_iter().map(json_to_cel).collect())),
+        serde_json::Value::Array(a) => {
+            Value::List(Arc::new(a.into_iter().map(json_to_cel).collect()))
+        }
         serde_json::Value::Object(o) => Value::Map(Map {
-            map: Arc::new(o.into_iter().map(|(k, v)| (Key::String(Arc::new(k)), json_to_cel(v))).collect()),
+            map: Arc::new(
+                o.into_iter()
+                    .map(|(k, v)| (Key::String(Arc::new(k)), json_to_cel(v)))
+                    .collect(),
+            ),
         }),
     }
 }
@@ -141,4 +154,19 @@ pub(crate) fn canonical_header_name(name: &str) -> String {
         upper = c == '-';
     }
     out
+}
+
+/// The parser reports each error as `ERROR: <input>:1:23: what` plus a source excerpt;
+/// this keeps `1:23: what` of each.
+fn one_line(message: &str) -> String {
+    let errors: Vec<&str> = message
+        .lines()
+        .filter(|l| !l.starts_with('|') && !l.trim().is_empty())
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("ERROR: ")
+                .trim_start_matches("<input>:")
+        })
+        .collect();
+    errors.join("; ")
 }

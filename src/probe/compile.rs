@@ -80,21 +80,31 @@ impl CompiledClass {
     /// Compiles every template, CEL expression and Rego policy of the class. Returns
     /// every error, each with its field path; also one per `authProbes[].authName`
     /// that names no `auth.types[].name`.
-    pub fn compile_with(class: &ConnectorClass, settings: &ProbeSettings) -> Result<CompiledClass, Vec<FieldError>> {
+    pub fn compile_with(
+        class: &ConnectorClass,
+        settings: &ProbeSettings,
+    ) -> Result<CompiledClass, Vec<FieldError>> {
         let spec = &class.spec;
         let mut errors = Vec::new();
         let liveness = spec
             .liveness_probe
             .as_ref()
             .and_then(|p| compile_probe("spec.livenessProbe", p, settings, &mut errors));
-        let auth_types = spec.auth.as_ref().and_then(|a| a.types.as_deref()).unwrap_or_default();
+        let auth_types = spec
+            .auth
+            .as_ref()
+            .and_then(|a| a.types.as_deref())
+            .unwrap_or_default();
         let mut auth_probes: Vec<(String, Option<CompiledProbe>)> = Vec::new();
         for (i, ap) in spec.auth_probes.iter().flatten().enumerate() {
             let path = format!("spec.authProbes[{i}]");
             if !auth_types.iter().any(|t| t.name == ap.auth_name) {
                 errors.push(FieldError::new(
                     format!("{path}.authName"),
-                    format!("{:?} names no auth type declared in spec.auth.types[].name", ap.auth_name),
+                    format!(
+                        "{:?} names no auth type declared in spec.auth.types[].name",
+                        ap.auth_name
+                    ),
                 ));
             }
             let compiled = ap
@@ -111,7 +121,7 @@ impl CompiledClass {
                 continue;
             };
             let field = format!("spec.auth.types[{i}].generator.rego");
-            match RegoPolicy::compile(source, "proxy", "auth", settings.eval_timeout) {
+            match RegoPolicy::compile_generator(source, settings.eval_timeout) {
                 Ok(policy) => {
                     generators.entry(t.name.clone()).or_insert((field, policy));
                 }
@@ -132,14 +142,21 @@ impl CompiledClass {
             .as_ref()
             .and_then(|a| a.permissions.as_ref())
             .and_then(|r| r.rego.as_deref())
-            && let Err(e) = RegoPolicy::compile(source, "permissions", "result", settings.eval_timeout)
+            && let Err(e) =
+                RegoPolicy::compile(source, "permissions", "result", settings.eval_timeout)
         {
             errors.push(FieldError::new("spec.api.permissions.rego", e));
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(CompiledClass { inner: Arc::new(Inner { liveness, auth_probes, generators }) })
+        Ok(CompiledClass {
+            inner: Arc::new(Inner {
+                liveness,
+                auth_probes,
+                generators,
+            }),
+        })
     }
 
     /// The compiled probe of that kind for the target: the liveness probe, or the
@@ -167,7 +184,11 @@ impl CompiledClass {
     /// Builds the request of that kind for the target. `None` when the class has no
     /// such probe; `Some(Err(outcome))` (a `ProbeError`) when a template or the
     /// generator cannot be evaluated or the URL cannot be built.
-    pub fn request(&self, kind: ProbeKind, target: &ProbeTarget<'_>) -> Option<Result<ProbeRequest, ProbeOutcome>> {
+    pub fn request(
+        &self,
+        kind: ProbeKind,
+        target: &ProbeTarget<'_>,
+    ) -> Option<Result<ProbeRequest, ProbeOutcome>> {
         let probe = self.probe_for(kind, target)?;
         let mut redactor = RedactorBuilder::default();
         if let Some(secret) = target.secret {
@@ -184,7 +205,12 @@ impl CompiledClass {
     }
 
     /// Judges a response to a request built by [`CompiledClass::request`].
-    pub fn judge(&self, kind: ProbeKind, request: &ProbeRequest, response: &HttpResponse) -> ProbeOutcome {
+    pub fn judge(
+        &self,
+        kind: ProbeKind,
+        request: &ProbeRequest,
+        response: &HttpResponse,
+    ) -> ProbeOutcome {
         judge::judge(kind, request, response)
     }
 
@@ -195,7 +221,8 @@ impl CompiledClass {
         target: &ProbeTarget<'_>,
         redactor: &mut RedactorBuilder,
     ) -> Result<ProbeRequest, String> {
-        let needs_data = !part.path.is_literal() || part.headers.iter().any(|h| !h.value.is_literal());
+        let needs_data =
+            !part.path.is_literal() || part.headers.iter().any(|h| !h.value.is_literal());
         let data = needs_data.then(|| template::template_context(target.connector, target.secret));
         let field = &part.field;
         let path = part
@@ -213,7 +240,11 @@ impl CompiledClass {
             None | Some("") => Method::GET,
             Some(m) if m.eq_ignore_ascii_case("GET") => Method::GET,
             Some(m) if m.eq_ignore_ascii_case("POST") => Method::POST,
-            Some(m) => return Err(format!("{field}.method: {m:?} is not supported: use GET or POST")),
+            Some(m) => {
+                return Err(format!(
+                    "{field}.method: {m:?} is not supported: use GET or POST"
+                ));
+            }
         };
         let mut headers = Vec::with_capacity(part.headers.len());
         for (i, h) in part.headers.iter().enumerate() {
@@ -224,12 +255,22 @@ impl CompiledClass {
                 .value
                 .render(data.as_ref())
                 .map_err(|e| format!("{hfield}.value: the template could not be rendered: {e}"))?;
-            let value = HeaderValue::from_str(&rendered)
-                .map_err(|_| format!("{hfield}.value: the rendered value is not a valid header value"))?;
+            let value = HeaderValue::from_str(&rendered).map_err(|_| {
+                format!("{hfield}.value: the rendered value is not a valid header value")
+            })?;
             if h.credential {
                 redactor.add_credential(&rendered);
             }
-            headers.push(RequestHeader { name, value, credential: h.credential });
+            // A header whose template renders nothing (`{{ if .Secret }}...{{ end }}`
+            // without a Secret) is left out rather than sent empty.
+            if rendered.is_empty() {
+                continue;
+            }
+            headers.push(RequestHeader {
+                name,
+                value,
+                credential: h.credential,
+            });
         }
         let mut body = None;
         let mut body_is_credential = false;
@@ -238,12 +279,14 @@ impl CompiledClass {
             && let Some((gfield, policy)) = self.inner.generators.get(auth_name)
         {
             let secret_data = target.secret.map(|s| &s.data);
-            let injected = generate(policy, secret_data, &method, &url, &headers).map_err(|e| format!("{gfield}: {e}"))?;
+            let injected = generate(policy, secret_data, &method, &url, &headers)
+                .map_err(|e| format!("{gfield}: {e}"))?;
             if let Some(injection) = injected {
                 for v in injection.auth.values() {
                     redactor.add_credential(v);
                 }
-                apply_injection(injection, &mut url, &mut headers, &mut body).map_err(|e| format!("{gfield}: {e}"))?;
+                apply_injection(injection, &mut url, &mut headers, &mut body)
+                    .map_err(|e| format!("{gfield}: {e}"))?;
                 body_is_credential = body.is_some();
             }
         }
@@ -272,14 +315,19 @@ fn api_request(
     redactor: &mut RedactorBuilder,
 ) -> Result<ProbeRequest, String> {
     let field = &part.field;
-    let Some(base) = target.class_api_url.map(str::trim).filter(|u| !u.is_empty()) else {
+    let Some(base) = target
+        .class_api_url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
         return Err(format!(
             "{field}: the class API address is not resolved (ConnectorClass status.api.address.url is empty)"
         ));
     };
     let path = match &part.path {
         Some(t) => {
-            let data = (!t.is_literal()).then(|| template::template_context(target.connector, target.secret));
+            let data = (!t.is_literal())
+                .then(|| template::template_context(target.connector, target.secret));
             t.render(data.as_ref())
                 .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
         }
@@ -305,21 +353,27 @@ fn compile_probe(
     settings: &ProbeSettings,
     errors: &mut Vec<FieldError>,
 ) -> Option<CompiledProbe> {
-    let parse = |text: &str| template::parse(text, settings.template_output_cap, settings.eval_timeout);
+    let parse =
+        |text: &str| template::parse(text, settings.template_output_cap, settings.eval_timeout);
     if let Some(http) = &probe.http {
         let field = format!("{field}.http");
         let before = errors.len();
-        let path = parse(&http.path).map_err(|e| errors.push(FieldError::new(format!("{field}.path"), e)));
+        let path =
+            parse(&http.path).map_err(|e| errors.push(FieldError::new(format!("{field}.path"), e)));
         let mut headers = Vec::new();
         for (i, h) in http.http_headers.iter().flatten().enumerate() {
             match parse(&h.value) {
                 Ok(value) => headers.push(HeaderPart {
                     name: h.name.clone(),
                     value,
-                    credential: CREDENTIAL_HEADERS.contains(&h.name.trim().to_ascii_lowercase().as_str())
+                    credential: CREDENTIAL_HEADERS
+                        .contains(&h.name.trim().to_ascii_lowercase().as_str())
                         || h.value.contains(".Secret"),
                 }),
-                Err(e) => errors.push(FieldError::new(format!("{field}.httpHeaders[{i}].value"), e)),
+                Err(e) => errors.push(FieldError::new(
+                    format!("{field}.httpHeaders[{i}].value"),
+                    e,
+                )),
             }
         }
         let cel = match http.response.as_ref().and_then(|r| r.cel.as_deref()) {
@@ -343,7 +397,11 @@ fn compile_probe(
             method: http.method.clone(),
             headers,
             follow_redirects: !http.disable_redirect.unwrap_or(false),
-            check: Arc::new(ProbeCheck { field: field.clone(), api: false, cel }),
+            check: Arc::new(ProbeCheck {
+                field: field.clone(),
+                api: false,
+                cel,
+            }),
             field,
         }));
     }
@@ -361,7 +419,11 @@ fn compile_probe(
         };
         return Some(CompiledProbe::Api(ApiPart {
             path,
-            check: Arc::new(ProbeCheck { field: field.clone(), api: true, cel: None }),
+            check: Arc::new(ProbeCheck {
+                field: field.clone(),
+                api: true,
+                cel: None,
+            }),
             field,
         }));
     }
@@ -393,11 +455,16 @@ fn generate(
         header_map
             .entry(canonical_header_name(h.name.as_str()))
             .or_default()
-            .push(Json::String(String::from_utf8_lossy(h.value.as_bytes()).into_owned()));
+            .push(Json::String(
+                String::from_utf8_lossy(h.value.as_bytes()).into_owned(),
+            ));
     }
     let mut query_map: BTreeMap<String, Vec<Json>> = BTreeMap::new();
     for (k, v) in url.query_pairs() {
-        query_map.entry(k.into_owned()).or_default().push(Json::String(v.into_owned()));
+        query_map
+            .entry(k.into_owned())
+            .or_default()
+            .push(Json::String(v.into_owned()));
     }
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
@@ -414,10 +481,14 @@ fn generate(
             "body": "",
         }
     });
-    let Some(result) = policy.evaluate(input).map_err(|e| format!("evaluation failed: {e}"))? else {
+    let Some(result) = policy
+        .evaluate(input)
+        .map_err(|e| format!("evaluation failed: {e}"))?
+    else {
         return Ok(None);
     };
-    let shape = "`auth` must be an object {position: header|query|body, auth: {key: value}, contentType?}";
+    let shape =
+        "`auth` must be an object {position: header|query|body, auth: {key: value}, contentType?}";
     let Json::Object(obj) = result else {
         return Err(format!("{shape}, not a {}", json_type(&result)));
     };
@@ -427,7 +498,9 @@ fn generate(
         Some(other) => return Err(format!("{shape}: position is a {}", json_type(other))),
     };
     if !matches!(position.as_str(), "header" | "query" | "body") {
-        return Err(format!("{shape}: position {position:?} is not header, query or body"));
+        return Err(format!(
+            "{shape}: position {position:?} is not header, query or body"
+        ));
     }
     let content_type = match obj.get("contentType") {
         Some(Json::String(c)) if !c.trim().is_empty() => Some(c.trim().to_string()),
@@ -448,7 +521,11 @@ fn generate(
         Some(other) => return Err(format!("{shape}: auth is a {}", json_type(other))),
         None => BTreeMap::new(),
     };
-    Ok(Some(Injection { position, content_type, auth }))
+    Ok(Some(Injection {
+        position,
+        content_type,
+        auth,
+    }))
 }
 
 fn json_type(v: &Json) -> &'static str {
@@ -474,10 +551,15 @@ fn apply_injection(
             for (k, v) in &injection.auth {
                 let name = HeaderName::from_bytes(k.trim().as_bytes())
                     .map_err(|_| format!("{k:?} is not a valid header name"))?;
-                let value =
-                    HeaderValue::from_str(v).map_err(|_| format!("the value for header {k:?} is not a valid header value"))?;
+                let value = HeaderValue::from_str(v).map_err(|_| {
+                    format!("the value for header {k:?} is not a valid header value")
+                })?;
                 headers.retain(|h| h.name != name);
-                headers.push(RequestHeader { name, value, credential: true });
+                headers.push(RequestHeader {
+                    name,
+                    value,
+                    credential: true,
+                });
             }
         }
         "query" => {
@@ -496,12 +578,21 @@ fn apply_injection(
             }
         }
         _ => {
-            let json = injection.content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+            let json = injection
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
             let (content_type, bytes) = if json {
-                let obj: JsonMap<String, Json> =
-                    injection.auth.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
+                let obj: JsonMap<String, Json> = injection
+                    .auth
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                    .collect();
                 (
-                    injection.content_type.clone().unwrap_or_else(|| "application/json".to_string()),
+                    injection
+                        .content_type
+                        .clone()
+                        .unwrap_or_else(|| "application/json".to_string()),
                     serde_json::to_vec(&obj).map_err(|e| e.to_string())?,
                 )
             } else {
@@ -519,7 +610,11 @@ fn apply_injection(
             let value = HeaderValue::from_str(&content_type)
                 .map_err(|_| format!("contentType {content_type:?} is not a valid header value"))?;
             headers.retain(|h| h.name != http::header::CONTENT_TYPE);
-            headers.push(RequestHeader { name: http::header::CONTENT_TYPE, value, credential: false });
+            headers.push(RequestHeader {
+                name: http::header::CONTENT_TYPE,
+                value,
+                credential: false,
+            });
             *body = Some(Bytes::from(bytes));
         }
     }

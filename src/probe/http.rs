@@ -41,7 +41,12 @@ impl HttpResponse {
     /// A response with a status, headers and a whole body (for tests and callers that
     /// judge responses they obtained otherwise).
     pub fn new(status: u16, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
-        HttpResponse { status, headers, body: body.into(), truncated: false }
+        HttpResponse {
+            status,
+            headers,
+            body: body.into(),
+            truncated: false,
+        }
     }
 }
 
@@ -55,7 +60,9 @@ pub struct HttpProber {
 
 impl fmt::Debug for HttpProber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpProber").field("settings", &self.settings).finish()
+        f.debug_struct("HttpProber")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -67,7 +74,10 @@ const STAGE_BODY: u8 = 1;
 
 impl HttpProber {
     pub fn new(settings: ProbeSettings) -> Self {
-        HttpProber { settings, clients: Arc::new(Mutex::new(HashMap::new())) }
+        HttpProber {
+            settings,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub fn settings(&self) -> &ProbeSettings {
@@ -93,9 +103,16 @@ impl HttpProber {
     /// host), all within the total deadline, the body read up to the cap. A transport
     /// failure is `ConnectionFailed` with a Go-style message
     /// `Get "https://host/path": <cause>`.
-    pub async fn send(&self, request: &ProbeRequest, trust: &TrustBundle) -> Result<HttpResponse, ProbeOutcome> {
+    pub async fn send(
+        &self,
+        request: &ProbeRequest,
+        trust: &TrustBundle,
+    ) -> Result<HttpResponse, ProbeOutcome> {
         let client = self.client(trust).map_err(|e| {
-            ProbeOutcome::failed(FailureReason::ConnectionFailed, format!("could not set up the HTTP client: {e}"))
+            ProbeOutcome::failed(
+                FailureReason::ConnectionFailed,
+                format!("could not set up the HTTP client: {e}"),
+            )
         })?;
         let deadline = Instant::now() + self.settings.timeout;
         let stage = AtomicU8::new(STAGE_HEADERS);
@@ -110,12 +127,44 @@ impl HttpProber {
                 } else {
                     "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                 };
-                let url = current.lock().map(|u| u.clone()).unwrap_or_else(|e| e.into_inner().clone());
-                let method = method_now.lock().map(|m| m.clone()).unwrap_or_else(|e| e.into_inner().clone());
+                let url = current
+                    .lock()
+                    .map(|u| u.clone())
+                    .unwrap_or_else(|e| e.into_inner().clone());
+                let method = method_now
+                    .lock()
+                    .map(|m| m.clone())
+                    .unwrap_or_else(|e| e.into_inner().clone());
                 Err(go_error(&method, &url, cause))
             }
         };
-        result.map_err(|message| ProbeOutcome::failed(FailureReason::ConnectionFailed, request.scrub(&message)))
+        result.map_err(|message| {
+            ProbeOutcome::failed(FailureReason::ConnectionFailed, request.scrub(&message))
+        })
+    }
+
+    /// Whether `url` answers at all (any HTTP status counts): one GET, no redirect
+    /// followed, body not read, within the probe deadline. `Err` is a Go-style
+    /// transport message (`Get "url": cause`). For the class API/proxy reachability
+    /// checks.
+    pub async fn reach(&self, url: &str, trust: &TrustBundle) -> Result<u16, String> {
+        let parsed = Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("invalid URL {url:?}: scheme is not http or https"));
+        }
+        let client = self
+            .client(trust)
+            .map_err(|e| format!("could not set up the HTTP client: {e}"))?;
+        let send = client.get(parsed.clone()).send();
+        match tokio::time::timeout(self.settings.timeout, send).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(e)) => Err(go_error(&Method::GET, &parsed, &cause(&e))),
+            Err(_) => Err(go_error(
+                &Method::GET,
+                &parsed,
+                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            )),
+        }
     }
 
     async fn exchange(
@@ -146,7 +195,8 @@ impl HttpProber {
                 if h.credential && !with_credentials {
                     continue;
                 }
-                if body.is_none() && h.name == http::header::CONTENT_TYPE && request.body.is_some() {
+                if body.is_none() && h.name == http::header::CONTENT_TYPE && request.body.is_some()
+                {
                     continue;
                 }
                 rb = rb.header(h.name.clone(), h.value.clone());
@@ -155,7 +205,10 @@ impl HttpProber {
                 rb = rb.body(b.clone());
             }
             tracing::debug!(url = %request.scrub(url.as_str()), method = %method, "sending probe request");
-            let response = rb.send().await.map_err(|e| go_error(&method, &url, &cause(&e)))?;
+            let response = rb
+                .send()
+                .await
+                .map_err(|e| go_error(&method, &url, &cause(&e)))?;
             let status = response.status();
             if request.follow_redirects
                 && status.is_redirection()
@@ -171,8 +224,10 @@ impl HttpProber {
                 redirects += 1;
                 // As Go does: 301/302/303 turn into a GET without body (but HEAD stays
                 // HEAD); 307/308 repeat the method and body.
-                if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER)
-                    && method != Method::HEAD
+                if matches!(
+                    status,
+                    StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER
+                ) && method != Method::HEAD
                 {
                     method = Method::GET;
                     body = None;
@@ -186,7 +241,12 @@ impl HttpProber {
                 .await
                 .map_err(|e| go_error(&method, &url, &cause(&e)))?;
             tracing::debug!(url = %request.scrub(url.as_str()), status = status.as_u16(), bytes = body.len(), truncated, "probe response");
-            return Ok(HttpResponse { status: status.as_u16(), headers, body, truncated });
+            return Ok(HttpResponse {
+                status: status.as_u16(),
+                headers,
+                body,
+                truncated,
+            });
         }
     }
 }
@@ -200,17 +260,27 @@ fn set<T>(m: &Mutex<T>, v: T) {
 
 /// Host and port: credential headers go to the origin's host and port only.
 fn host_key(url: &Url) -> (String, Option<u16>) {
-    (url.host_str().unwrap_or_default().to_ascii_lowercase(), url.port_or_known_default())
+    (
+        url.host_str().unwrap_or_default().to_ascii_lowercase(),
+        url.port_or_known_default(),
+    )
 }
 
 fn location(response: &reqwest::Response, base: &Url) -> Option<Url> {
-    let loc = response.headers().get(http::header::LOCATION)?.to_str().ok()?;
+    let loc = response
+        .headers()
+        .get(http::header::LOCATION)?
+        .to_str()
+        .ok()?;
     let next = base.join(loc.trim()).ok()?;
     matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
 /// Reads the body up to `cap` bytes; past it the rest is not read.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<(Bytes, bool), reqwest::Error> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Bytes, bool), reqwest::Error> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = response.chunk().await? {
         let room = cap.saturating_sub(buf.len());
@@ -235,40 +305,72 @@ fn go_error(method: &Method, url: &Url, cause: &str) -> String {
 
 /// The cause of a transport error, worded close to Go's where it is recognised.
 fn cause(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
+    use std::error::Error as StdError;
     if e.is_timeout() {
-        return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_string();
+        return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            .to_string();
     }
-    let mut messages: Vec<String> = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return tls_cause(tls);
-            }
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return "connect: connection refused".to_string();
-            }
-        }
+    // Every error below the reqwest one, including those an `io::Error` wraps (its
+    // `source()` skips the wrapped error itself).
+    let mut chain: Vec<&(dyn StdError + 'static)> = Vec::new();
+    let mut next = e.source();
+    while let Some(s) = next {
+        chain.push(s);
+        next = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => s.source(),
+        };
+    }
+    for s in &chain {
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return tls_cause(tls);
         }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return "connect: connection refused".to_string();
+        }
+    }
+    // Otherwise the innermost messages, without the repeats of outer ones.
+    let mut messages: Vec<String> = Vec::new();
+    for s in chain.iter().rev() {
         let text = s.to_string();
-        if !messages.iter().any(|m| m.contains(&text)) {
+        if !messages
+            .iter()
+            .any(|m| m.contains(&text) || text.contains(m.as_str()))
+        {
             messages.push(text);
         }
-        source = s.source();
     }
     if messages.is_empty() {
-        e.to_string()
-    } else {
-        messages.join(": ")
+        return e.to_string();
     }
+    messages.reverse();
+    messages.join(": ")
 }
 
 fn tls_cause(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(c) => format!("tls: failed to verify certificate: {c:?}"),
+        rustls::Error::InvalidCertificate(c) => {
+            let what = match c {
+                C::UnknownIssuer => "x509: certificate signed by unknown authority".to_string(),
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => {
+                    format!("x509: certificate has expired or is not yet valid ({e})")
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    format!("x509: certificate is not valid for this host ({e})")
+                }
+                _ => e.to_string(),
+            };
+            format!("tls: failed to verify certificate: {what}")
+        }
         other => format!("tls: {other}"),
     }
 }

@@ -6,7 +6,11 @@ use super::{FailureReason, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest};
 /// API probe: 200 passes; 401/403 are `AuthenticationFailed` for auth probes; any
 /// other status fails. HTTP probe: `response.cel` must give `true`; without it, any
 /// 2xx passes. Messages are scrubbed of the request's secret values.
-pub(crate) fn judge(kind: ProbeKind, request: &ProbeRequest, response: &HttpResponse) -> ProbeOutcome {
+pub(crate) fn judge(
+    kind: ProbeKind,
+    request: &ProbeRequest,
+    response: &HttpResponse,
+) -> ProbeOutcome {
     let check = &request.check;
     let status = response.status;
     let auth = kind == ProbeKind::Auth;
@@ -20,10 +24,15 @@ pub(crate) fn judge(kind: ProbeKind, request: &ProbeRequest, response: &HttpResp
         match cel.evaluate(response) {
             CelVerdict::True => ProbeOutcome::Passed,
             CelVerdict::False if auth => auth_failed("response check returned false".to_string()),
-            CelVerdict::False => ProbeOutcome::failed(FailureReason::ProbeFailed, "response check returned false"),
+            CelVerdict::False => {
+                ProbeOutcome::failed(FailureReason::ProbeFailed, "response check returned false")
+            }
             CelVerdict::NotBool(t) => ProbeOutcome::failed(
                 FailureReason::ProbeError,
-                format!("{}.response.cel: the expression returned {t}, not a bool", check.field),
+                format!(
+                    "{}.response.cel: the expression returned {t}, not a bool",
+                    check.field
+                ),
             ),
             CelVerdict::Error(e) => ProbeOutcome::failed(
                 FailureReason::ProbeError,
@@ -38,11 +47,17 @@ pub(crate) fn judge(kind: ProbeKind, request: &ProbeRequest, response: &HttpResp
         ProbeOutcome::failed(FailureReason::ProbeFailed, format!("status code {status}"))
     };
     match outcome {
-        ProbeOutcome::Failed { reason, message } => ProbeOutcome::Failed { reason, message: request.scrub(&message) },
+        ProbeOutcome::Failed { reason, message } => ProbeOutcome::Failed {
+            reason,
+            message: request.scrub(&message),
+        },
         passed => passed,
     }
 }
 
 fn auth_failed(what: String) -> ProbeOutcome {
-    ProbeOutcome::failed(FailureReason::AuthenticationFailed, format!("Authentication failed: {what}"))
+    ProbeOutcome::failed(
+        FailureReason::AuthenticationFailed,
+        format!("Authentication failed: {what}"),
+    )
 }

@@ -88,12 +88,18 @@ impl fmt::Display for FailureReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeOutcome {
     Passed,
-    Failed { reason: FailureReason, message: String },
+    Failed {
+        reason: FailureReason,
+        message: String,
+    },
 }
 
 impl ProbeOutcome {
     pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
-        ProbeOutcome::Failed { reason, message: message.into() }
+        ProbeOutcome::Failed {
+            reason,
+            message: message.into(),
+        }
     }
 
     pub fn is_passed(&self) -> bool {
@@ -127,7 +133,11 @@ pub struct ProbeTarget<'a> {
 
 impl<'a> ProbeTarget<'a> {
     pub fn new(connector: &'a Connector) -> Self {
-        ProbeTarget { connector, secret: None, class_api_url: None }
+        ProbeTarget {
+            connector,
+            secret: None,
+            class_api_url: None,
+        }
     }
 }
 

@@ -26,7 +26,34 @@ impl RegoPolicy {
     /// Compiles `source`, which must be `package {package}` and define `{rule}`. Rego
     /// v1 is tried first, then v0 (rule bodies without `if`); the error reported is
     /// the one of the syntax the policy seems to use.
-    pub(crate) fn compile(source: &str, package: &str, rule: &str, timeout: Duration) -> Result<RegoPolicy, String> {
+    pub(crate) fn compile(
+        source: &str,
+        package: &str,
+        rule: &str,
+        timeout: Duration,
+    ) -> Result<RegoPolicy, String> {
+        Self::compile_inner(source, package, rule, timeout).map_err(|e| one_line(&e))
+    }
+
+    /// Like [`RegoPolicy::compile`], for a policy this operator evaluates itself:
+    /// also refuses `numbers.range`/`numbers.range_step`, the builtins that allocate
+    /// their whole result in one call (which no execution timer interrupts, and a
+    /// huge span would exhaust memory), and that an auth generator has no use for.
+    pub(crate) fn compile_generator(source: &str, timeout: Duration) -> Result<RegoPolicy, String> {
+        if source.contains("numbers.range") {
+            return Err(
+                "numbers.range and numbers.range_step are not allowed in a generator".to_string(),
+            );
+        }
+        Self::compile(source, "proxy", "auth", timeout)
+    }
+
+    fn compile_inner(
+        source: &str,
+        package: &str,
+        rule: &str,
+        timeout: Duration,
+    ) -> Result<RegoPolicy, String> {
         let v1 = Self::compile_as(source, package, rule, timeout, false);
         let v1_err = match v1 {
             Ok(p) => return Ok(p),
@@ -37,12 +64,22 @@ impl RegoPolicy {
             Err(v0_err) => {
                 // A policy written for v1 (with `if`/`contains` or `import rego.v1`)
                 // is best explained by the v1 parser, any other by the v0 one.
-                if looks_like_v1(source) { Err(v1_err) } else { Err(v0_err) }
+                if looks_like_v1(source) {
+                    Err(v1_err)
+                } else {
+                    Err(v0_err)
+                }
             }
         }
     }
 
-    fn compile_as(source: &str, package: &str, rule: &str, timeout: Duration, v0: bool) -> Result<RegoPolicy, String> {
+    fn compile_as(
+        source: &str,
+        package: &str,
+        rule: &str,
+        timeout: Duration,
+        v0: bool,
+    ) -> Result<RegoPolicy, String> {
         let mut engine = Engine::new();
         engine.set_rego_v0(v0);
         engine.set_execution_timer_config(timer(timeout));
@@ -51,38 +88,57 @@ impl RegoPolicy {
             .map_err(|e| e.to_string())?;
         let expected = format!("data.{package}");
         if found != expected {
-            return Err(format!("the policy must be in package `{package}`, not `{}`", found.trim_start_matches("data.")));
+            return Err(format!(
+                "the policy must be in package `{package}`, not `{}`",
+                found.trim_start_matches("data.")
+            ));
         }
         let rule_path = format!("{expected}.{rule}");
         let declared = engine
-            .has_declared_rule_rooted_at("policy.rego", &rule_path)
+            .has_declared_rule_rooted_at("policy.rego", rule)
             .map_err(|e| e.to_string())?;
         if !declared {
-            return Err(format!("the policy must define the rule `{rule}` in package `{package}`"));
+            return Err(format!(
+                "the policy must define the rule `{rule}` in package `{package}`"
+            ));
         }
         // Analyses the whole policy (unknown functions, unsafe variables, ...) and
         // leaves the engine prepared, so clones evaluate without re-analysing.
         engine
             .compile_with_entrypoint(&rule_path.as_str().into())
             .map_err(|e| e.to_string())?;
-        Ok(RegoPolicy { engine, rule: rule_path, timeout })
+        Ok(RegoPolicy {
+            engine,
+            rule: rule_path,
+            timeout,
+        })
     }
 
     /// Evaluates the rule with `input`: `None` when it is undefined.
-    pub(crate) fn evaluate(&self, input: serde_json::Value) -> Result<Option<serde_json::Value>, String> {
+    pub(crate) fn evaluate(
+        &self,
+        input: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, String> {
         let mut engine = self.engine.clone();
         engine.set_execution_timer_config(timer(self.timeout));
         engine.set_input(Value::from(input));
-        let value = engine.eval_rule(self.rule.clone()).map_err(|e| e.to_string())?;
+        let value = engine
+            .eval_rule(self.rule.clone())
+            .map_err(|e| one_line(&e.to_string()))?;
         if value == Value::Undefined {
             return Ok(None);
         }
-        serde_json::to_value(&value).map(Some).map_err(|e| e.to_string())
+        serde_json::to_value(&value)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 
 fn timer(limit: Duration) -> ExecutionTimerConfig {
-    ExecutionTimerConfig { limit, check_interval: NonZeroU32::MIN.saturating_add(63) }
+    ExecutionTimerConfig {
+        limit,
+        check_interval: NonZeroU32::MIN.saturating_add(63),
+    }
 }
 
 fn looks_like_v1(source: &str) -> bool {
@@ -90,4 +146,22 @@ fn looks_like_v1(source: &str) -> bool {
         || source
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
             .any(|w| w == "if" || w == "contains")
+}
+
+/// regorus reports `--> file:line:col`, a source excerpt and `error: what`; this
+/// makes it one line: `policy.rego:2:10: what`.
+fn one_line(message: &str) -> String {
+    let location = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .map(str::trim);
+    let what: Vec<&str> = message
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::trim)
+        .collect();
+    match (location, what.is_empty()) {
+        (Some(loc), false) => format!("{loc}: {}", what.join("; ")),
+        _ => message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }

@@ -136,7 +136,10 @@ impl fmt::Debug for ProbeRequest {
             .field("method", &self.method)
             .field("url", &self.display_url())
             .field("headers", &headers)
-            .field("body", &self.body.as_ref().map(|b| format!("<{} bytes>", b.len())))
+            .field(
+                "body",
+                &self.body.as_ref().map(|b| format!("<{} bytes>", b.len())),
+            )
             .field("follow_redirects", &self.follow_redirects)
             .field("probe", &self.check.field)
             .finish()
@@ -164,7 +167,9 @@ pub(crate) fn http_probe_url(
     path: &str,
 ) -> Result<Url, String> {
     let address = match address.map(str::trim).filter(|a| !a.is_empty()) {
-        Some(a) => Some(Url::parse(a).map_err(|e| format!("spec.address is not a valid URL: {e}"))?),
+        Some(a) => {
+            Some(Url::parse(a).map_err(|e| format!("spec.address is not a valid URL: {e}"))?)
+        }
         None => None,
     };
     let address_host = address.as_ref().and_then(|a| {
@@ -179,7 +184,9 @@ pub(crate) fn http_probe_url(
         (Some(h), _) => h.to_string(),
         (None, Some(h)) => h.clone(),
         (None, None) => {
-            return Err("the Connector has no spec.address (and the probe sets no http.host)".to_string());
+            return Err(
+                "the Connector has no spec.address (and the probe sets no http.host)".to_string(),
+            );
         }
     };
     let same_host = match (probe_host, &address, &address_host) {
@@ -199,8 +206,13 @@ pub(crate) fn http_probe_url(
     if scheme != "http" && scheme != "https" {
         return Err(format!("scheme must be http or https, not {scheme:?}"));
     }
-    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    Url::parse(&format!("{scheme}://{host}{path}")).map_err(|e| format!("the probe URL is invalid: {e}"))
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    Url::parse(&format!("{scheme}://{host}{path}"))
+        .map_err(|e| format!("the probe URL is invalid: {e}"))
 }
 
 /// The class API URL (its path prefix kept) joined with the API probe's path.
@@ -208,11 +220,39 @@ pub(crate) fn api_probe_url(base: &str, path: &str) -> Result<Url, String> {
     let joined = if path.is_empty() {
         base.to_string()
     } else {
-        format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
     };
     let url = Url::parse(&joined).map_err(|e| format!("the API probe URL is invalid: {e}"))?;
     match url.scheme() {
         "http" | "https" => Ok(url),
-        other => Err(format!("the class API address has scheme {other:?}, not http or https")),
+        other => Err(format!(
+            "the class API address has scheme {other:?}, not http or https"
+        )),
+    }
+}
+
+impl ProbeRequest {
+    /// A plain GET with no credentials and no response check, for reachability checks
+    /// of a class's API and proxy addresses (any response counts).
+    pub fn reachability(url: Url) -> ProbeRequest {
+        ProbeRequest {
+            kind: ProbeKind::Liveness,
+            method: Method::GET,
+            url,
+            headers: Vec::new(),
+            body: None,
+            body_is_credential: false,
+            follow_redirects: false,
+            check: Arc::new(ProbeCheck {
+                field: "reachability".to_string(),
+                api: false,
+                cel: None,
+            }),
+            redactor: Redactor::default(),
+        }
     }
 }

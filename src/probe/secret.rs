@@ -103,7 +103,9 @@ impl RedactorBuilder {
         let mut values = self.values.clone();
         // Longest first, so a value containing another is replaced whole.
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        Redactor { values: Arc::new(values) }
+        Redactor {
+            values: Arc::new(values),
+        }
     }
 }
 
@@ -131,10 +133,6 @@ impl Redactor {
         }
         out
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -161,7 +159,10 @@ mod tests {
         let r = b.snapshot();
         assert_eq!(r.scrub("x p@ss w\"rd y"), "x [redacted] y");
         assert_eq!(r.scrub("q=p%40ss+w%22rd"), "q=[redacted]");
-        assert_eq!(r.scrub("String(\"p@ss w\\\"rd\")"), "String(\"[redacted]\")");
+        assert_eq!(
+            r.scrub("String(\"p@ss w\\\"rd\")"),
+            "String(\"[redacted]\")"
+        );
         // Too short to be scrubbed.
         assert_eq!(r.scrub("abc"), "abc");
     }

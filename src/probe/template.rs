@@ -112,11 +112,20 @@ fn opt_s(v: &Option<String>) -> Value {
 }
 
 fn string_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a String)>) -> Value {
-    Value::Map(m.into_iter().map(|(k, v)| (k.clone(), s(v.clone()))).collect())
+    Value::Map(
+        m.into_iter()
+            .map(|(k, v)| (k.clone(), s(v.clone())))
+            .collect(),
+    )
 }
 
 fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn connector_value(c: &Connector) -> Value {
@@ -135,7 +144,10 @@ fn connector_value(c: &Connector) -> Value {
         ("Annotations", annotations.clone()),
         ("UID", opt_s(&meta.uid)),
         ("ResourceVersion", opt_s(&meta.resource_version)),
-        ("Generation", Value::from(meta.generation.unwrap_or_default())),
+        (
+            "Generation",
+            Value::from(meta.generation.unwrap_or_default()),
+        ),
         ("GenerateName", opt_s(&meta.generate_name)),
         ("CreationTimestamp", s(creation.clone())),
     ]);
@@ -153,8 +165,14 @@ fn connector_value(c: &Connector) -> Value {
         })
         .unwrap_or(Value::Nil);
     let auth_value = object([
-        ("Name", s(auth.and_then(|a| a.name.clone()).unwrap_or_default())),
-        ("Params", params_value(auth.and_then(|a| a.params.as_deref()))),
+        (
+            "Name",
+            s(auth.and_then(|a| a.name.clone()).unwrap_or_default()),
+        ),
+        (
+            "Params",
+            params_value(auth.and_then(|a| a.params.as_deref())),
+        ),
         ("SecretRef", secret_ref),
     ]);
     let ca_ref = spec
@@ -167,7 +185,10 @@ fn connector_value(c: &Connector) -> Value {
         ("Address", opt_s(&spec.address)),
         ("Auth", auth_value),
         ("Params", params_value(spec.params.as_deref())),
-        ("AddressExtensions", params_value(spec.address_extensions.as_deref())),
+        (
+            "AddressExtensions",
+            params_value(spec.address_extensions.as_deref()),
+        ),
         ("CACertSecretRef", ca_ref),
     ]);
     // ObjectMeta and TypeMeta are embedded in the Go struct, so their fields are also
@@ -179,7 +200,10 @@ fn connector_value(c: &Connector) -> Value {
         ("Annotations", annotations),
         ("UID", opt_s(&meta.uid)),
         ("ResourceVersion", opt_s(&meta.resource_version)),
-        ("Generation", Value::from(meta.generation.unwrap_or_default())),
+        (
+            "Generation",
+            Value::from(meta.generation.unwrap_or_default()),
+        ),
         ("GenerateName", opt_s(&meta.generate_name)),
         ("CreationTimestamp", s(creation)),
         ("ObjectMeta", object_meta),
@@ -187,7 +211,10 @@ fn connector_value(c: &Connector) -> Value {
         ("Kind", s("Connector")),
         (
             "TypeMeta",
-            object([("APIVersion", s("connectors.alauda.io/v1alpha1")), ("Kind", s("Connector"))]),
+            object([
+                ("APIVersion", s("connectors.alauda.io/v1alpha1")),
+                ("Kind", s("Connector")),
+            ]),
         ),
         ("Spec", spec_value),
     ])
@@ -202,7 +229,11 @@ fn params_value(params: Option<&[Param]>) -> Value {
 fn param_value(p: &Param) -> Value {
     let (string_val, array_val, object_val) = match &p.value {
         ParamValue::String(v) => (v.clone(), Vec::new(), Value::Map(HashMap::new())),
-        ParamValue::Array(v) => (String::new(), v.iter().map(|x| s(x.clone())).collect(), Value::Map(HashMap::new())),
+        ParamValue::Array(v) => (
+            String::new(),
+            v.iter().map(|x| s(x.clone())).collect(),
+            Value::Map(HashMap::new()),
+        ),
         ParamValue::Object(v) => (String::new(), Vec::new(), string_map(v)),
     };
     object([
@@ -259,9 +290,15 @@ fn split_list(args: &[Value]) -> Result<Value, FuncError> {
     let (sep, string) = (text(sep), text(string));
     let pieces: Vec<Value> = if sep.is_empty() {
         // Go's strings.Split with an empty separator splits after each character.
-        string.chars().map(|c| Value::String(c.to_string())).collect()
+        string
+            .chars()
+            .map(|c| Value::String(c.to_string()))
+            .collect()
     } else {
-        string.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()
+        string
+            .split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect()
     };
     Ok(Value::Array(pieces))
 }
@@ -311,7 +348,11 @@ fn url_parse(args: &[Value]) -> Result<Value, FuncError> {
             fields.insert("query".into(), s(query));
             fields.insert("fragment".into(), s(fragment));
         }
-        Err(e) => return Err(FuncError::Generic(format!("urlParse: unable to parse url: {e}"))),
+        Err(e) => {
+            return Err(FuncError::Generic(format!(
+                "urlParse: unable to parse url: {e}"
+            )));
+        }
     }
     Ok(Value::Map(fields))
 }

@@ -29,7 +29,12 @@ pub struct TrustError(pub String);
 
 impl fmt::Debug for TrustBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TrustBundle({} certs, id {:016x})", self.inner.certs.len(), self.inner.id)
+        write!(
+            f,
+            "TrustBundle({} certs, id {:016x})",
+            self.inner.certs.len(),
+            self.inner.id
+        )
     }
 }
 
@@ -57,7 +62,10 @@ impl TrustBundle {
     {
         let mut certs = self.inner.certs.clone();
         for (i, pem) in pems.into_iter().enumerate() {
-            certs.extend(parse_pem_certs(pem.as_ref()).map_err(|e| TrustError(format!("PEM input {i}: {e}")))?);
+            certs.extend(
+                parse_pem_certs(pem.as_ref())
+                    .map_err(|e| TrustError(format!("PEM input {i}: {e}")))?,
+            );
         }
         Ok(Self::from_certs(certs))
     }
@@ -91,7 +99,9 @@ impl TrustBundle {
             b.copy_from_slice(&d[..8]);
             u64::from_be_bytes(b)
         };
-        TrustBundle { inner: Arc::new(Inner { certs, id }) }
+        TrustBundle {
+            inner: Arc::new(Inner { certs, id }),
+        }
     }
 
     /// Identifies the set of certificates; 0 for the empty bundle.

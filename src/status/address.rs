@@ -22,7 +22,10 @@ pub enum Resolution {
 /// The Service a ref names, if it is a Service ref with a namespace.
 pub fn service_key(reference: &KReference) -> Result<(String, String), String> {
     if reference.kind != "Service" {
-        return Err(format!("ref kind {:?} is not supported: only Service", reference.kind));
+        return Err(format!(
+            "ref kind {:?} is not supported: only Service",
+            reference.kind
+        ));
     }
     match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         Some(ns) => Ok((ns.to_string(), reference.name.clone())),
@@ -43,7 +46,10 @@ pub fn resolve(
     cluster_domain: &str,
 ) -> Resolution {
     let uri = uri.filter(|u| !u.is_empty());
-    if let Some(absolute) = uri.and_then(|u| url::Url::parse(u).ok()).filter(|u| u.has_host()) {
+    if let Some(absolute) = uri
+        .and_then(|u| url::Url::parse(u).ok())
+        .filter(|u| u.has_host())
+    {
         return Resolution::Resolved(absolute.to_string().trim_end_matches('/').to_string());
     }
     let Some(reference) = reference else {
@@ -57,7 +63,9 @@ pub fn resolve(
         Err(why) => return Resolution::Unresolved(format!("{field}.{why}")),
     };
     let Some(Some(service)) = service else {
-        return Resolution::Unresolved(format!("Service {name} not found in namespace {namespace}"));
+        return Resolution::Unresolved(format!(
+            "Service {name} not found in namespace {namespace}"
+        ));
     };
     let https = service.port == Some(443) || service.name.as_deref() == Some("https");
     let scheme = if https { "https" } else { "http" };
@@ -103,7 +111,11 @@ pub fn connector_proxy_url(
         Some(uri) => uri.trim_end_matches('/').to_string(),
         None => format!("http://{service_name}.{namespace}.svc.{cluster_domain}"),
     };
-    if path_resolver { format!("{base}/namespaces/{namespace}/connectors/{connector_name}") } else { base }
+    if path_resolver {
+        format!("{base}/namespaces/{namespace}/connectors/{connector_name}")
+    } else {
+        base
+    }
 }
 
 /// `status.api.path` of a Connector.
@@ -116,11 +128,19 @@ mod tests {
     use super::*;
 
     fn svc_ref(ns: Option<&str>) -> KReference {
-        KReference { kind: "Service".into(), name: "api".into(), namespace: ns.map(Into::into), ..Default::default() }
+        KReference {
+            kind: "Service".into(),
+            name: "api".into(),
+            namespace: ns.map(Into::into),
+            ..Default::default()
+        }
     }
 
     fn port(port: i32, name: Option<&str>) -> ServicePort {
-        ServicePort { port: Some(port), name: name.map(Into::into) }
+        ServicePort {
+            port: Some(port),
+            name: name.map(Into::into),
+        }
     }
 
     #[test]
@@ -129,11 +149,20 @@ mod tests {
         let cases = [
             (port(80, None), "http://api.sys.svc.cluster.local"),
             (port(443, None), "https://api.sys.svc.cluster.local"),
-            (port(8443, Some("https")), "https://api.sys.svc.cluster.local:8443"),
-            (port(8080, Some("web")), "http://api.sys.svc.cluster.local:8080"),
+            (
+                port(8443, Some("https")),
+                "https://api.sys.svc.cluster.local:8443",
+            ),
+            (
+                port(8080, Some("web")),
+                "http://api.sys.svc.cluster.local:8080",
+            ),
         ];
         for (p, want) in cases {
-            assert_eq!(resolve("spec.api", Some(&r), None, Some(Some(&p)), "cluster.local"), Resolution::Resolved(want.into()));
+            assert_eq!(
+                resolve("spec.api", Some(&r), None, Some(Some(&p)), "cluster.local"),
+                Resolution::Resolved(want.into())
+            );
         }
     }
 
@@ -142,15 +171,31 @@ mod tests {
         let r = svc_ref(Some("sys"));
         let p = port(80, None);
         assert_eq!(
-            resolve("spec.api", Some(&r), Some("/api"), Some(Some(&p)), "k.local"),
+            resolve(
+                "spec.api",
+                Some(&r),
+                Some("/api"),
+                Some(Some(&p)),
+                "k.local"
+            ),
             Resolution::Resolved("http://api.sys.svc.k.local/api".into())
         );
         assert_eq!(
-            resolve("spec.api", Some(&r), Some("https://ext.example.com/x/"), None, "k.local"),
+            resolve(
+                "spec.api",
+                Some(&r),
+                Some("https://ext.example.com/x/"),
+                None,
+                "k.local"
+            ),
             Resolution::Resolved("https://ext.example.com/x".into())
         );
-        assert!(matches!(resolve("spec.api", None, None, None, "k"), Resolution::Unresolved(m) if m == "neither spec.api.ref nor spec.api.uri is set"));
-        assert!(matches!(resolve("spec.proxy", Some(&svc_ref(None)), None, None, "k"), Resolution::Unresolved(m) if m.contains("has no namespace")));
+        assert!(
+            matches!(resolve("spec.api", None, None, None, "k"), Resolution::Unresolved(m) if m == "neither spec.api.ref nor spec.api.uri is set")
+        );
+        assert!(
+            matches!(resolve("spec.proxy", Some(&svc_ref(None)), None, None, "k"), Resolution::Unresolved(m) if m.contains("has no namespace"))
+        );
         assert_eq!(
             resolve("spec.proxy", Some(&r), None, Some(None), "k"),
             Resolution::Unresolved("Service api not found in namespace sys".into())
@@ -165,19 +210,36 @@ mod tests {
         let name = proxy_service_name(&long);
         assert_eq!(name.len(), 63);
         assert_eq!(name, proxy_service_name(&long), "stable");
-        assert_ne!(name, proxy_service_name(&("a".repeat(100) + ".c")), "distinct");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert_ne!(
+            name,
+            proxy_service_name(&("a".repeat(100) + ".c")),
+            "distinct"
+        );
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
     }
 
     #[test]
     fn proxy_urls() {
-        assert_eq!(connector_proxy_url(None, false, "c-x", "ns", "x", "cluster.local"), "http://c-x.ns.svc.cluster.local");
+        assert_eq!(
+            connector_proxy_url(None, false, "c-x", "ns", "x", "cluster.local"),
+            "http://c-x.ns.svc.cluster.local"
+        );
         assert_eq!(
             connector_proxy_url(None, true, "c-x", "ns", "x", "cluster.local"),
             "http://c-x.ns.svc.cluster.local/namespaces/ns/connectors/x"
         );
         assert_eq!(
-            connector_proxy_url(Some("https://proxy.example.com/"), true, "c-x", "ns", "x", "cluster.local"),
+            connector_proxy_url(
+                Some("https://proxy.example.com/"),
+                true,
+                "c-x",
+                "ns",
+                "x",
+                "cluster.local"
+            ),
             "https://proxy.example.com/namespaces/ns/connectors/x"
         );
     }

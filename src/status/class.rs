@@ -14,7 +14,10 @@ pub enum AddressFacts {
     Absent,
     Unresolved(String),
     /// Resolved; `reachable` is None until a request has completed or failed.
-    Resolved { url: String, reachable: Option<Result<(), String>> },
+    Resolved {
+        url: String,
+        reachable: Option<Result<(), String>>,
+    },
     /// A Service ref that cannot be looked up (the `check` CLI has no cluster).
     NotChecked(String),
 }
@@ -36,8 +39,20 @@ pub struct ClassFacts<'a> {
 }
 
 pub fn decide_class_status(facts: &ClassFacts, now: &Time) -> ConnectorClassStatus {
-    let api = address_condition("APIReady", "NonAPI", "APIUnresolved", "APIUnreachable", &facts.api);
-    let proxy = address_condition("ProxyReady", "NonProxy", "ProxyUnresolved", "ProxyUnreachable", &facts.proxy);
+    let api = address_condition(
+        "APIReady",
+        "NonAPI",
+        "APIUnresolved",
+        "APIUnreachable",
+        &facts.api,
+    );
+    let proxy = address_condition(
+        "ProxyReady",
+        "NonProxy",
+        "ProxyUnresolved",
+        "ProxyUnreachable",
+        &facts.proxy,
+    );
     let spec_valid = if facts.spec_errors.is_empty() {
         Desired::ok("SpecValid", "", "")
     } else {
@@ -45,18 +60,34 @@ pub fn decide_class_status(facts: &ClassFacts, now: &Time) -> ConnectorClassStat
     };
     let mut desired = vec![api, proxy, spec_valid];
     desired.push(aggregate_ready(&desired));
-    let stored = facts.class.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let stored = facts
+        .class
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     ConnectorClassStatus {
         observed_generation: facts.class.metadata.generation,
         conditions: merge(stored, &desired, now),
-        annotations: facts.class.status.as_ref().and_then(|s| s.annotations.clone()),
-        api: facts.api.url().map(|url| ClassApiStatus { address: Some(addressable(url)) }),
-        proxy: facts.proxy.url().map(|url| ProxyStatus { http_address: Some(addressable(url)) }),
+        annotations: facts
+            .class
+            .status
+            .as_ref()
+            .and_then(|s| s.annotations.clone()),
+        api: facts.api.url().map(|url| ClassApiStatus {
+            address: Some(addressable(url)),
+        }),
+        proxy: facts.proxy.url().map(|url| ProxyStatus {
+            http_address: Some(addressable(url)),
+        }),
     }
 }
 
 fn addressable(url: &str) -> Addressable {
-    Addressable { url: Some(url.to_string()), ..Default::default() }
+    Addressable {
+        url: Some(url.to_string()),
+        ..Default::default()
+    }
 }
 
 fn address_condition(
@@ -70,16 +101,24 @@ fn address_condition(
         AddressFacts::Absent => Desired::ok(type_, absent, ""),
         AddressFacts::NotChecked(why) => Desired::ok(type_, "NotChecked", why.clone()),
         AddressFacts::Unresolved(why) => Desired::failed(type_, unresolved, why.clone()),
-        AddressFacts::Resolved { reachable: None, url } => Desired::unknown(type_, "Checking", format!("checking {url}")),
-        AddressFacts::Resolved { reachable: Some(Ok(())), .. } => Desired::ok(type_, "", ""),
-        AddressFacts::Resolved { reachable: Some(Err(why)), .. } => Desired::failed(type_, unreachable, why.clone()),
+        AddressFacts::Resolved {
+            reachable: None,
+            url,
+        } => Desired::unknown(type_, "Checking", format!("checking {url}")),
+        AddressFacts::Resolved {
+            reachable: Some(Ok(())),
+            ..
+        } => Desired::ok(type_, "", ""),
+        AddressFacts::Resolved {
+            reachable: Some(Err(why)),
+            ..
+        } => Desired::failed(type_, unreachable, why.clone()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn class() -> ConnectorClass {
         serde_yaml::from_str("metadata: {name: git, generation: 3}\nspec: {}").unwrap()
@@ -89,7 +128,13 @@ mod tests {
         status
             .conditions
             .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone().unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone().unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -100,11 +145,21 @@ mod tests {
     #[test]
     fn class_without_api_or_proxy_is_ready() {
         let c = class();
-        let facts = ClassFacts { class: &c, api: AddressFacts::Absent, proxy: AddressFacts::Absent, spec_errors: &[] };
-        let status = decide_class_status(&facts, &Time(Utc::now()));
+        let facts = ClassFacts {
+            class: &c,
+            api: AddressFacts::Absent,
+            proxy: AddressFacts::Absent,
+            spec_errors: &[],
+        };
+        let status = decide_class_status(&facts, &crate::controller::now());
         assert_eq!(
             conditions(&status),
-            vec![row("APIReady", "True", "NonAPI"), row("ProxyReady", "True", "NonProxy"), row("SpecValid", "True", ""), row("Ready", "True", "")]
+            vec![
+                row("APIReady", "True", "NonAPI"),
+                row("ProxyReady", "True", "NonProxy"),
+                row("SpecValid", "True", ""),
+                row("Ready", "True", "")
+            ]
         );
         assert_eq!(status.observed_generation, Some(3));
         assert!(status.api.is_none());
@@ -113,14 +168,20 @@ mod tests {
     #[test]
     fn unreachable_api_and_invalid_spec() {
         let c = class();
-        let errors = [FieldError::new("spec.livenessProbe.http.response.cel", "syntax error")];
+        let errors = [FieldError::new(
+            "spec.livenessProbe.http.response.cel",
+            "syntax error",
+        )];
         let facts = ClassFacts {
             class: &c,
-            api: AddressFacts::Resolved { url: "http://api.sys.svc.cluster.local".into(), reachable: Some(Err("connection refused".into())) },
+            api: AddressFacts::Resolved {
+                url: "http://api.sys.svc.cluster.local".into(),
+                reachable: Some(Err("connection refused".into())),
+            },
             proxy: AddressFacts::Unresolved("Service p not found in namespace sys".into()),
             spec_errors: &errors,
         };
-        let status = decide_class_status(&facts, &Time(Utc::now()));
+        let status = decide_class_status(&facts, &crate::controller::now());
         assert_eq!(
             conditions(&status),
             vec![
@@ -130,8 +191,14 @@ mod tests {
                 row("Ready", "False", "APIUnreachable"),
             ]
         );
-        assert_eq!(status.conditions[2].message.as_deref(), Some("spec.livenessProbe.http.response.cel: syntax error"));
-        assert_eq!(status.api.unwrap().address.unwrap().url.as_deref(), Some("http://api.sys.svc.cluster.local"));
+        assert_eq!(
+            status.conditions[2].message.as_deref(),
+            Some("spec.livenessProbe.http.response.cel: syntax error")
+        );
+        assert_eq!(
+            status.api.unwrap().address.unwrap().url.as_deref(),
+            Some("http://api.sys.svc.cluster.local")
+        );
         assert!(status.proxy.is_none());
     }
 }

@@ -32,8 +32,19 @@ impl Desired {
         Self::new(type_, UNKNOWN, reason, message)
     }
 
-    fn new(type_: &'static str, status: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Desired { type_, status, reason: reason.to_string(), message: message.into(), severity: None }
+    fn new(
+        type_: &'static str,
+        status: &'static str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Desired {
+            type_,
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+            severity: None,
+        }
     }
 
     pub fn with_severity(mut self, severity: &'static str) -> Self {
@@ -64,7 +75,9 @@ pub fn merge(stored: &[Condition], desired: &[Desired], now: &Time) -> Vec<Condi
         .map(|d| {
             let previous = stored.iter().find(|c| c.type_ == d.type_);
             let last_transition_time = match previous {
-                Some(p) if p.status == d.status && p.last_transition_time.is_some() => p.last_transition_time.clone(),
+                Some(p) if p.status == d.status && p.last_transition_time.is_some() => {
+                    p.last_transition_time.clone()
+                }
                 _ => Some(now.clone()),
             };
             Condition {
@@ -93,11 +106,18 @@ pub struct ReadyEvent {
 }
 
 pub fn ready_transition(stored: &[Condition], merged: &[Condition]) -> Option<ReadyEvent> {
-    let was = stored.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str());
+    let was = stored
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str());
     let now = merged.iter().find(|c| c.type_ == "Ready")?;
     match (was, now.status.as_str()) {
         (Some(TRUE), TRUE) => None,
-        (_, TRUE) => Some(ReadyEvent { warning: false, reason: "Ready".into(), message: "Connector is ready".into() }),
+        (_, TRUE) => Some(ReadyEvent {
+            warning: false,
+            reason: "Ready".into(),
+            message: "Connector is ready".into(),
+        }),
         (Some(TRUE), FALSE) => Some(ReadyEvent {
             warning: true,
             reason: now.reason.clone().unwrap_or_else(|| "NotReady".into()),
@@ -110,16 +130,19 @@ pub fn ready_transition(stored: &[Condition], merged: &[Condition]) -> Option<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
 
     fn t(secs: i64) -> Time {
-        Time(Utc.timestamp_opt(secs, 0).unwrap())
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
     }
 
     #[test]
     fn last_transition_time_moves_only_on_status_change() {
         let first = merge(&[], &[Desired::unknown("A", "Checking", "")], &t(1));
-        let same = merge(&first, &[Desired::unknown("A", "Other", "new message")], &t(2));
+        let same = merge(
+            &first,
+            &[Desired::unknown("A", "Other", "new message")],
+            &t(2),
+        );
         assert_eq!(same[0].last_transition_time, Some(t(1)));
         assert_eq!(same[0].reason.as_deref(), Some("Other"));
         let changed = merge(&same, &[Desired::ok("A", "", "")], &t(3));
@@ -134,16 +157,29 @@ mod tests {
             Desired::unknown("B", "Checking", "wait"),
             Desired::failed("C", "Broken", "because"),
         ];
-        assert_eq!(aggregate_ready(&deps), Desired::failed("Ready", "Broken", "because"));
-        assert_eq!(aggregate_ready(&deps[..2]), Desired::unknown("Ready", "Checking", "wait"));
+        assert_eq!(
+            aggregate_ready(&deps),
+            Desired::failed("Ready", "Broken", "because")
+        );
+        assert_eq!(
+            aggregate_ready(&deps[..2]),
+            Desired::unknown("Ready", "Checking", "wait")
+        );
         assert_eq!(aggregate_ready(&deps[..1]).status, TRUE);
     }
 
     #[test]
     fn events_only_on_ready_transitions() {
         let ready = merge(&[], &[Desired::ok("Ready", "", "")], &t(1));
-        let broken = merge(&ready, &[Desired::failed("Ready", "ConnectionFailed", "down")], &t(2));
-        assert_eq!(ready_transition(&[], &ready).map(|e| e.warning), Some(false));
+        let broken = merge(
+            &ready,
+            &[Desired::failed("Ready", "ConnectionFailed", "down")],
+            &t(2),
+        );
+        assert_eq!(
+            ready_transition(&[], &ready).map(|e| e.warning),
+            Some(false)
+        );
         assert_eq!(ready_transition(&ready, &ready), None);
         let e = ready_transition(&ready, &broken).unwrap();
         assert!(e.warning);

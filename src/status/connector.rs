@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    AuthType, Connector, ConnectorApiStatus, ConnectorClass, ConnectorStatus, ProxyStatus, find_condition,
+    AuthType, Connector, ConnectorApiStatus, ConnectorClass, ConnectorStatus, ProxyStatus,
+    find_condition,
 };
 use crate::probe::ProbeOutcome;
 use crate::validation::{FieldError, join_errors};
@@ -19,12 +20,20 @@ pub const PROXY_RESOLVER_ANNOTATION: &str = "connectors.cpaas.io/proxy-resolver"
 
 /// The class as the Connector sees it.
 pub enum ClassFacts<'a> {
-    NotFound { name: String },
+    NotFound {
+        name: String,
+    },
     /// The class's own spec is invalid (its SpecValid is False).
-    Invalid { message: String },
+    Invalid {
+        message: String,
+    },
     /// The Connector does not satisfy the class contract.
-    Mismatch { errors: Vec<FieldError> },
-    Usable { class: &'a ConnectorClass },
+    Mismatch {
+        errors: Vec<FieldError>,
+    },
+    Usable {
+        class: &'a ConnectorClass,
+    },
 }
 
 /// The referenced Secret, as far as the operator may look at it (keys only, no values).
@@ -32,9 +41,17 @@ pub enum ClassFacts<'a> {
 pub enum SecretFacts {
     NotReferenced,
     /// secretRef.namespace names another namespace: never read.
-    CrossNamespace { namespace: String },
-    NotFound { name: String },
-    Found { name: String, type_: String, keys: BTreeSet<String> },
+    CrossNamespace {
+        namespace: String,
+    },
+    NotFound {
+        name: String,
+    },
+    Found {
+        name: String,
+        type_: String,
+        keys: BTreeSet<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,10 +66,16 @@ pub enum CaFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProxyServiceFacts {
     /// The class has a proxy but its address is not resolved (message from the class).
-    ClassProxyUnresolved { message: String },
+    ClassProxyUnresolved {
+        message: String,
+    },
     /// A Service of that name exists and is not owned by this Connector.
-    Conflict { name: String },
-    Ready { name: String },
+    Conflict {
+        name: String,
+    },
+    Ready {
+        name: String,
+    },
     /// Not yet created or not yet checked.
     Pending,
     /// Without a cluster (the `check` CLI) the Service is not created.
@@ -73,7 +96,10 @@ pub struct ConnectorFacts<'a> {
 
 /// The auth type a Connector uses: `spec.auth.name`, or the class's first auth type
 /// when the Connector names none.
-pub fn chosen_auth_type<'a>(connector: &Connector, class: &'a ConnectorClass) -> Option<&'a AuthType> {
+pub fn chosen_auth_type<'a>(
+    connector: &Connector,
+    class: &'a ConnectorClass,
+) -> Option<&'a AuthType> {
     match connector.auth_name().filter(|n| !n.is_empty()) {
         Some(name) => class.auth_type(name),
         None => class.spec.auth.as_ref()?.types.as_ref()?.first(),
@@ -82,7 +108,11 @@ pub fn chosen_auth_type<'a>(connector: &Connector, class: &'a ConnectorClass) ->
 
 /// Whether the class defines a probe of each kind for this Connector.
 pub fn has_liveness_probe(class: &ConnectorClass) -> bool {
-    class.spec.liveness_probe.as_ref().is_some_and(|p| p.http.is_some() || p.api.is_some())
+    class
+        .spec
+        .liveness_probe
+        .as_ref()
+        .is_some_and(|p| p.http.is_some() || p.api.is_some())
 }
 
 pub fn has_auth_probe(connector: &Connector, class: &ConnectorClass) -> bool {
@@ -103,12 +133,22 @@ fn conventional_keys(secret_type: &str) -> &'static [&'static str] {
 }
 
 fn same_secret_type(a: &str, b: &str) -> bool {
-    let normalize = |t: &str| if t.eq_ignore_ascii_case("kubernetes.io/opaque") { "Opaque".to_string() } else { t.to_string() };
+    let normalize = |t: &str| {
+        if t.eq_ignore_ascii_case("kubernetes.io/opaque") {
+            "Opaque".to_string()
+        } else {
+            t.to_string()
+        }
+    };
     normalize(a) == normalize(b)
 }
 
 /// SecretReady for a usable class.
-pub fn secret_condition(connector: &Connector, class: &ConnectorClass, secret: &SecretFacts) -> Desired {
+pub fn secret_condition(
+    connector: &Connector,
+    class: &ConnectorClass,
+    secret: &SecretFacts,
+) -> Desired {
     const T: &str = "SecretReady";
     let auth_type = chosen_auth_type(connector, class);
     match secret {
@@ -124,50 +164,84 @@ pub fn secret_condition(connector: &Connector, class: &ConnectorClass, secret: &
             Some(t) if !t.optional.unwrap_or(false) => Desired::failed(
                 T,
                 "SecretRequired",
-                format!("auth type {:?} requires a Secret: set spec.auth.secretRef", t.name),
+                format!(
+                    "auth type {:?} requires a Secret: set spec.auth.secretRef",
+                    t.name
+                ),
             ),
-            _ => Desired::ok(T, "SecretOptional", "no Secret is referenced and none is required"),
+            _ => Desired::ok(
+                T,
+                "SecretOptional",
+                "no Secret is referenced and none is required",
+            ),
         },
-        SecretFacts::NotFound { name } => Desired::failed(T, "SecretNotFound", format!("secrets {name:?} not found")),
+        SecretFacts::NotFound { name } => {
+            Desired::failed(T, "SecretNotFound", format!("secrets {name:?} not found"))
+        }
         SecretFacts::Found { name, type_, keys } => {
-            let Some(auth_type) = auth_type else { return Desired::ok(T, "", "") };
+            let Some(auth_type) = auth_type else {
+                return Desired::ok(T, "", "");
+            };
             if let Some(want) = auth_type.secret_type.as_deref().filter(|w| !w.is_empty()) {
                 if !same_secret_type(want, type_) {
                     return Desired::failed(
                         T,
                         "SecretTypeMismatch",
-                        format!("Secret {name:?} has type {type_:?}; auth type {:?} requires {want:?}", auth_type.name),
+                        format!(
+                            "Secret {name:?} has type {type_:?}; auth type {:?} requires {want:?}",
+                            auth_type.name
+                        ),
                     );
                 }
             }
             let declared: Vec<&str> = match auth_type.params.as_deref() {
-                Some(params) if !params.is_empty() => params.iter().map(|p| p.name.as_str()).collect(),
+                Some(params) if !params.is_empty() => {
+                    params.iter().map(|p| p.name.as_str()).collect()
+                }
                 _ => conventional_keys(auth_type.secret_type.as_deref().unwrap_or(type_)).to_vec(),
             };
-            let missing: Vec<&str> = declared.into_iter().filter(|k| !keys.contains(*k)).collect();
+            let missing: Vec<&str> = declared
+                .into_iter()
+                .filter(|k| !keys.contains(*k))
+                .collect();
             if missing.is_empty() {
                 Desired::ok(T, "", "")
             } else {
-                Desired::failed(T, "SecretMissingKeys", format!("Secret {name:?} is missing keys: {}", missing.join(", ")))
+                Desired::failed(
+                    T,
+                    "SecretMissingKeys",
+                    format!("Secret {name:?} is missing keys: {}", missing.join(", ")),
+                )
             }
         }
     }
 }
 
-fn probe_condition(type_: &'static str, none_reason: &str, configured: bool, outcome: &Option<ProbeOutcome>) -> Desired {
+fn probe_condition(
+    type_: &'static str,
+    none_reason: &str,
+    configured: bool,
+    outcome: &Option<ProbeOutcome>,
+) -> Desired {
     if !configured {
         return Desired::ok(type_, none_reason, "");
     }
     match outcome {
         None => Desired::unknown(type_, "Checking", "probe has not completed yet"),
         Some(ProbeOutcome::Passed) => Desired::ok(type_, "", ""),
-        Some(ProbeOutcome::Failed { reason, message }) => Desired::failed(type_, reason.as_str(), message.clone()),
+        Some(ProbeOutcome::Failed { reason, message }) => {
+            Desired::failed(type_, reason.as_str(), message.clone())
+        }
     }
 }
 
 pub fn decide_connector_status(facts: &ConnectorFacts, now: &Time) -> ConnectorStatus {
     let connector = facts.connector;
-    let stored = connector.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let stored = connector
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let ca = ca_condition(&facts.ca);
     let mut desired = match &facts.class {
         ClassFacts::Usable { class } => usable_class_conditions(facts, class),
@@ -175,7 +249,9 @@ pub fn decide_connector_status(facts: &ConnectorFacts, now: &Time) -> ConnectorS
             "ConnectorClassNotFound",
             format!("connectorclass.connectors.alauda.io {name:?} not found"),
         ),
-        ClassFacts::Invalid { message } => blocked_conditions("ConnectorClassInvalid", message.clone()),
+        ClassFacts::Invalid { message } => {
+            blocked_conditions("ConnectorClassInvalid", message.clone())
+        }
         ClassFacts::Mismatch { errors } => blocked_conditions("SpecMismatch", join_errors(errors)),
     };
     let ready = aggregate_ready(&desired);
@@ -189,7 +265,10 @@ pub fn decide_connector_status(facts: &ConnectorFacts, now: &Time) -> ConnectorS
     ConnectorStatus {
         observed_generation: connector.metadata.generation,
         conditions: merge(stored, &desired, now),
-        annotations: connector.status.as_ref().and_then(|s| s.annotations.clone()),
+        annotations: connector
+            .status
+            .as_ref()
+            .and_then(|s| s.annotations.clone()),
         api,
         proxy,
     }
@@ -197,7 +276,13 @@ pub fn decide_connector_status(facts: &ConnectorFacts, now: &Time) -> ConnectorS
 
 /// Without a usable class nothing is probed: every other condition waits for it.
 fn blocked_conditions(reason: &str, message: String) -> Vec<Desired> {
-    let waiting = |t| Desired::unknown(t, "ConnectorClassNotReady", "the ConnectorClass is not ready");
+    let waiting = |t| {
+        Desired::unknown(
+            t,
+            "ConnectorClassNotReady",
+            "the ConnectorClass is not ready",
+        )
+    };
     vec![
         Desired::failed("ConnectorClassReady", reason, message),
         waiting("SecretReady"),
@@ -212,13 +297,26 @@ fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Ve
     let connector = facts.connector;
     let class_ready = Desired::ok("ConnectorClassReady", "", "");
     let secret = secret_condition(connector, class, &facts.secret);
-    let liveness = probe_condition("LivenessReady", "NonLivenessProbe", has_liveness_probe(class), &facts.liveness);
+    let liveness = probe_condition(
+        "LivenessReady",
+        "NonLivenessProbe",
+        has_liveness_probe(class),
+        &facts.liveness,
+    );
     let auth = if !has_auth_probe(connector, class) {
         Desired::ok("AuthReady", "NonAuthProbe", "")
     } else if liveness.status == super::conditions::FALSE {
-        Desired::unknown("AuthReady", "LivenessNotReady", "the tool is not live; credentials are not checked")
+        Desired::unknown(
+            "AuthReady",
+            "LivenessNotReady",
+            "the tool is not live; credentials are not checked",
+        )
     } else if secret.status != TRUE {
-        Desired::unknown("AuthReady", "SecretNotReady", "the Secret is not ready; credentials are not checked")
+        Desired::unknown(
+            "AuthReady",
+            "SecretNotReady",
+            "the Secret is not ready; credentials are not checked",
+        )
     } else {
         probe_condition("AuthReady", "NonAuthProbe", true, &facts.auth)
     };
@@ -232,25 +330,43 @@ fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Ve
             ProxyServiceFacts::Conflict { name } => Desired::failed(
                 "ProxyServiceReady",
                 "ProxyServiceConflict",
-                format!("Service {name:?} exists and is not owned by this Connector; it is left untouched"),
+                format!(
+                    "Service {name:?} exists and is not owned by this Connector; it is left untouched"
+                ),
             ),
             ProxyServiceFacts::Ready { .. } => Desired::ok("ProxyServiceReady", "", ""),
-            ProxyServiceFacts::Pending => Desired::unknown("ProxyServiceReady", "Checking", "proxy Service is being created"),
-            ProxyServiceFacts::NotChecked => {
-                Desired::ok("ProxyServiceReady", "NotChecked", "the proxy Service is created in a cluster, not by check")
-            }
+            ProxyServiceFacts::Pending => Desired::unknown(
+                "ProxyServiceReady",
+                "Checking",
+                "proxy Service is being created",
+            ),
+            ProxyServiceFacts::NotChecked => Desired::ok(
+                "ProxyServiceReady",
+                "NotChecked",
+                "the proxy Service is created in a cluster, not by check",
+            ),
         }
     };
     let api = if class.spec.api.is_none() {
         Desired::ok("APIReady", "NonAPI", "")
     } else {
-        let class_conditions = class.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let class_conditions = class
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
         match find_condition(class_conditions, "APIReady") {
             Some(c) if c.status == TRUE => Desired::ok("APIReady", "", ""),
-            Some(c) if c.status == super::conditions::FALSE => {
-                Desired::failed("APIReady", "APINotReady", c.message.clone().unwrap_or_default())
-            }
-            _ => Desired::unknown("APIReady", "Checking", "the ConnectorClass API is being checked"),
+            Some(c) if c.status == super::conditions::FALSE => Desired::failed(
+                "APIReady",
+                "APINotReady",
+                c.message.clone().unwrap_or_default(),
+            ),
+            _ => Desired::unknown(
+                "APIReady",
+                "Checking",
+                "the ConnectorClass API is being checked",
+            ),
         }
     };
     vec![class_ready, secret, liveness, auth, proxy, api]
@@ -260,19 +376,34 @@ fn ca_condition(ca: &CaFacts) -> Desired {
     const T: &str = "CACertReady";
     let d = match ca {
         CaFacts::NoRef => Desired::ok(T, "NoCACert", "no caCertSecretRef is set"),
-        CaFacts::Valid { name } => Desired::ok(T, "Valid", format!("CA certificate loaded from secret {name:?}")),
-        CaFacts::NotFound { name } => Desired::failed(T, "SecretNotFound", format!("secrets {name:?} not found")),
-        CaFacts::Invalid { name } => Desired::failed(T, "InvalidPEM", format!("Secret {name:?} contains invalid PEM data")),
+        CaFacts::Valid { name } => Desired::ok(
+            T,
+            "Valid",
+            format!("CA certificate loaded from secret {name:?}"),
+        ),
+        CaFacts::NotFound { name } => {
+            Desired::failed(T, "SecretNotFound", format!("secrets {name:?} not found"))
+        }
+        CaFacts::Invalid { name } => Desired::failed(
+            T,
+            "InvalidPEM",
+            format!("Secret {name:?} contains invalid PEM data"),
+        ),
     };
     d.with_severity("Info")
 }
 
-fn addresses(facts: &ConnectorFacts, class: &ConnectorClass) -> (Option<ConnectorApiStatus>, Option<ProxyStatus>) {
+fn addresses(
+    facts: &ConnectorFacts,
+    class: &ConnectorClass,
+) -> (Option<ConnectorApiStatus>, Option<ProxyStatus>) {
     let connector = facts.connector;
     let name = connector.metadata.name.as_deref().unwrap_or_default();
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
-    let api = (class.spec.api.is_some() || class.spec.proxy.is_some())
-        .then(|| ConnectorApiStatus { path: Some(connector_api_path(namespace, name)) });
+    let api =
+        (class.spec.api.is_some() || class.spec.proxy.is_some()).then(|| ConnectorApiStatus {
+            path: Some(connector_api_path(namespace, name)),
+        });
     let proxy = class.spec.proxy.as_ref().map(|proxy_spec| {
         let absolute = proxy_spec
             .uri
@@ -285,8 +416,20 @@ fn addresses(facts: &ConnectorFacts, class: &ConnectorClass) -> (Option<Connecto
             .and_then(|a| a.get(PROXY_RESOLVER_ANNOTATION))
             .is_some_and(|v| v == "path");
         let service_name = proxy_service_name(name);
-        let url = connector_proxy_url(absolute, path_resolver, &service_name, namespace, name, facts.cluster_domain);
-        ProxyStatus { http_address: Some(crate::api::Addressable { url: Some(url), ..Default::default() }) }
+        let url = connector_proxy_url(
+            absolute,
+            path_resolver,
+            &service_name,
+            namespace,
+            name,
+            facts.cluster_domain,
+        );
+        ProxyStatus {
+            http_address: Some(crate::api::Addressable {
+                url: Some(url),
+                ..Default::default()
+            }),
+        }
     });
     (api, proxy)
 }
@@ -295,7 +438,6 @@ fn addresses(facts: &ConnectorFacts, class: &ConnectorClass) -> (Option<Connecto
 mod tests {
     use super::*;
     use crate::probe::FailureReason;
-    use chrono::Utc;
 
     const CLASS: &str = r#"
 apiVersion: connectors.alauda.io/v1alpha1
@@ -334,48 +476,100 @@ status:
         }
     }
 
-    fn decide(c: &Connector, class: ClassFacts, secret: SecretFacts, l: Option<ProbeOutcome>, a: Option<ProbeOutcome>) -> ConnectorStatus {
+    fn decide(
+        c: &Connector,
+        class: ClassFacts,
+        secret: SecretFacts,
+        l: Option<ProbeOutcome>,
+        a: Option<ProbeOutcome>,
+    ) -> ConnectorStatus {
         let facts = ConnectorFacts {
             connector: c,
             class,
             secret,
             liveness: l,
             auth: a,
-            proxy_service: ProxyServiceFacts::Ready { name: "c-my-git".into() },
+            proxy_service: ProxyServiceFacts::Ready {
+                name: "c-my-git".into(),
+            },
             ca: CaFacts::NoRef,
             cluster_domain: "cluster.local",
         };
-        decide_connector_status(&facts, &Time(Utc::now()))
+        decide_connector_status(&facts, &crate::controller::now())
     }
 
     fn get<'a>(s: &'a ConnectorStatus, t: &str) -> (&'a str, &'a str, &'a str) {
         let c = find_condition(&s.conditions, t).unwrap();
-        (c.status.as_str(), c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or(""))
+        (
+            c.status.as_str(),
+            c.reason.as_deref().unwrap_or(""),
+            c.message.as_deref().unwrap_or(""),
+        )
     }
 
     #[test]
     fn ready_connector_has_every_condition_in_order_and_addresses() {
         let class = class();
         let c = connector("{name: basicAuth, secretRef: {name: creds}}");
-        let s = decide(&c, ClassFacts::Usable { class: &class }, basic_secret(&["username", "password"]), Some(ProbeOutcome::Passed), Some(ProbeOutcome::Passed));
+        let s = decide(
+            &c,
+            ClassFacts::Usable { class: &class },
+            basic_secret(&["username", "password"]),
+            Some(ProbeOutcome::Passed),
+            Some(ProbeOutcome::Passed),
+        );
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
-            ["ConnectorClassReady", "SecretReady", "LivenessReady", "AuthReady", "ProxyServiceReady", "APIReady", "CACertReady", "Ready"]
+            [
+                "ConnectorClassReady",
+                "SecretReady",
+                "LivenessReady",
+                "AuthReady",
+                "ProxyServiceReady",
+                "APIReady",
+                "CACertReady",
+                "Ready"
+            ]
         );
         assert_eq!(get(&s, "Ready"), ("True", "", ""));
         assert_eq!(get(&s, "APIReady"), ("True", "NonAPI", ""));
-        assert_eq!(s.proxy.unwrap().http_address.unwrap().url.unwrap(), "http://c-my-git.dev.svc.cluster.local");
-        assert_eq!(s.api.unwrap().path.unwrap(), "/connectors/v1alpha1/dev/my.git/path");
+        assert_eq!(
+            s.proxy.unwrap().http_address.unwrap().url.unwrap(),
+            "http://c-my-git.dev.svc.cluster.local"
+        );
+        assert_eq!(
+            s.api.unwrap().path.unwrap(),
+            "/connectors/v1alpha1/dev/my.git/path"
+        );
         assert_eq!(s.observed_generation, Some(2));
-        assert_eq!(find_condition(&s.conditions, "CACertReady").unwrap().severity.as_deref(), Some("Info"));
+        assert_eq!(
+            find_condition(&s.conditions, "CACertReady")
+                .unwrap()
+                .severity
+                .as_deref(),
+            Some("Info")
+        );
     }
 
     #[test]
     fn missing_class_blocks_everything() {
         let c = connector("{name: basicAuth}");
-        let s = decide(&c, ClassFacts::NotFound { name: "git".into() }, SecretFacts::NotReferenced, None, None);
-        assert_eq!(get(&s, "ConnectorClassReady"), ("False", "ConnectorClassNotFound", r#"connectorclass.connectors.alauda.io "git" not found"#));
+        let s = decide(
+            &c,
+            ClassFacts::NotFound { name: "git".into() },
+            SecretFacts::NotReferenced,
+            None,
+            None,
+        );
+        assert_eq!(
+            get(&s, "ConnectorClassReady"),
+            (
+                "False",
+                "ConnectorClassNotFound",
+                r#"connectorclass.connectors.alauda.io "git" not found"#
+            )
+        );
         assert_eq!(get(&s, "LivenessReady").1, "ConnectorClassNotReady");
         assert_eq!(get(&s, "Ready").1, "ConnectorClassNotFound");
         assert!(s.proxy.is_none());
@@ -387,18 +581,70 @@ status:
         let c = connector("{name: basicAuth, secretRef: {name: creds}}");
         let usable = || ClassFacts::Usable { class: &class };
         let s = decide(&c, usable(), basic_secret(&["username"]), None, None);
-        assert_eq!(get(&s, "SecretReady"), ("False", "SecretMissingKeys", r#"Secret "creds" is missing keys: password"#));
+        assert_eq!(
+            get(&s, "SecretReady"),
+            (
+                "False",
+                "SecretMissingKeys",
+                r#"Secret "creds" is missing keys: password"#
+            )
+        );
         assert_eq!(get(&s, "AuthReady").1, "SecretNotReady");
-        let wrong_type = SecretFacts::Found { name: "creds".into(), type_: "Opaque".into(), keys: BTreeSet::new() };
-        assert_eq!(get(&decide(&c, usable(), wrong_type, None, None), "SecretReady").1, "SecretTypeMismatch");
-        let s = decide(&c, usable(), SecretFacts::NotFound { name: "creds".into() }, None, None);
-        assert_eq!(get(&s, "SecretReady"), ("False", "SecretNotFound", r#"secrets "creds" not found"#));
-        let s = decide(&c, usable(), SecretFacts::CrossNamespace { namespace: "other".into() }, None, None);
+        let wrong_type = SecretFacts::Found {
+            name: "creds".into(),
+            type_: "Opaque".into(),
+            keys: BTreeSet::new(),
+        };
+        assert_eq!(
+            get(&decide(&c, usable(), wrong_type, None, None), "SecretReady").1,
+            "SecretTypeMismatch"
+        );
+        let s = decide(
+            &c,
+            usable(),
+            SecretFacts::NotFound {
+                name: "creds".into(),
+            },
+            None,
+            None,
+        );
+        assert_eq!(
+            get(&s, "SecretReady"),
+            ("False", "SecretNotFound", r#"secrets "creds" not found"#)
+        );
+        let s = decide(
+            &c,
+            usable(),
+            SecretFacts::CrossNamespace {
+                namespace: "other".into(),
+            },
+            None,
+            None,
+        );
         assert_eq!(get(&s, "SecretReady").1, "CrossNamespaceSecret");
-        let s = decide(&connector("{name: basicAuth}"), usable(), SecretFacts::NotReferenced, None, None);
+        let s = decide(
+            &connector("{name: basicAuth}"),
+            usable(),
+            SecretFacts::NotReferenced,
+            None,
+            None,
+        );
         assert_eq!(get(&s, "SecretReady").1, "SecretRequired");
-        let s = decide(&connector("{name: anon}"), usable(), SecretFacts::NotReferenced, Some(ProbeOutcome::Passed), None);
-        assert_eq!(get(&s, "SecretReady"), ("True", "SecretOptional", "no Secret is referenced and none is required"));
+        let s = decide(
+            &connector("{name: anon}"),
+            usable(),
+            SecretFacts::NotReferenced,
+            Some(ProbeOutcome::Passed),
+            None,
+        );
+        assert_eq!(
+            get(&s, "SecretReady"),
+            (
+                "True",
+                "SecretOptional",
+                "no Secret is referenced and none is required"
+            )
+        );
         assert_eq!(get(&s, "AuthReady"), ("True", "NonAuthProbe", ""));
     }
 
@@ -407,23 +653,65 @@ status:
         let class = class();
         let c = connector("{name: basicAuth, secretRef: {name: creds}}");
         let secret = || basic_secret(&["username", "password"]);
-        let down = ProbeOutcome::Failed { reason: FailureReason::ConnectionFailed, message: "Get \"https://git.example.com/\": connection refused".into() };
-        let s = decide(&c, ClassFacts::Usable { class: &class }, secret(), Some(down), None);
+        let down = ProbeOutcome::Failed {
+            reason: FailureReason::ConnectionFailed,
+            message: "Get \"https://git.example.com/\": connection refused".into(),
+        };
+        let s = decide(
+            &c,
+            ClassFacts::Usable { class: &class },
+            secret(),
+            Some(down),
+            None,
+        );
         assert_eq!(get(&s, "LivenessReady").1, "ConnectionFailed");
-        assert_eq!(get(&s, "AuthReady"), ("Unknown", "LivenessNotReady", "the tool is not live; credentials are not checked"));
+        assert_eq!(
+            get(&s, "AuthReady"),
+            (
+                "Unknown",
+                "LivenessNotReady",
+                "the tool is not live; credentials are not checked"
+            )
+        );
         assert_eq!(get(&s, "Ready").1, "ConnectionFailed");
-        let denied = ProbeOutcome::Failed { reason: FailureReason::AuthenticationFailed, message: "Authentication failed: status code 401".into() };
-        let s = decide(&c, ClassFacts::Usable { class: &class }, secret(), Some(ProbeOutcome::Passed), Some(denied));
-        assert_eq!(get(&s, "AuthReady"), ("False", "AuthenticationFailed", "Authentication failed: status code 401"));
+        let denied = ProbeOutcome::Failed {
+            reason: FailureReason::AuthenticationFailed,
+            message: "Authentication failed: status code 401".into(),
+        };
+        let s = decide(
+            &c,
+            ClassFacts::Usable { class: &class },
+            secret(),
+            Some(ProbeOutcome::Passed),
+            Some(denied),
+        );
+        assert_eq!(
+            get(&s, "AuthReady"),
+            (
+                "False",
+                "AuthenticationFailed",
+                "Authentication failed: status code 401"
+            )
+        );
         assert_eq!(get(&s, "Ready").1, "AuthenticationFailed");
-        let s = decide(&c, ClassFacts::Usable { class: &class }, secret(), None, None);
-        assert_eq!(get(&s, "Ready"), ("Unknown", "Checking", "probe has not completed yet"));
+        let s = decide(
+            &c,
+            ClassFacts::Usable { class: &class },
+            secret(),
+            None,
+            None,
+        );
+        assert_eq!(
+            get(&s, "Ready"),
+            ("Unknown", "Checking", "probe has not completed yet")
+        );
     }
 
     #[test]
     fn proxy_service_conflict_and_path_resolver() {
         let mut class = class();
-        class.metadata.annotations = Some([(PROXY_RESOLVER_ANNOTATION.to_string(), "path".to_string())].into());
+        class.metadata.annotations =
+            Some([(PROXY_RESOLVER_ANNOTATION.to_string(), "path".to_string())].into());
         let c = connector("{name: anon}");
         let facts = ConnectorFacts {
             connector: &c,
@@ -431,14 +719,27 @@ status:
             secret: SecretFacts::NotReferenced,
             liveness: Some(ProbeOutcome::Passed),
             auth: None,
-            proxy_service: ProxyServiceFacts::Conflict { name: "c-my-git".into() },
+            proxy_service: ProxyServiceFacts::Conflict {
+                name: "c-my-git".into(),
+            },
             ca: CaFacts::Invalid { name: "ca".into() },
             cluster_domain: "cluster.local",
         };
-        let s = decide_connector_status(&facts, &Time(Utc::now()));
+        let s = decide_connector_status(&facts, &crate::controller::now());
         assert_eq!(get(&s, "ProxyServiceReady").1, "ProxyServiceConflict");
-        assert_eq!(get(&s, "CACertReady"), ("False", "InvalidPEM", r#"Secret "ca" contains invalid PEM data"#));
-        assert_eq!(get(&s, "Ready").1, "ProxyServiceConflict", "CACertReady is not part of Ready");
+        assert_eq!(
+            get(&s, "CACertReady"),
+            (
+                "False",
+                "InvalidPEM",
+                r#"Secret "ca" contains invalid PEM data"#
+            )
+        );
+        assert_eq!(
+            get(&s, "Ready").1,
+            "ProxyServiceConflict",
+            "CACertReady is not part of Ready"
+        );
         assert_eq!(
             s.proxy.unwrap().http_address.unwrap().url.unwrap(),
             "http://c-my-git.dev.svc.cluster.local/namespaces/dev/connectors/my.git"

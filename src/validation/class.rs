@@ -16,7 +16,10 @@ pub fn validate_class(class: &ConnectorClass) -> Result<CompiledClass, Vec<Field
         Ok(compiled) => Some(compiled),
         Err(compile_errors) => {
             // authName is a structural rule, reported above once.
-            for e in compile_errors.into_iter().filter(|e| !e.path.ends_with(".authName")) {
+            for e in compile_errors
+                .into_iter()
+                .filter(|e| !e.path.ends_with(".authName"))
+            {
                 if !errors.contains(&e) {
                     errors.push(e);
                 }
@@ -34,22 +37,40 @@ pub fn validate_class(class: &ConnectorClass) -> Result<CompiledClass, Vec<Field
 pub fn structural_errors(class: &ConnectorClass) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let spec = &class.spec;
-    let types = spec.auth.as_ref().and_then(|a| a.types.as_deref()).unwrap_or_default();
+    let types = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.types.as_deref())
+        .unwrap_or_default();
     let mut seen = BTreeSet::new();
     for (i, t) in types.iter().enumerate() {
         if !seen.insert(t.name.as_str()) {
-            errors.push(FieldError::new(format!("spec.auth.types[{i}].name"), format!("duplicate auth type {:?}", t.name)));
+            errors.push(FieldError::new(
+                format!("spec.auth.types[{i}].name"),
+                format!("duplicate auth type {:?}", t.name),
+            ));
         }
-        unique_param_names(&format!("spec.auth.types[{i}].params"), t.params.as_deref(), &mut errors);
+        unique_param_names(
+            &format!("spec.auth.types[{i}].params"),
+            t.params.as_deref(),
+            &mut errors,
+        );
     }
     unique_param_names("spec.params", spec.params.as_deref(), &mut errors);
-    unique_param_names("spec.addressExtensions", spec.address_extensions.as_deref(), &mut errors);
+    unique_param_names(
+        "spec.addressExtensions",
+        spec.address_extensions.as_deref(),
+        &mut errors,
+    );
     let declared: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
     let mut seen = BTreeSet::new();
     for (i, p) in spec.auth_probes.iter().flatten().enumerate() {
         let path = format!("spec.authProbes[{i}]");
         if !seen.insert(p.auth_name.as_str()) {
-            errors.push(FieldError::new(format!("{path}.authName"), format!("duplicate auth probe for {:?}", p.auth_name)));
+            errors.push(FieldError::new(
+                format!("{path}.authName"),
+                format!("duplicate auth probe for {:?}", p.auth_name),
+            ));
         }
         if !declared.contains(&p.auth_name.as_str()) {
             errors.push(FieldError::new(
@@ -57,7 +78,11 @@ pub fn structural_errors(class: &ConnectorClass) -> Vec<FieldError> {
                 format!(
                     "{:?} is not declared in spec.auth.types (declared: {})",
                     p.auth_name,
-                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
                 ),
             ));
         }
@@ -74,11 +99,25 @@ pub fn structural_errors(class: &ConnectorClass) -> Vec<FieldError> {
 
 fn probe_errors(path: &str, probe: &Probe, errors: &mut Vec<FieldError>) {
     let Some(http) = &probe.http else { return };
-    if let Some(method) = http.method.as_deref().filter(|m| !matches!(*m, "GET" | "POST")) {
-        errors.push(FieldError::new(format!("{path}.http.method"), format!("{method:?} is not supported: use GET or POST")));
+    if let Some(method) = http
+        .method
+        .as_deref()
+        .filter(|m| !matches!(*m, "GET" | "POST"))
+    {
+        errors.push(FieldError::new(
+            format!("{path}.http.method"),
+            format!("{method:?} is not supported: use GET or POST"),
+        ));
     }
-    if let Some(scheme) = http.scheme.as_deref().filter(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https")) {
-        errors.push(FieldError::new(format!("{path}.http.scheme"), format!("{scheme:?} is not supported: use http or https")));
+    if let Some(scheme) = http
+        .scheme
+        .as_deref()
+        .filter(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+    {
+        errors.push(FieldError::new(
+            format!("{path}.http.scheme"),
+            format!("{scheme:?} is not supported: use http or https"),
+        ));
     }
 }
 
@@ -86,7 +125,10 @@ fn unique_param_names(path: &str, params: Option<&[ParamSpec]>, errors: &mut Vec
     let mut seen = BTreeSet::new();
     for (i, p) in params.unwrap_or_default().iter().enumerate() {
         if !seen.insert(p.name.as_str()) {
-            errors.push(FieldError::new(format!("{path}[{i}].name"), format!("duplicate param {:?}", p.name)));
+            errors.push(FieldError::new(
+                format!("{path}[{i}].name"),
+                format!("duplicate param {:?}", p.name),
+            ));
         }
     }
 }
@@ -110,7 +152,10 @@ spec:
 "#,
         )
         .unwrap();
-        let errors: Vec<String> = structural_errors(&class).iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = structural_errors(&class)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             errors,
             vec![

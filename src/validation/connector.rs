@@ -11,10 +11,16 @@ pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let spec = &connector.spec;
     match spec.address.as_deref() {
-        None | Some("") => errors.push(FieldError::new("spec.address", "required: an absolute http or https URL")),
+        None | Some("") => errors.push(FieldError::new(
+            "spec.address",
+            "required: an absolute http or https URL",
+        )),
         Some(address) => {
             if let Err(why) = check_http_url(address) {
-                errors.push(FieldError::new("spec.address", format!("{address:?} {why}")));
+                errors.push(FieldError::new(
+                    "spec.address",
+                    format!("{address:?} {why}"),
+                ));
             }
         }
     }
@@ -24,20 +30,31 @@ pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
     if let Some(auth) = &spec.auth {
         if let Some(secret_ref) = &auth.secret_ref {
             let own = connector.metadata.namespace.as_deref().unwrap_or_default();
-            if let Some(ns) = secret_ref.namespace.as_deref().filter(|ns| !ns.is_empty() && *ns != own) {
+            if let Some(ns) = secret_ref
+                .namespace
+                .as_deref()
+                .filter(|ns| !ns.is_empty() && *ns != own)
+            {
                 errors.push(FieldError::new(
                     "spec.auth.secretRef.namespace",
                     format!("{ns:?} differs from the Connector's namespace {own:?}: a Connector may only use Secrets in its own namespace"),
                 ));
             }
             if secret_ref.name.as_deref().unwrap_or_default().is_empty() {
-                errors.push(FieldError::new("spec.auth.secretRef.name", "required when secretRef is set"));
+                errors.push(FieldError::new(
+                    "spec.auth.secretRef.name",
+                    "required when secretRef is set",
+                ));
             }
         }
         check_unique_names("spec.auth.params", auth.params.as_deref(), &mut errors);
     }
     check_unique_names("spec.params", spec.params.as_deref(), &mut errors);
-    check_unique_names("spec.addressExtensions", spec.address_extensions.as_deref(), &mut errors);
+    check_unique_names(
+        "spec.addressExtensions",
+        spec.address_extensions.as_deref(),
+        &mut errors,
+    );
     for (i, ext) in spec.address_extensions.iter().flatten().enumerate() {
         let path = format!("spec.addressExtensions[{i}].value");
         match &ext.value {
@@ -45,10 +62,16 @@ pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
                 if let Err(why) = check_http_url(value) {
                     errors.push(FieldError::new(path, format!("{value:?} {why}")));
                 } else if spec.address.as_deref() == Some(value.as_str()) {
-                    errors.push(FieldError::new(path, format!("{value:?} must differ from spec.address")));
+                    errors.push(FieldError::new(
+                        path,
+                        format!("{value:?} must differ from spec.address"),
+                    ));
                 }
             }
-            other => errors.push(FieldError::new(path, format!("must be a string URL, not {}", other.type_name()))),
+            other => errors.push(FieldError::new(
+                path,
+                format!("must be a string URL, not {}", other.type_name()),
+            )),
         }
     }
     errors
@@ -75,7 +98,13 @@ pub fn validate_against_class(connector: &Connector, class: &ConnectorClass) -> 
         "spec.addressExtensions",
         &mut errors,
     );
-    let declared_auth: Vec<&str> = class.spec.auth.iter().flat_map(|a| a.types.iter().flatten()).map(|t| t.name.as_str()).collect();
+    let declared_auth: Vec<&str> = class
+        .spec
+        .auth
+        .iter()
+        .flat_map(|a| a.types.iter().flatten())
+        .map(|t| t.name.as_str())
+        .collect();
     if let Some(name) = connector.auth_name().filter(|n| !n.is_empty()) {
         if !declared_auth.contains(&name) {
             errors.push(FieldError::new(
@@ -131,13 +160,19 @@ fn check_params(
         if want.as_str() != got {
             errors.push(FieldError::new(
                 format!("{path}[{i}].value"),
-                format!("must be of type {} as {declared_path} declares, not {got}", want.as_str()),
+                format!(
+                    "must be of type {} as {declared_path} declares, not {got}",
+                    want.as_str()
+                ),
             ));
         } else if let (Some(allowed), ParamValue::String(v)) = (&spec.spec.enum_, &param.value) {
             if !allowed.is_empty() && !allowed.contains(v) {
                 errors.push(FieldError::new(
                     format!("{path}[{i}].value"),
-                    format!("{v:?} is not one of the allowed values: {}", allowed.join(", ")),
+                    format!(
+                        "{v:?} is not one of the allowed values: {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
         }
@@ -156,7 +191,10 @@ fn check_params(
         if !given.iter().any(|p| p.name == spec.name) {
             errors.push(FieldError::new(
                 path,
-                format!("{:?} is required by ConnectorClass {class_name:?} and missing", spec.name),
+                format!(
+                    "{:?} is required by ConnectorClass {class_name:?} and missing",
+                    spec.name
+                ),
             ));
         }
     }
@@ -168,7 +206,10 @@ fn check_unique_names(path: &str, params: Option<&[Param]>, errors: &mut Vec<Fie
         if p.name.is_empty() {
             errors.push(FieldError::new(format!("{path}[{i}].name"), "required"));
         } else if !seen.insert(p.name.as_str()) {
-            errors.push(FieldError::new(format!("{path}[{i}].name"), format!("duplicate name {:?}", p.name)));
+            errors.push(FieldError::new(
+                format!("{path}[{i}].name"),
+                format!("duplicate name {:?}", p.name),
+            ));
         }
     }
 }
@@ -186,7 +227,11 @@ pub fn check_http_url(value: &str) -> Result<url::Url, &'static str> {
 }
 
 fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +287,9 @@ spec:
         let errors = validate_against_class(&c, &class(GIT_CLASS));
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            vec![r#"spec.params[1].name: "sslVerfy" is not declared by ConnectorClass "git" (declared: sslVerify)"#]
+            vec![
+                r#"spec.params[1].name: "sslVerfy" is not declared by ConnectorClass "git" (declared: sslVerify)"#
+            ]
         );
     }
 
@@ -259,10 +306,19 @@ spec:
   auth: {name: basicAuth}
 "#,
         );
-        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS)).iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].starts_with(r#"spec.params[0].value: "maybe" is not one of the allowed values"#));
-        assert_eq!(errors[1], r#"spec.auth.params: "repository" is required by ConnectorClass "git" and missing"#);
+        assert!(
+            errors[0]
+                .starts_with(r#"spec.params[0].value: "maybe" is not one of the allowed values"#)
+        );
+        assert_eq!(
+            errors[1],
+            r#"spec.auth.params: "repository" is required by ConnectorClass "git" and missing"#
+        );
 
         let c = connector(
             r#"
@@ -274,9 +330,18 @@ spec:
   auth: {name: oauth}
 "#,
         );
-        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS)).iter().map(ToString::to_string).collect();
-        assert_eq!(errors[0], "spec.params[0].value: must be of type string as spec.params declares, not array");
-        assert_eq!(errors[1], r#"spec.auth.name: "oauth" is not an auth type of ConnectorClass "git" (declared: basicAuth)"#);
+        let errors: Vec<String> = validate_against_class(&c, &class(GIT_CLASS))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors[0],
+            "spec.params[0].value: must be of type string as spec.params declares, not array"
+        );
+        assert_eq!(
+            errors[1],
+            r#"spec.auth.name: "oauth" is not an auth type of ConnectorClass "git" (declared: basicAuth)"#
+        );
     }
 
     #[test]
@@ -293,7 +358,10 @@ spec:
   - {name: web, value: "not a url"}
 "#,
         );
-        let errors: Vec<String> = validate_connector(&c).iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = validate_connector(&c)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             errors,
             vec![

@@ -1,1 +1,121 @@
+//! Unit tests of the probe engine: pure parts (templates, URL rules, CEL, Rego,
+//! compile errors, judging, secrets) and I/O against in-process HTTP(S) servers.
 
+mod compile_errors;
+mod judging;
+mod net;
+mod requests;
+mod secrets;
+mod server;
+mod templates;
+
+use std::collections::BTreeMap;
+
+use crate::api::{Connector, ConnectorClass};
+
+use super::{CompiledClass, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget, SecretMaterial};
+
+pub(super) fn class(spec_yaml: &str) -> ConnectorClass {
+    let doc = format!(
+        "apiVersion: connectors.alauda.io/v1alpha1\nkind: ConnectorClass\nmetadata:\n  name: test\nspec:\n{}",
+        indent(spec_yaml)
+    );
+    serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("bad class yaml: {e}\n{doc}"))
+}
+
+pub(super) fn connector(spec_yaml: &str) -> Connector {
+    let doc = format!(
+        "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: my-git\n  namespace: team-a\nspec:\n{}",
+        indent(spec_yaml)
+    );
+    serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("bad connector yaml: {e}\n{doc}"))
+}
+
+fn indent(s: &str) -> String {
+    let s = unindent(s);
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Removes the common leading indentation of a raw string literal.
+pub(super) fn unindent(s: &str) -> String {
+    let min = s
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    s.lines()
+        .map(|l| {
+            if l.len() >= min {
+                &l[min..]
+            } else {
+                l.trim_start()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(super) fn compiled(spec_yaml: &str) -> CompiledClass {
+    match CompiledClass::compile(&class(spec_yaml)) {
+        Ok(c) => c,
+        Err(errors) => panic!("class does not compile: {errors:#?}"),
+    }
+}
+
+pub(super) fn secret(pairs: &[(&str, &str)]) -> SecretMaterial {
+    SecretMaterial {
+        name: "creds".into(),
+        type_: "kubernetes.io/basic-auth".into(),
+        data: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Builds a request, failing the test when there is none or it is an error.
+pub(super) fn build(
+    class: &CompiledClass,
+    kind: ProbeKind,
+    connector: &Connector,
+    secret: Option<&SecretMaterial>,
+) -> ProbeRequest {
+    let target = ProbeTarget {
+        connector,
+        secret,
+        class_api_url: None,
+    };
+    match class.request(kind, &target) {
+        Some(Ok(r)) => r,
+        Some(Err(o)) => panic!("request failed: {o:?}"),
+        None => panic!("no probe of kind {kind:?}"),
+    }
+}
+
+/// Builds a request that must fail; returns the outcome.
+pub(super) fn build_err(
+    class: &CompiledClass,
+    kind: ProbeKind,
+    connector: &Connector,
+    secret: Option<&SecretMaterial>,
+) -> ProbeOutcome {
+    let target = ProbeTarget {
+        connector,
+        secret,
+        class_api_url: None,
+    };
+    match class.request(kind, &target) {
+        Some(Ok(r)) => panic!("request unexpectedly built: {r:?}"),
+        Some(Err(o)) => o,
+        None => panic!("no probe of kind {kind:?}"),
+    }
+}
+
+pub(super) fn header_values(r: &ProbeRequest, name: &str) -> Vec<String> {
+    r.headers()
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.to_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -229,7 +229,9 @@ func buildState(dir, binDir string, ports []int) state {
 			"--secure-port=" + strconv.Itoa(ports[3]),
 			"--cert-dir=" + p("run/controller-manager"),
 			"--leader-elect=false",
-			"--use-service-account-credentials=false",
+			// Per-controller ServiceAccounts, as kubeadm does: the bootstrap RBAC
+			// of system:kube-controller-manager alone does not cover every controller.
+			"--use-service-account-credentials=true",
 			"--controllers=*", // includes garbagecollector, namespace, serviceaccount
 			"--service-account-private-key-file=" + pki("sa.key"),
 			"--root-ca-file=" + pki("ca.crt"),
