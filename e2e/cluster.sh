@@ -72,6 +72,8 @@ build() {
   # Atomic publish; if a concurrent build won the race, keep its result.
   mv -T "$tmp" "$bin" 2>/dev/null || rm -rf "$tmp"
   log "built in $((SECONDS - start))s"
+  # Keep the three newest builds (~300 MB each); older ones are dead weight.
+  ls -1dt "$CACHE"/*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
 }
 
 localcluster() { "$(bin_dir)/localcluster" "$@"; }

@@ -206,7 +206,7 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
                         },
                         bundle,
                     ),
-                    Err(()) => (
+                    Err(_) => (
                         CaFacts::Invalid {
                             name: r.name.clone(),
                         },
@@ -340,8 +340,8 @@ fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:w0$}  {:w1$}  {:w2$}  {}",
-            "----", "------", "------", "-------"
+            "  {:w0$}  {:w1$}  {:w2$}  -------",
+            "----", "------", "------"
         );
         for r in rows {
             let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);

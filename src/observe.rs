@@ -75,7 +75,11 @@ pub fn secret_facts(lookup: &SecretLookup, found: Option<&SecretMaterial>) -> Se
 
 /// PEM CA certificates in a Secret: values of keys ending `.crt`/`.pem`, or any value
 /// with a PEM header. Err when there are none or they do not parse.
-pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, ()> {
+/// The CA Secret holds no PEM certificate that parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidPem;
+
+pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, InvalidPem> {
     let pems: Vec<Vec<u8>> = secret
         .data
         .iter()
@@ -88,11 +92,11 @@ pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, ()> {
         .map(|(_, v)| v.0.clone())
         .collect();
     if pems.is_empty() {
-        return Err(());
+        return Err(InvalidPem);
     }
-    let bundle = TrustBundle::from_pems(pems.iter()).map_err(|_| ())?;
+    let bundle = TrustBundle::from_pems(pems.iter()).map_err(|_| InvalidPem)?;
     if bundle.is_empty() {
-        Err(())
+        Err(InvalidPem)
     } else {
         Ok(bundle)
     }

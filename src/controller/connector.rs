@@ -71,7 +71,7 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
                         name: r.name.clone(),
                     }
                 }
-                Err(()) => CaFacts::Invalid {
+                Err(_) => CaFacts::Invalid {
                     name: r.name.clone(),
                 },
             },

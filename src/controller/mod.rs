@@ -78,10 +78,10 @@ impl Context {
             class.metadata.uid.clone().unwrap_or_default(),
             class.metadata.generation.unwrap_or_default(),
         );
-        if let Ok(cache) = self.compiled.lock() {
-            if let Some(entry) = cache.get(&key) {
-                return entry.clone();
-            }
+        if let Ok(cache) = self.compiled.lock()
+            && let Some(entry) = cache.get(&key)
+        {
+            return entry.clone();
         }
         let entry: CompiledEntry = Arc::new(crate::validation::validate_class(class).map(Arc::new));
         if let Ok(mut cache) = self.compiled.lock() {

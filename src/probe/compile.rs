@@ -223,7 +223,7 @@ impl CompiledClass {
     ) -> Result<ProbeRequest, String> {
         let needs_data =
             !part.path.is_literal() || part.headers.iter().any(|h| !h.value.is_literal());
-        let data = needs_data.then(|| template::template_context(target.connector, target.secret));
+        let data = needs_data.then(|| template::template_context(target.connector, template_secret(kind, target)));
         let field = &part.field;
         let path = part
             .path
@@ -304,6 +304,15 @@ impl CompiledClass {
     }
 }
 
+/// The Secret templates see: none for liveness probes, which carry no credentials
+/// (SPEC section 5), so `{{ if .Secret }}` is false there.
+fn template_secret<'a>(kind: ProbeKind, target: &ProbeTarget<'a>) -> Option<&'a super::SecretMaterial> {
+    match kind {
+        ProbeKind::Liveness => None,
+        ProbeKind::Auth => target.secret,
+    }
+}
+
 fn redactor_snapshot(b: &RedactorBuilder) -> super::secret::Redactor {
     b.snapshot()
 }
@@ -327,7 +336,7 @@ fn api_request(
     let path = match &part.path {
         Some(t) => {
             let data = (!t.is_literal())
-                .then(|| template::template_context(target.connector, target.secret));
+                .then(|| template::template_context(target.connector, template_secret(kind, target)));
             t.render(data.as_ref())
                 .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
         }

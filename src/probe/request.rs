@@ -179,7 +179,20 @@ pub(crate) fn http_probe_url(
             None => h.to_string(),
         })
     });
-    let probe_host = host.map(str::trim).filter(|h| !h.is_empty());
+    let mut probe_host = host.map(str::trim).filter(|h| !h.is_empty()).map(str::to_string);
+    let mut scheme = scheme.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    // Tolerate a host written as a URL (`https://tool.example.com:8443`): its host
+    // and port, and its scheme unless the probe sets one.
+    if let Some(h) = probe_host.clone().filter(|h| h.contains("://")) {
+        let u = Url::parse(&h).map_err(|e| format!("http.host {h:?} is not a host: {e}"))?;
+        let name = u.host_str().unwrap_or_default();
+        probe_host = Some(match u.port() {
+            Some(p) => format!("{name}:{p}"),
+            None => name.to_string(),
+        });
+        scheme = scheme.or_else(|| Some(u.scheme().to_string()));
+    }
+    let probe_host = probe_host.as_deref();
     let host = match (probe_host, &address_host) {
         (Some(h), _) => h.to_string(),
         (None, Some(h)) => h.clone(),
@@ -196,7 +209,7 @@ pub(crate) fn http_probe_url(
         }
         _ => false,
     };
-    let scheme = match scheme.map(str::trim).filter(|s| !s.is_empty()) {
+    let scheme = match scheme {
         Some(s) => s.to_ascii_lowercase(),
         None => match (&address, same_host) {
             (Some(a), true) => a.scheme().to_string(),

@@ -182,8 +182,10 @@ pub fn secret_condition(
             let Some(auth_type) = auth_type else {
                 return Desired::ok(T, "", "");
             };
-            if let Some(want) = auth_type.secret_type.as_deref().filter(|w| !w.is_empty()) {
-                if !same_secret_type(want, type_) {
+            if let Some(want) = auth_type.secret_type.as_deref().filter(|w| !w.is_empty())
+                && !same_secret_type(want, type_)
+            {
+                {
                     return Desired::failed(
                         T,
                         "SecretTypeMismatch",

@@ -165,8 +165,11 @@ fn check_params(
                     want.as_str()
                 ),
             ));
-        } else if let (Some(allowed), ParamValue::String(v)) = (&spec.spec.enum_, &param.value) {
-            if !allowed.is_empty() && !allowed.contains(v) {
+        } else if let (Some(allowed), ParamValue::String(v)) = (&spec.spec.enum_, &param.value)
+            && !allowed.is_empty()
+            && !allowed.contains(v)
+        {
+            {
                 errors.push(FieldError::new(
                     format!("{path}[{i}].value"),
                     format!(
@@ -176,8 +179,10 @@ fn check_params(
                 ));
             }
         }
-        if want == ParamType::Object {
-            if let (Some(props), ParamValue::Object(map)) = (&spec.spec.properties, &param.value) {
+        if want == ParamType::Object
+            && let (Some(props), ParamValue::Object(map)) = (&spec.spec.properties, &param.value)
+        {
+            {
                 for key in map.keys().filter(|k| !props.contains_key(*k)) {
                     errors.push(FieldError::new(
                         format!("{path}[{i}].value.{key}"),

@@ -60,6 +60,8 @@ fn url_rules() {
         liveness_url("path: /ping\nscheme: http", "https://g.io"),
         "http://g.io/ping"
     );
+    // A host written as a URL.
+    assert_eq!(liveness_url("path: /ping\nhost: https://other.io:8443", "http://g.io"), "https://other.io:8443/ping");
 }
 
 #[test]
@@ -432,4 +434,25 @@ fn dedup_keys() {
     assert_eq!(ka, kb);
     assert_ne!(ka, kc);
     assert_eq!(ka.len(), 64);
+}
+
+#[test]
+fn liveness_templates_see_no_secret() {
+    let class = compiled(
+        r#"
+        livenessProbe:
+          http:
+            path: /x
+            httpHeaders:
+            - name: Authorization
+              value: '{{- if .Secret }}Basic x{{- end }}'
+            - name: X-Has-Secret
+              value: '{{ if .Secret }}yes{{ else }}no{{ end }}'
+        "#,
+    );
+    let c = connector("connectorClassName: test\naddress: https://g.io\nauth: {name: basicAuth, secretRef: {name: creds}}");
+    let s = secret(&[("username", "user")]);
+    let r = build(&class, ProbeKind::Liveness, &c, Some(&s));
+    assert!(header_values(&r, "authorization").is_empty());
+    assert_eq!(header_values(&r, "x-has-secret"), vec!["no"]);
 }

@@ -65,7 +65,9 @@ func stop(dir string, c component, grace time.Duration) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if m := groupMembers(pgid, dir); len(m) > 0 {
-			fmt.Fprintf(os.Stderr, "localcluster: %s did not stop within %s, sending SIGKILL\n", c.Name, grace)
+			// Expected when clients hold watches: servers drain them for up
+			// to a minute, too long for a throwaway test cluster.
+			logf("%s still running %s after SIGTERM, sending SIGKILL", c.Name, grace)
 			signalGroup(pgid, m, syscall.SIGKILL)
 			deadline = time.Now().Add(10 * time.Second)
 			for len(groupMembers(pgid, dir)) > 0 {
