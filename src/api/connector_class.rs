@@ -25,7 +25,7 @@ use super::common::{AddressSpec, Addressable, Condition, KReference, ParamSpec};
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!has(self.authProbes) || self.authProbes.all(p, has(self.auth) && has(self.auth.types) && self.auth.types.exists(t, t.name == p.authName))",
-    "messageExpression": "'spec.authProbes[].authName must name an auth type declared in spec.auth.types[].name; not declared: ' + self.authProbes.filter(p, !(has(self.auth) && has(self.auth.types) && self.auth.types.exists(t, t.name == p.authName))).map(p, p.authName).join(', ')",
+    "messageExpression": "'spec.authProbes[].authName must name an auth type declared in spec.auth.types[].name; not declared: ' + self.authProbes.map(p, !(has(self.auth) && has(self.auth.types) && self.auth.types.exists(t, t.name == p.authName)), p.authName)[0]",
     "fieldPath": ".authProbes",
     "reason": "FieldValueInvalid"
 }]))]
@@ -146,6 +146,7 @@ pub struct ConnectorClassAuth {
 #[serde(rename_all = "camelCase")]
 pub struct AuthType {
     /// Name of the AuthType. Must be unique within the ConnectorClass.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// DisplayName is the human readable name of the AuthType.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +181,7 @@ pub struct AuthType {
 pub struct AuthProbe {
     /// AuthName corresponds to `spec.auth.types[].name`, indicating the way to check for
     /// the corresponding authentication type.
+    #[schemars(length(max = 253))]
     pub auth_name: String,
     /// Params declares the data fields included in this probe; it will use the param
     /// value when probing.
@@ -220,7 +222,7 @@ pub struct HttpProbe {
     /// empty or matches the connector's address, the scheme from the connector's address
     /// is used; otherwise http.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-validations" = [{
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [{
         "rule": "self.lowerAscii() in ['http', 'https']",
         "messageExpression": "'scheme must be http or https, not \"' + self + '\"'"
     }]))]

@@ -223,7 +223,8 @@ impl CompiledClass {
     ) -> Result<ProbeRequest, String> {
         let needs_data =
             !part.path.is_literal() || part.headers.iter().any(|h| !h.value.is_literal());
-        let data = needs_data.then(|| template::template_context(target.connector, template_secret(kind, target)));
+        let data = needs_data
+            .then(|| template::template_context(target.connector, template_secret(kind, target)));
         let field = &part.field;
         let path = part
             .path
@@ -306,7 +307,10 @@ impl CompiledClass {
 
 /// The Secret templates see: none for liveness probes, which carry no credentials
 /// (SPEC section 5), so `{{ if .Secret }}` is false there.
-fn template_secret<'a>(kind: ProbeKind, target: &ProbeTarget<'a>) -> Option<&'a super::SecretMaterial> {
+fn template_secret<'a>(
+    kind: ProbeKind,
+    target: &ProbeTarget<'a>,
+) -> Option<&'a super::SecretMaterial> {
     match kind {
         ProbeKind::Liveness => None,
         ProbeKind::Auth => target.secret,
@@ -335,8 +339,9 @@ fn api_request(
     };
     let path = match &part.path {
         Some(t) => {
-            let data = (!t.is_literal())
-                .then(|| template::template_context(target.connector, template_secret(kind, target)));
+            let data = (!t.is_literal()).then(|| {
+                template::template_context(target.connector, template_secret(kind, target))
+            });
             t.render(data.as_ref())
                 .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
         }

@@ -20,6 +20,16 @@
 //! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError}` with `as_str()`
 //! - `ProbeRequest::dedup_key()`: equal for identical liveness requests (method, URL,
 //!   headers, body, redirect flag), so Connectors can share one liveness request.
+//!
+//! Also offered: `CompiledClass::compile_with(&class, &ProbeSettings)` (evaluation
+//! bounds), `HttpProber::reach(url, &TrustBundle) -> Result<u16, String>` (reachability
+//! of the class API/proxy: any status counts), `TrustBundle::{from_pems, with_pems,
+//! merged, empty}`, `parse_pem_certs`, `ProbeRequest::{display_url, scrub}`.
+//!
+//! Decisions: liveness templates see no `.Secret` (liveness carries no credentials);
+//! a header whose template renders empty is not sent; when a probe sets both `http`
+//! and `api`, `http` is used. Secret values (4 bytes or longer) are scrubbed from every
+//! outcome message, in their plain, URL-encoded and escaped forms.
 
 mod cel_check;
 mod compile;

@@ -179,8 +179,14 @@ pub(crate) fn http_probe_url(
             None => h.to_string(),
         })
     });
-    let mut probe_host = host.map(str::trim).filter(|h| !h.is_empty()).map(str::to_string);
-    let mut scheme = scheme.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let mut probe_host = host
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let mut scheme = scheme
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     // Tolerate a host written as a URL (`https://tool.example.com:8443`): its host
     // and port, and its scheme unless the probe sets one.
     if let Some(h) = probe_host.clone().filter(|h| h.contains("://")) {

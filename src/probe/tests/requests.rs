@@ -61,7 +61,10 @@ fn url_rules() {
         "http://g.io/ping"
     );
     // A host written as a URL.
-    assert_eq!(liveness_url("path: /ping\nhost: https://other.io:8443", "http://g.io"), "https://other.io:8443/ping");
+    assert_eq!(
+        liveness_url("path: /ping\nhost: https://other.io:8443", "http://g.io"),
+        "https://other.io:8443/ping"
+    );
 }
 
 #[test]
@@ -450,7 +453,9 @@ fn liveness_templates_see_no_secret() {
               value: '{{ if .Secret }}yes{{ else }}no{{ end }}'
         "#,
     );
-    let c = connector("connectorClassName: test\naddress: https://g.io\nauth: {name: basicAuth, secretRef: {name: creds}}");
+    let c = connector(
+        "connectorClassName: test\naddress: https://g.io\nauth: {name: basicAuth, secretRef: {name: creds}}",
+    );
     let s = secret(&[("username", "user")]);
     let r = build(&class, ProbeKind::Liveness, &c, Some(&s));
     assert!(header_values(&r, "authorization").is_empty());
