@@ -16,7 +16,7 @@ use super::judge;
 use super::rego_auth::RegoPolicy;
 use super::request::{ProbeCheck, ProbeRequest, RequestHeader, api_probe_url, http_probe_url};
 use super::secret::RedactorBuilder;
-use super::template::{self, CompiledTemplate};
+use super::template::{self, CompiledTemplate, Fields};
 use super::{FailureReason, HttpResponse, ProbeKind, ProbeOutcome, ProbeSettings, ProbeTarget};
 
 /// A class with everything compiled. Cheap to clone and `Send + Sync`: the
@@ -51,11 +51,14 @@ struct HttpPart {
     headers: Vec<HeaderPart>,
     follow_redirects: bool,
     check: Arc<ProbeCheck>,
+    /// The data fields the templates of this probe can reach.
+    fields: Fields,
 }
 
 #[derive(Debug)]
 struct HeaderPart {
-    name: String,
+    /// The parsed name, or the name as written when it is not a valid header name.
+    name: Result<HeaderName, String>,
     value: CompiledTemplate,
     credential: bool,
 }
@@ -64,6 +67,7 @@ struct HeaderPart {
 struct ApiPart {
     field: String,
     path: Option<CompiledTemplate>,
+    fields: Fields,
     check: Arc<ProbeCheck>,
 }
 
@@ -223,8 +227,9 @@ impl CompiledClass {
     ) -> Result<ProbeRequest, String> {
         let needs_data =
             !part.path.is_literal() || part.headers.iter().any(|h| !h.value.is_literal());
-        let data = needs_data
-            .then(|| template::template_context(target.connector, template_secret(kind, target)));
+        let data = needs_data.then(|| {
+            template::template_context(target.connector, template_secret(kind, target), part.fields)
+        });
         let field = &part.field;
         let path = part
             .path
@@ -249,15 +254,22 @@ impl CompiledClass {
         };
         let mut headers = Vec::with_capacity(part.headers.len());
         for (i, h) in part.headers.iter().enumerate() {
-            let hfield = format!("{field}.httpHeaders[{i}]");
-            let name = HeaderName::from_bytes(h.name.trim().as_bytes())
-                .map_err(|_| format!("{hfield}.name: {:?} is not a valid header name", h.name))?;
-            let rendered = h
-                .value
-                .render(data.as_ref())
-                .map_err(|e| format!("{hfield}.value: the template could not be rendered: {e}"))?;
+            let hfield = || format!("{field}.httpHeaders[{i}]");
+            let name = h
+                .name
+                .clone()
+                .map_err(|raw| format!("{}.name: {raw:?} is not a valid header name", hfield()))?;
+            let rendered = h.value.render(data.as_ref()).map_err(|e| {
+                format!(
+                    "{}.value: the template could not be rendered: {e}",
+                    hfield()
+                )
+            })?;
             let value = HeaderValue::from_str(&rendered).map_err(|_| {
-                format!("{hfield}.value: the rendered value is not a valid header value")
+                format!(
+                    "{}.value: the rendered value is not a valid header value",
+                    hfield()
+                )
             })?;
             if h.credential {
                 redactor.add_credential(&rendered);
@@ -340,7 +352,11 @@ fn api_request(
     let path = match &part.path {
         Some(t) => {
             let data = (!t.is_literal()).then(|| {
-                template::template_context(target.connector, template_secret(kind, target))
+                template::template_context(
+                    target.connector,
+                    template_secret(kind, target),
+                    part.fields,
+                )
             });
             t.render(data.as_ref())
                 .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
@@ -378,11 +394,12 @@ fn compile_probe(
         for (i, h) in http.http_headers.iter().flatten().enumerate() {
             match parse(&h.value) {
                 Ok(value) => headers.push(HeaderPart {
-                    name: h.name.clone(),
-                    value,
+                    name: HeaderName::from_bytes(h.name.trim().as_bytes())
+                        .map_err(|_| h.name.clone()),
                     credential: CREDENTIAL_HEADERS
                         .contains(&h.name.trim().to_ascii_lowercase().as_str())
-                        || h.value.contains(".Secret"),
+                        || value.fields().reads_secret(),
+                    value,
                 }),
                 Err(e) => errors.push(FieldError::new(
                     format!("{field}.httpHeaders[{i}].value"),
@@ -404,7 +421,11 @@ fn compile_probe(
         if errors.len() != before {
             return None;
         }
+        let fields = headers
+            .iter()
+            .fold(path.fields(), |f, h| f.union(h.value.fields()));
         return Some(CompiledProbe::Http(HttpPart {
+            fields,
             path,
             host: http.host.clone(),
             scheme: http.scheme.clone(),
@@ -432,6 +453,10 @@ fn compile_probe(
             None => None,
         };
         return Some(CompiledProbe::Api(ApiPart {
+            fields: path
+                .as_ref()
+                .map(CompiledTemplate::fields)
+                .unwrap_or_default(),
             path,
             check: Arc::new(ProbeCheck {
                 field: field.clone(),
@@ -459,42 +484,61 @@ fn generate(
     url: &url::Url,
     headers: &[RequestHeader],
 ) -> Result<Option<Injection>, String> {
-    let data: JsonMap<String, Json> = secret_data
+    use regorus::Value as R;
+    fn obj(entries: impl IntoIterator<Item = (&'static str, R)>) -> R {
+        R::from(
+            entries
+                .into_iter()
+                .map(|(k, v)| (R::from(k), v))
+                .collect::<BTreeMap<R, R>>(),
+        )
+    }
+    let data: BTreeMap<R, R> = secret_data
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .map(|(k, v)| (R::from(k.as_str()), R::from(v.as_str())))
         .collect();
-    let mut header_map: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    let mut header_map: BTreeMap<String, Vec<R>> = BTreeMap::new();
     for h in headers {
         header_map
             .entry(canonical_header_name(h.name.as_str()))
             .or_default()
-            .push(Json::String(
-                String::from_utf8_lossy(h.value.as_bytes()).into_owned(),
+            .push(R::from(
+                String::from_utf8_lossy(h.value.as_bytes()).as_ref(),
             ));
     }
-    let mut query_map: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    let mut query_map: BTreeMap<String, Vec<R>> = BTreeMap::new();
     for (k, v) in url.query_pairs() {
         query_map
             .entry(k.into_owned())
             .or_default()
-            .push(Json::String(v.into_owned()));
+            .push(R::from(v.as_ref()));
     }
+    let multi = |m: BTreeMap<String, Vec<R>>| -> R {
+        R::from(
+            m.into_iter()
+                .map(|(k, v)| (R::from(k), R::from(v)))
+                .collect::<BTreeMap<R, R>>(),
+        )
+    };
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    let input = serde_json::json!({
-        "data": data,
-        "request": {
-            "method": method.as_str(),
-            "path": url.path(),
-            "host": host,
-            "headers": header_map,
-            "query": query_map,
-            "body": "",
-        }
-    });
+    let input = obj([
+        ("data", R::from(data)),
+        (
+            "request",
+            obj([
+                ("method", R::from(method.as_str())),
+                ("path", R::from(url.path())),
+                ("host", R::from(host)),
+                ("headers", multi(header_map)),
+                ("query", multi(query_map)),
+                ("body", R::from("")),
+            ]),
+        ),
+    ]);
     let Some(result) = policy
         .evaluate(input)
         .map_err(|e| format!("evaluation failed: {e}"))?

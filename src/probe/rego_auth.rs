@@ -2,19 +2,24 @@
 //! generator evaluated per auth probe.
 
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
 /// A compiled policy, ready to evaluate one rule. Evaluation runs on a clone of the
-/// prepared engine, bounded by regorus' cooperative execution timer.
-#[derive(Clone)]
+/// prepared engine (kept in a small pool for reuse, since cloning costs more than
+/// evaluating), bounded by regorus' cooperative execution timer.
 pub(crate) struct RegoPolicy {
     engine: Engine,
+    pool: Mutex<Vec<Engine>>,
     rule: String,
     timeout: Duration,
 }
+
+/// Prepared engines kept for reuse at most.
+const POOL_MAX: usize = 8;
 
 impl std::fmt::Debug for RegoPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +113,7 @@ impl RegoPolicy {
             .compile_with_entrypoint(&rule_path.as_str().into())
             .map_err(|e| e.to_string())?;
         Ok(RegoPolicy {
+            pool: Mutex::new(Vec::new()),
             engine,
             rule: rule_path,
             timeout,
@@ -115,16 +121,25 @@ impl RegoPolicy {
     }
 
     /// Evaluates the rule with `input`: `None` when it is undefined.
-    pub(crate) fn evaluate(
-        &self,
-        input: serde_json::Value,
-    ) -> Result<Option<serde_json::Value>, String> {
-        let mut engine = self.engine.clone();
-        engine.set_execution_timer_config(timer(self.timeout));
-        engine.set_input(Value::from(input));
+    pub(crate) fn evaluate(&self, input: Value) -> Result<Option<serde_json::Value>, String> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let mut engine = pooled.unwrap_or_else(|| {
+            let mut e = self.engine.clone();
+            e.set_execution_timer_config(timer(self.timeout));
+            e
+        });
+        engine.set_input(input);
+        // An engine whose evaluation failed is dropped rather than reused.
         let value = engine
             .eval_rule(self.rule.clone())
             .map_err(|e| one_line(&e.to_string()))?;
+        // The input holds Secret data: do not keep it around in the pool.
+        engine.set_input(Value::new_object());
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL_MAX
+        {
+            pool.push(engine);
+        }
         if value == Value::Undefined {
             return Ok(None);
         }

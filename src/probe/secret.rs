@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The Secret a Connector references, with its `data` already base64-decoded.
 ///
@@ -46,49 +46,46 @@ pub(crate) const REDACTED: &str = "[redacted]";
 const MIN_SCRUBBED_LEN: usize = 4;
 
 /// The secret strings of one request (Secret values, credential header values,
-/// injected credentials) in the forms they may take in a message: as is, URL-encoded,
-/// and escaped the way `Debug` and JSON escape them. Cheap to clone.
+/// injected credentials). Scrubbing replaces them in the forms they may take in a
+/// message: as is, URL-encoded, and escaped the way `Debug` and JSON escape them.
+/// Those forms are computed on the first scrub only (messages are rare; requests are
+/// not). Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Redactor {
-    values: Arc<Vec<String>>,
+    inner: Arc<RedactorInner>,
+}
+
+#[derive(Default)]
+struct RedactorInner {
+    /// Values, each with whether its words are secrets too (credential headers).
+    raw: Vec<(String, bool)>,
+    forms: OnceLock<Vec<String>>,
 }
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} values)", self.values.len())
+        write!(f, "Redactor({} values)", self.inner.raw.len())
     }
 }
 
 #[derive(Default)]
 pub(crate) struct RedactorBuilder {
-    values: Vec<String>,
+    raw: Vec<(String, bool)>,
 }
 
 impl RedactorBuilder {
     /// Adds one secret value.
     pub(crate) fn add(&mut self, value: &str) {
-        let mut push = |v: &str| {
-            if v.len() >= MIN_SCRUBBED_LEN && !self.values.iter().any(|x| x == v) {
-                self.values.push(v.to_string());
-            }
-        };
-        push(value);
-        let url_encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-        push(&url_encoded);
-        push(&percent_encode_path(value));
-        let debug = format!("{value:?}");
-        push(debug.trim_start_matches('"').trim_end_matches('"'));
-        if let Ok(json) = serde_json::to_string(value) {
-            push(json.trim_start_matches('"').trim_end_matches('"'));
+        if value.len() >= MIN_SCRUBBED_LEN {
+            self.raw.push((value.to_string(), false));
         }
     }
 
     /// Adds a credential header value, and each of its words (`Basic dXNlcjpwYXNz`
-    /// also adds the token alone, which a server may echo).
+    /// also hides the token alone, which a server may echo).
     pub(crate) fn add_credential(&mut self, value: &str) {
-        self.add(value);
-        for token in value.split_whitespace() {
-            self.add(token);
+        if value.len() >= MIN_SCRUBBED_LEN {
+            self.raw.push((value.to_string(), true));
         }
     }
 
@@ -100,13 +97,45 @@ impl RedactorBuilder {
 
     /// The redactor of the values added so far.
     pub(crate) fn snapshot(&self) -> Redactor {
-        let mut values = self.values.clone();
-        // Longest first, so a value containing another is replaced whole.
-        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         Redactor {
-            values: Arc::new(values),
+            inner: Arc::new(RedactorInner {
+                raw: self.raw.clone(),
+                forms: OnceLock::new(),
+            }),
         }
     }
+}
+
+/// Every form of every value, longest first (so a value containing another is
+/// replaced whole).
+fn expand(raw: &[(String, bool)]) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    let mut push = |v: &str| {
+        if v.len() >= MIN_SCRUBBED_LEN && !values.iter().any(|x| x == v) {
+            values.push(v.to_string());
+        }
+    };
+    let add = |value: &str, push: &mut dyn FnMut(&str)| {
+        push(value);
+        let url_encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        push(&url_encoded);
+        push(&percent_encode_path(value));
+        let debug = format!("{value:?}");
+        push(debug.trim_start_matches('"').trim_end_matches('"'));
+        if let Ok(json) = serde_json::to_string(value) {
+            push(json.trim_start_matches('"').trim_end_matches('"'));
+        }
+    };
+    for (value, with_words) in raw {
+        add(value, &mut push);
+        if *with_words {
+            for word in value.split_whitespace() {
+                add(word, &mut push);
+            }
+        }
+    }
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values
 }
 
 fn percent_encode_path(value: &str) -> String {
@@ -126,7 +155,11 @@ impl Redactor {
     /// `text` with every secret value replaced by `[redacted]`.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for v in self.values.iter() {
+        if self.inner.raw.is_empty() {
+            return out;
+        }
+        let forms = self.inner.forms.get_or_init(|| expand(&self.inner.raw));
+        for v in forms {
             if out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), REDACTED);
             }

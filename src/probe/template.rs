@@ -32,7 +32,8 @@ const EXTRA: &[(&str, Func)] = &[
 /// One parsed template, or a literal when the text has no action.
 pub(crate) enum CompiledTemplate {
     Literal(String),
-    Go(Box<Template>),
+    /// The template and the fields its text names.
+    Go(Box<(Template, Fields)>),
 }
 
 impl std::fmt::Debug for CompiledTemplate {
@@ -66,7 +67,10 @@ pub(crate) fn parse(
         .collect();
     tmpl.add_funcs(&funcs);
     tmpl.parse(text).map_err(|e| e.to_string())?;
-    Ok(CompiledTemplate::Go(Box::new(tmpl)))
+    Ok(CompiledTemplate::Go(Box::new((
+        tmpl,
+        Fields::used_by(text),
+    ))))
 }
 
 impl CompiledTemplate {
@@ -75,31 +79,187 @@ impl CompiledTemplate {
         matches!(self, CompiledTemplate::Literal(_))
     }
 
+    /// The data fields the template can reach.
+    pub(crate) fn fields(&self) -> Fields {
+        match self {
+            CompiledTemplate::Literal(_) => Fields::default(),
+            CompiledTemplate::Go(t) => t.1,
+        }
+    }
+
     /// Renders with `data` (needed unless the template is a literal); the error is the
     /// executor's message.
     pub(crate) fn render(&self, data: Option<&Context>) -> Result<String, String> {
         match self {
             CompiledTemplate::Literal(s) => Ok(s.clone()),
             CompiledTemplate::Go(t) => match data {
-                Some(ctx) => t.render(ctx).map_err(|e| e.to_string()),
-                None => t.render(&Context::empty()).map_err(|e| e.to_string()),
+                Some(ctx) => t.0.render(ctx).map_err(|e| e.to_string()),
+                None => t.0.render(&Context::empty()).map_err(|e| e.to_string()),
             },
         }
     }
 }
 
+/// Which struct fields the templates of one probe can reach. A template reaches a
+/// field only by writing its name (`.Spec.Address`, `index . "Address"`), so fields
+/// whose names appear in none of the probe's templates are left out of the data:
+/// building the whole tree for every request would cost more than rendering. Maps
+/// (labels, `StringData`, `ObjectVal`) are always whole. The only visible effect is
+/// on whole-struct dumps (`toJson .Connector`), which never mirrored Go's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields(u64);
+
+/// Every struct field name of the data, by bit.
+const FIELD_NAMES: &[&str] = &[
+    "Connector",
+    "Secret",
+    "Name",
+    "Namespace",
+    "Labels",
+    "Annotations",
+    "UID",
+    "ResourceVersion",
+    "Generation",
+    "GenerateName",
+    "CreationTimestamp",
+    "ObjectMeta",
+    "TypeMeta",
+    "APIVersion",
+    "Kind",
+    "Spec",
+    "ConnectorClassName",
+    "Address",
+    "Auth",
+    "Params",
+    "SecretRef",
+    "AddressExtensions",
+    "CACertSecretRef",
+    "Value",
+    "Type",
+    "StringVal",
+    "ArrayVal",
+    "ObjectVal",
+    "StringData",
+];
+
+/// A field of the data, as its bit in [`Fields`] and its name.
+#[derive(Clone, Copy)]
+struct F(usize);
+
+macro_rules! fields {
+    ($($c:ident = $i:expr),* $(,)?) => { $(const $c: F = F($i);)* };
+}
+fields!(
+    CONNECTOR = 0,
+    SECRET = 1,
+    NAME = 2,
+    NAMESPACE = 3,
+    LABELS = 4,
+    ANNOTATIONS = 5,
+    UID = 6,
+    RESOURCE_VERSION = 7,
+    GENERATION = 8,
+    GENERATE_NAME = 9,
+    CREATION_TIMESTAMP = 10,
+    OBJECT_META = 11,
+    TYPE_META = 12,
+    API_VERSION = 13,
+    KIND = 14,
+    SPEC = 15,
+    CONNECTOR_CLASS_NAME = 16,
+    ADDRESS = 17,
+    AUTH = 18,
+    PARAMS = 19,
+    SECRET_REF = 20,
+    ADDRESS_EXTENSIONS = 21,
+    CA_CERT_SECRET_REF = 22,
+    VALUE = 23,
+    TYPE = 24,
+    STRING_VAL = 25,
+    ARRAY_VAL = 26,
+    OBJECT_VAL = 27,
+    STRING_DATA = 28,
+);
+
+impl Fields {
+    /// Every field.
+    #[cfg(test)]
+    pub(crate) fn all() -> Self {
+        Fields(u64::MAX)
+    }
+
+    /// The fields whose names appear as words in `text`.
+    pub(crate) fn used_by(text: &str) -> Self {
+        let mut bits = 0u64;
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(i) = FIELD_NAMES.iter().position(|n| *n == word) {
+                bits |= 1 << i;
+            }
+        }
+        Fields(bits)
+    }
+
+    pub(crate) fn union(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    /// Whether the text names the Secret (`.Secret`, `$.Secret`, `index . "Secret"`).
+    pub(crate) fn reads_secret(self) -> bool {
+        self.has(SECRET)
+    }
+
+    fn has(self, f: F) -> bool {
+        self.0 & (1 << f.0) != 0
+    }
+}
+
+/// An object under construction that keeps only the wanted fields.
+struct Obj {
+    fields: Fields,
+    map: HashMap<String, Value>,
+}
+
+impl Obj {
+    fn new(fields: Fields) -> Self {
+        Obj {
+            fields,
+            map: HashMap::new(),
+        }
+    }
+
+    fn put(mut self, f: F, value: impl FnOnce() -> Value) -> Self {
+        if self.fields.has(f) {
+            self.map.insert(FIELD_NAMES[f.0].to_string(), value());
+        }
+        self
+    }
+
+    fn object(self) -> Value {
+        Value::Object(self.map)
+    }
+}
+
 /// The data a probe template sees: `.Connector` (Go field names of the original
-/// types) and `.Secret` (nil when there is no Secret, so `{{ if .Secret }}` is false).
-pub(crate) fn template_context(connector: &Connector, secret: Option<&SecretMaterial>) -> Context {
+/// types) and `.Secret` (nil when there is no Secret, so `{{ if .Secret }}` is false),
+/// limited to `fields`.
+pub(crate) fn template_context(
+    connector: &Connector,
+    secret: Option<&SecretMaterial>,
+    fields: Fields,
+) -> Context {
     let mut root = HashMap::new();
-    root.insert("Connector".to_string(), connector_value(connector));
-    root.insert(
-        "Secret".to_string(),
-        match secret {
-            Some(s) => secret_value(s),
-            None => Value::Nil,
-        },
-    );
+    if fields.has(CONNECTOR) {
+        root.insert("Connector".to_string(), connector_value(connector, fields));
+    }
+    if fields.has(SECRET) {
+        root.insert(
+            "Secret".to_string(),
+            match secret {
+                Some(s) => secret_value(s, fields),
+                None => Value::Nil,
+            },
+        );
+    }
     Context::from(Value::Map(root))
 }
 
@@ -119,143 +279,131 @@ fn string_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a String)>) -> Valu
     )
 }
 
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+const API_VERSION_VALUE: &str = "connectors.alauda.io/v1alpha1";
+
+fn connector_value(c: &Connector, f: Fields) -> Value {
+    let meta = &c.metadata;
+    let creation = || {
+        s(meta
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default())
+    };
+    // ObjectMeta and TypeMeta are embedded in the Go struct, so their fields are also
+    // reachable directly (`.Connector.Name`).
+    let with_meta = |o: Obj| {
+        o.put(NAME, || opt_s(&meta.name))
+            .put(NAMESPACE, || opt_s(&meta.namespace))
+            .put(LABELS, || string_map(meta.labels.iter().flatten()))
+            .put(ANNOTATIONS, || {
+                string_map(meta.annotations.iter().flatten())
+            })
+            .put(UID, || opt_s(&meta.uid))
+            .put(RESOURCE_VERSION, || opt_s(&meta.resource_version))
+            .put(GENERATION, || {
+                Value::from(meta.generation.unwrap_or_default())
+            })
+            .put(GENERATE_NAME, || opt_s(&meta.generate_name))
+            .put(CREATION_TIMESTAMP, creation)
+    };
+    let with_type = |o: Obj| {
+        o.put(API_VERSION, || s(API_VERSION_VALUE))
+            .put(KIND, || s("Connector"))
+    };
+    let spec = &c.spec;
+    let auth = spec.auth.as_ref();
+    let auth_value = || {
+        Obj::new(f)
+            .put(NAME, || {
+                s(auth.and_then(|a| a.name.clone()).unwrap_or_default())
+            })
+            .put(PARAMS, || {
+                params_value(auth.and_then(|a| a.params.as_deref()), f)
+            })
+            .put(SECRET_REF, || {
+                auth.and_then(|a| a.secret_ref.as_ref())
+                    .map(|r| {
+                        Obj::new(f)
+                            .put(NAME, || opt_s(&r.name))
+                            .put(NAMESPACE, || opt_s(&r.namespace))
+                            .put(KIND, || opt_s(&r.kind))
+                            .put(API_VERSION, || opt_s(&r.api_version))
+                            .object()
+                    })
+                    .unwrap_or(Value::Nil)
+            })
+            .object()
+    };
+    let spec_value = || {
+        Obj::new(f)
+            .put(CONNECTOR_CLASS_NAME, || {
+                s(spec.connector_class_name.clone())
+            })
+            .put(ADDRESS, || opt_s(&spec.address))
+            .put(AUTH, auth_value)
+            .put(PARAMS, || params_value(spec.params.as_deref(), f))
+            .put(ADDRESS_EXTENSIONS, || {
+                params_value(spec.address_extensions.as_deref(), f)
+            })
+            .put(CA_CERT_SECRET_REF, || {
+                spec.ca_cert_secret_ref
+                    .as_ref()
+                    .map(|r| Obj::new(f).put(NAME, || s(r.name.clone())).object())
+                    .unwrap_or(Value::Nil)
+            })
+            .object()
+    };
+    with_type(with_meta(Obj::new(f)))
+        .put(OBJECT_META, || with_meta(Obj::new(f)).object())
+        .put(TYPE_META, || with_type(Obj::new(f)).object())
+        .put(SPEC, spec_value)
+        .object()
+}
+
+fn params_value(params: Option<&[Param]>, f: Fields) -> Value {
+    Value::Array(
+        params
+            .unwrap_or_default()
+            .iter()
+            .map(|p| param_value(p, f))
             .collect(),
     )
 }
 
-fn connector_value(c: &Connector) -> Value {
-    let meta = &c.metadata;
-    let labels = string_map(meta.labels.iter().flatten());
-    let annotations = string_map(meta.annotations.iter().flatten());
-    let creation = meta
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string())
-        .unwrap_or_default();
-    let object_meta = object([
-        ("Name", opt_s(&meta.name)),
-        ("Namespace", opt_s(&meta.namespace)),
-        ("Labels", labels.clone()),
-        ("Annotations", annotations.clone()),
-        ("UID", opt_s(&meta.uid)),
-        ("ResourceVersion", opt_s(&meta.resource_version)),
-        (
-            "Generation",
-            Value::from(meta.generation.unwrap_or_default()),
-        ),
-        ("GenerateName", opt_s(&meta.generate_name)),
-        ("CreationTimestamp", s(creation.clone())),
-    ]);
-    let spec = &c.spec;
-    let auth = spec.auth.as_ref();
-    let secret_ref = auth
-        .and_then(|a| a.secret_ref.as_ref())
-        .map(|r| {
-            object([
-                ("Name", opt_s(&r.name)),
-                ("Namespace", opt_s(&r.namespace)),
-                ("Kind", opt_s(&r.kind)),
-                ("APIVersion", opt_s(&r.api_version)),
-            ])
-        })
-        .unwrap_or(Value::Nil);
-    let auth_value = object([
-        (
-            "Name",
-            s(auth.and_then(|a| a.name.clone()).unwrap_or_default()),
-        ),
-        (
-            "Params",
-            params_value(auth.and_then(|a| a.params.as_deref())),
-        ),
-        ("SecretRef", secret_ref),
-    ]);
-    let ca_ref = spec
-        .ca_cert_secret_ref
-        .as_ref()
-        .map(|r| object([("Name", s(r.name.clone()))]))
-        .unwrap_or(Value::Nil);
-    let spec_value = object([
-        ("ConnectorClassName", s(spec.connector_class_name.clone())),
-        ("Address", opt_s(&spec.address)),
-        ("Auth", auth_value),
-        ("Params", params_value(spec.params.as_deref())),
-        (
-            "AddressExtensions",
-            params_value(spec.address_extensions.as_deref()),
-        ),
-        ("CACertSecretRef", ca_ref),
-    ]);
-    // ObjectMeta and TypeMeta are embedded in the Go struct, so their fields are also
-    // reachable directly (`.Connector.Name`).
-    object([
-        ("Name", opt_s(&meta.name)),
-        ("Namespace", opt_s(&meta.namespace)),
-        ("Labels", labels),
-        ("Annotations", annotations),
-        ("UID", opt_s(&meta.uid)),
-        ("ResourceVersion", opt_s(&meta.resource_version)),
-        (
-            "Generation",
-            Value::from(meta.generation.unwrap_or_default()),
-        ),
-        ("GenerateName", opt_s(&meta.generate_name)),
-        ("CreationTimestamp", s(creation)),
-        ("ObjectMeta", object_meta),
-        ("APIVersion", s("connectors.alauda.io/v1alpha1")),
-        ("Kind", s("Connector")),
-        (
-            "TypeMeta",
-            object([
-                ("APIVersion", s("connectors.alauda.io/v1alpha1")),
-                ("Kind", s("Connector")),
-            ]),
-        ),
-        ("Spec", spec_value),
-    ])
-}
-
-fn params_value(params: Option<&[Param]>) -> Value {
-    Value::Array(params.unwrap_or_default().iter().map(param_value).collect())
-}
-
 /// A Tekton `Param`: `.Name`, `.Value.Type`, `.Value.StringVal`, `.Value.ArrayVal`,
 /// `.Value.ObjectVal` (the unused ones hold Go zero values).
-fn param_value(p: &Param) -> Value {
-    let (string_val, array_val, object_val) = match &p.value {
-        ParamValue::String(v) => (v.clone(), Vec::new(), Value::Map(HashMap::new())),
-        ParamValue::Array(v) => (
-            String::new(),
-            v.iter().map(|x| s(x.clone())).collect(),
-            Value::Map(HashMap::new()),
-        ),
-        ParamValue::Object(v) => (String::new(), Vec::new(), string_map(v)),
+fn param_value(p: &Param, f: Fields) -> Value {
+    let value = || {
+        let (string_val, array_val, object_val): (&str, &[String], Option<_>) = match &p.value {
+            ParamValue::String(v) => (v, &[], None),
+            ParamValue::Array(v) => ("", v, None),
+            ParamValue::Object(v) => ("", &[], Some(v)),
+        };
+        Obj::new(f)
+            .put(TYPE, || s(p.value.type_name()))
+            .put(STRING_VAL, || s(string_val))
+            .put(ARRAY_VAL, || {
+                Value::Array(array_val.iter().map(|x| s(x.clone())).collect())
+            })
+            .put(OBJECT_VAL, || match object_val {
+                Some(m) => string_map(m),
+                None => Value::Map(HashMap::new()),
+            })
+            .object()
     };
-    object([
-        ("Name", s(p.name.clone())),
-        (
-            "Value",
-            object([
-                ("Type", s(p.value.type_name())),
-                ("StringVal", s(string_val)),
-                ("ArrayVal", Value::Array(array_val)),
-                ("ObjectVal", object_val),
-            ]),
-        ),
-    ])
+    Obj::new(f)
+        .put(NAME, || s(p.name.clone()))
+        .put(VALUE, value)
+        .object()
 }
 
-fn secret_value(secret: &SecretMaterial) -> Value {
-    object([
-        ("Name", s(secret.name.clone())),
-        ("Type", s(secret.type_.clone())),
-        ("StringData", string_map(&secret.data)),
-    ])
+fn secret_value(secret: &SecretMaterial, f: Fields) -> Value {
+    Obj::new(f)
+        .put(NAME, || s(secret.name.clone()))
+        .put(TYPE, || s(secret.type_.clone()))
+        .put(STRING_DATA, || string_map(&secret.data))
+        .object()
 }
 
 // ---- hand-written sprig functions -------------------------------------------------

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::super::template::{parse, template_context};
+use super::super::template::{Fields, parse, template_context};
 use super::{connector, secret};
 use crate::api::Connector;
 use crate::probe::SecretMaterial;
@@ -38,7 +38,13 @@ fn git_connector() -> Connector {
 
 fn render_with(text: &str, c: &Connector, s: Option<&SecretMaterial>) -> Result<String, String> {
     let t = parse(text, 64 * 1024, Duration::from_millis(500))?;
-    t.render(Some(&template_context(c, s)))
+    // The pruned data (what a probe renders with) and the whole data agree.
+    let pruned = t.render(Some(&template_context(c, s, t.fields())));
+    let whole = t.render(Some(&template_context(c, s, Fields::all())));
+    if pruned.is_ok() || whole.is_ok() {
+        assert_eq!(pruned, whole, "{text}");
+    }
+    pruned
 }
 
 fn render(text: &str) -> String {

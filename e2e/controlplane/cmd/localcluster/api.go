@@ -61,9 +61,23 @@ func (a *apiClient) do(method, path string, body []byte) ([]byte, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, failedChecks(b))
 	}
 	return b, nil
+}
+
+// failedChecks shortens a /readyz-style body to its failing "[-]" lines.
+func failedChecks(body []byte) []byte {
+	var out [][]byte
+	for _, l := range bytes.Split(body, []byte("\n")) {
+		if bytes.HasPrefix(l, []byte("[-]")) {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return bytes.TrimSpace(body)
+	}
+	return bytes.Join(out, []byte("; "))
 }
 
 func insecureClient() *http.Client {

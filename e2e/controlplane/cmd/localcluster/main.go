@@ -19,9 +19,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -151,7 +153,7 @@ func up(dir, binDir string, timeout, grace time.Duration) error {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := startCtx(timeout)
 	defer cancel()
 	for _, c := range st.Components {
 		if err := startReady(ctx, dir, st, c); err != nil {
@@ -245,14 +247,22 @@ func buildState(dir, binDir string, ports []int) state {
 // returning an error with the tail of its log otherwise.
 func startReady(ctx context.Context, dir string, st state, c component) error {
 	t0 := time.Now()
-	if err := start(dir, c); err != nil {
+	exited, err := start(dir, c)
+	if err != nil {
 		return err
 	}
 	check, err := readiness(dir, st, c.Name)
 	if err != nil {
 		return err
 	}
-	if err := poll(ctx, check); err != nil {
+	if err := poll(ctx, func() error {
+		select {
+		case werr := <-exited: // don't wait for the timeout if it crashed
+			return permanent{fmt.Errorf("exited during startup: %v", werr)}
+		default:
+			return check()
+		}
+	}); err != nil {
 		return fmt.Errorf("%s not ready: %w\n--- %s.log (tail) ---\n%s",
 			c.Name, err, c.Name, tail(filepath.Join(dir, "logs", c.Name+".log"), 40))
 	}
@@ -280,15 +290,30 @@ func readiness(dir string, st state, name string) (func() error, error) {
 	return nil, fmt.Errorf("unknown component %q", name)
 }
 
-// poll retries f every 250ms until it succeeds or ctx ends.
+// startCtx bounds a startup by timeout and by SIGINT/SIGTERM: an interrupted
+// up/restart then stops what it started (via the caller) instead of dying
+// between starting a process and recording it.
+func startCtx(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// permanent marks an error that poll must not retry.
+type permanent struct{ error }
+
+// poll retries f every 250ms until it succeeds, fails permanently or ctx ends.
 func poll(ctx context.Context, f func() error) error {
 	for {
 		err := f()
-		if err == nil {
-			return nil
+		if err == nil || errors.As(err, new(permanent)) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("interrupted: last error: %w", err)
+			}
 			return fmt.Errorf("timed out: last error: %w", err)
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -338,7 +363,7 @@ func restart(dir, which string, timeout, grace time.Duration) error {
 			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := startCtx(timeout)
 	defer cancel()
 	for _, c := range sel {
 		if err := startReady(ctx, dir, st, c); err != nil {

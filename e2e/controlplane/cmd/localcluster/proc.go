@@ -17,28 +17,29 @@ import (
 // start launches a component detached from us: its own session (so it is also
 // its own process-group leader and survives our exit and terminal signals),
 // stdin from /dev/null, stdout/stderr appended to logs/NAME.log. The pid,
-// which doubles as the process-group id, is recorded in pids/NAME.
-func start(dir string, c component) error {
+// which doubles as the process-group id, is recorded in pids/NAME. The
+// returned channel yields the exit status if it dies while we still run.
+func start(dir string, c component) (<-chan error, error) {
 	logPath := filepath.Join(dir, "logs", c.Name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "\n==== localcluster: starting %s at %s ====\n", c.Name, time.Now().Format(time.RFC3339))
+	defer lf.Close()
+	fmt.Fprintf(lf, "\n==== localcluster: starting %s at %s ====\n", c.Name, time.Now().Format(time.RFC3339))
 
 	cmd := exec.Command(c.Args[0], c.Args[1:]...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", c.Name, err)
+		return nil, fmt.Errorf("start %s: %w", c.Name, err)
 	}
-	pid := cmd.Process.Pid
-	// Reap the child if it exits while we are still running (e.g. it crashes
-	// during the readiness wait or we stop it again), so no zombie lingers.
-	go cmd.Wait() //nolint:errcheck
-	return os.WriteFile(pidFile(dir, c.Name), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	// Reap the child if it exits while we are still running (a crash during
+	// the readiness wait, or we stop it again), so no zombie lingers.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return exited, os.WriteFile(pidFile(dir, c.Name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 }
 
 func pidFile(dir, name string) string { return filepath.Join(dir, "pids", name) }
