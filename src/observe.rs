@@ -142,10 +142,5 @@ pub async fn reachability(
     url: &str,
     trust: &TrustBundle,
 ) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-    let request = crate::probe::ProbeRequest::reachability(parsed);
-    match prober.send(&request, trust).await {
-        Ok(_) => Ok(()),
-        Err(outcome) => Err(outcome.message().to_string()),
-    }
+    prober.reach(url, trust).await.map(|_| ())
 }

@@ -216,11 +216,6 @@ pub struct KReference {
     pub address: Option<String>,
 }
 
-/// Status fields common to both kinds.
-pub trait HasConditions {
-    fn conditions(&self) -> &[Condition];
-}
-
 /// Looks a condition up by type.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde::Serialize;
 
 use crate::api::{ConnectorClass, KReference, find_condition};
@@ -128,9 +128,4 @@ where
     )
     .await?;
     Ok(())
-}
-
-/// Connectors of a class are re-evaluated when the class changes.
-pub fn class_name_of(class: &ConnectorClass) -> String {
-    class.name_any()
 }

@@ -102,15 +102,6 @@ impl CompiledClass {
         let mut auth_probes: Vec<(String, Option<CompiledProbe>)> = Vec::new();
         for (i, ap) in spec.auth_probes.iter().flatten().enumerate() {
             let path = format!("spec.authProbes[{i}]");
-            if !auth_types.iter().any(|t| t.name == ap.auth_name) {
-                errors.push(FieldError::new(
-                    format!("{path}.authName"),
-                    format!(
-                        "{:?} names no auth type declared in spec.auth.types[].name",
-                        ap.auth_name
-                    ),
-                ));
-            }
             let compiled = ap
                 .probe
                 .as_ref()

@@ -253,25 +253,3 @@ pub(crate) fn api_probe_url(base: &str, path: &str) -> Result<Url, String> {
         )),
     }
 }
-
-impl ProbeRequest {
-    /// A plain GET with no credentials and no response check, for reachability checks
-    /// of a class's API and proxy addresses (any response counts).
-    pub fn reachability(url: Url) -> ProbeRequest {
-        ProbeRequest {
-            kind: ProbeKind::Liveness,
-            method: Method::GET,
-            url,
-            headers: Vec::new(),
-            body: None,
-            body_is_credential: false,
-            follow_redirects: false,
-            check: Arc::new(ProbeCheck {
-                field: "reachability".to_string(),
-                api: false,
-                cel: None,
-            }),
-            redactor: Redactor::default(),
-        }
-    }
-}

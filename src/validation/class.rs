@@ -15,15 +15,7 @@ pub fn validate_class(class: &ConnectorClass) -> Result<CompiledClass, Vec<Field
     let compiled = match CompiledClass::compile(class) {
         Ok(compiled) => Some(compiled),
         Err(compile_errors) => {
-            // authName is a structural rule, reported above once.
-            for e in compile_errors
-                .into_iter()
-                .filter(|e| !e.path.ends_with(".authName"))
-            {
-                if !errors.contains(&e) {
-                    errors.push(e);
-                }
-            }
+            errors.extend(compile_errors);
             None
         }
     };
@@ -136,6 +128,36 @@ fn unique_param_names(path: &str, params: Option<&[ParamSpec]>, errors: &mut Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_class_merges_structural_and_compile_errors_once() {
+        let class: ConnectorClass = serde_yaml::from_str(
+            r#"
+metadata: {name: x}
+spec:
+  auth: {types: [{name: basic}]}
+  authProbes:
+  - authName: token
+    probe: {http: {path: /, response: {cel: "response.statusCode =="}}}
+"#,
+        )
+        .unwrap();
+        let errors: Vec<String> = validate_class(&class)
+            .err()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            r#"spec.authProbes[0].authName: "token" is not declared in spec.auth.types (declared: basic)"#
+        );
+        assert!(
+            errors[1].starts_with("spec.authProbes[0].probe.http.response.cel: "),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn structural_rules_name_each_field() {

@@ -58,7 +58,6 @@ api:
         "spec.livenessProbe.http.httpHeaders[0].value",
         "spec.livenessProbe.http.response.cel",
         "spec.authProbes[0].probe.api.path",
-        "spec.authProbes[1].authName",
         "spec.authProbes[1].probe.http.response.cel",
         "spec.auth.types[0].generator.rego",
         "spec.proxy.authExtractor.rego",
@@ -71,14 +70,6 @@ api:
     for (p, m) in &got {
         assert!(!m.is_empty(), "{p} has an empty message");
     }
-    let authname = got
-        .iter()
-        .find(|(p, _)| p.ends_with(".authName"))
-        .map(|(_, m)| m.clone());
-    assert_eq!(
-        authname.as_deref(),
-        Some(r#""nope" names no auth type declared in spec.auth.types[].name"#)
-    );
     let pkg = got
         .iter()
         .find(|(p, _)| p == "spec.api.permissions.rego")
