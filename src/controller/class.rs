@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::Resource;
 use serde::Serialize;
 
 use crate::api::{ConnectorClass, KReference, find_condition};
