@@ -29,6 +29,7 @@ stage toolchain   scripts/install-deps.sh
 stage fmt         cargo fmt --all -- --check
 stage clippy      cargo clippy --workspace --all-targets --locked -- -D warnings
 stage unit-tests  cargo test -p connectors-operator --locked
+stage binaries    cargo build -p connectors-operator --bins --locked
 stage controlplane-build e2e/cluster.sh build
 stage e2e-tests   e2e/cluster.sh with -- cargo test -p connectors-e2e --locked -- --test-threads=2
 report

@@ -13,7 +13,7 @@ use crate::observe::{
     ca_bundle_from_secret, reachability, run_connector_probes, secret_facts, secret_lookup,
     secret_material,
 };
-use crate::probe::{HttpProber, ProbeSettings, TrustBundle};
+use crate::probe::{HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle};
 use crate::status::address::{Resolution, resolve};
 use crate::status::class::{AddressFacts, ClassFacts as ClassStatusFacts, decide_class_status};
 use crate::status::connector::{
@@ -145,7 +145,8 @@ async fn offline_address(
 
 /// Computes the status of every Connector in `docs`, probing for real.
 pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector, ConnectorStatus)> {
-    let prober = HttpProber::new(settings);
+    let runner = ProbeRunner::new(HttpProber::new(settings), RunnerSettings::default());
+    let prober = runner.prober();
     let now = crate::controller::now();
     let mut classes = BTreeMap::new();
     for (name, class) in &docs.classes {
@@ -154,13 +155,13 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
         let api = match &class.spec.api {
             None => AddressFacts::Absent,
             Some(api) => {
-                offline_address("spec.api", api.ref_.as_ref(), api.uri.as_deref(), &prober).await
+                offline_address("spec.api", api.ref_.as_ref(), api.uri.as_deref(), prober).await
             }
         };
         let proxy = match &class.spec.proxy {
             None => AddressFacts::Absent,
             Some(p) => {
-                offline_address("spec.proxy", p.ref_.as_ref(), p.uri.as_deref(), &prober).await
+                offline_address("spec.proxy", p.ref_.as_ref(), p.uri.as_deref(), prober).await
             }
         };
         let api_url = api.url().map(str::to_string);
@@ -229,17 +230,19 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
                 let mut errors = validate_connector(connector);
                 errors.extend(validate_against_class(connector, class));
                 if errors.is_empty() {
-                    (liveness, auth) = run_connector_probes(
+                    let (live, authn) = run_connector_probes(
                         compiled,
                         class,
                         connector,
                         material.as_ref(),
                         &secret,
                         api_url.as_deref(),
-                        &prober,
+                        &runner,
                         &trust,
                     )
                     .await;
+                    liveness = live.map(|r| r.outcome);
+                    auth = authn.map(|r| r.outcome);
                     ClassFacts::Usable { class }
                 } else {
                     ClassFacts::Mismatch { errors }

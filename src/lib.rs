@@ -9,4 +9,5 @@ pub mod controller;
 pub mod observe;
 pub mod probe;
 pub mod status;
+pub mod telemetry;
 pub mod validation;

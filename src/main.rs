@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use connectors_operator::check::{self, Output};
-use connectors_operator::probe::ProbeSettings;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use connectors_operator::controller::{LeaseSettings, Settings, Shutdown};
+use connectors_operator::probe::{ProbeSettings, RunnerSettings};
+use connectors_operator::telemetry::{self, Health, LogFormat, Metrics, init_logging};
 
 /// Kubernetes operator for Connector and ConnectorClass (connectors.alauda.io/v1alpha1).
 #[derive(Parser)]
@@ -32,23 +37,56 @@ enum Command {
         probe_timeout: u64,
     },
     /// Run the controllers against the cluster of the current kubeconfig.
-    Run {
-        /// Periodic re-probe interval in seconds (±10% jitter).
-        #[arg(long, env = "PROBE_INTERVAL_SECONDS", default_value_t = 300)]
-        probe_interval: u64,
-        /// Request timeout of one probe, in seconds.
-        #[arg(long, env = "PROBE_TIMEOUT_SECONDS", default_value_t = 10)]
-        probe_timeout: u64,
-        /// Largest response body read by a probe, in bytes.
-        #[arg(long, env = "PROBE_BODY_CAP_BYTES", default_value_t = 1024 * 1024)]
-        body_cap: usize,
-        /// Cluster DNS domain used in Service URLs.
-        #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
-        cluster_domain: String,
-        /// The operator's namespace (global CA Secrets live here).
-        #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "connectors-system")]
-        namespace: String,
-    },
+    Run(Box<RunArgs>),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Periodic re-probe interval in seconds (±10% jitter).
+    #[arg(long, env = "PROBE_INTERVAL_SECONDS", default_value_t = 300)]
+    probe_interval: u64,
+    /// Request timeout of one probe, in seconds.
+    #[arg(long, env = "PROBE_TIMEOUT_SECONDS", default_value_t = 10)]
+    probe_timeout: u64,
+    /// Largest response body read by a probe, in bytes.
+    #[arg(long, env = "PROBE_BODY_CAP_BYTES", default_value_t = 1024 * 1024)]
+    body_cap: usize,
+    /// Probe requests in flight at once.
+    #[arg(long, env = "MAX_CONCURRENT_PROBES", default_value_t = 128)]
+    max_concurrent_probes: usize,
+    /// Probe requests in flight at once to one scheme://host:port.
+    #[arg(long, env = "MAX_PROBES_PER_HOST", default_value_t = 16)]
+    max_probes_per_host: usize,
+    /// Reconciles run at once, per kind.
+    #[arg(long, env = "RECONCILE_WORKERS", default_value_t = 256)]
+    workers: u16,
+    /// Cluster DNS domain used in Service URLs.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The operator's namespace (global CA Secrets and the leader Lease live here).
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "connectors-system")]
+    namespace: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Elect a leader with a Lease so that only one replica writes.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "connectors-operator")]
+    lease_name: String,
+    /// Lease duration in seconds: the longest hand-over after the leader dies.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration: u64,
+    /// The leader renews this many seconds before the Lease expires.
+    #[arg(long, env = "LEASE_RENEW_BEFORE_SECONDS", default_value_t = 5)]
+    lease_renew_before: u64,
+    /// Identity in the Lease (default: pod name, else host name and a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -63,43 +101,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Run {
-            probe_interval,
-            probe_timeout,
-            body_cap,
-            cluster_domain,
-            namespace,
-        } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .init();
-            let settings = connectors_operator::controller::Settings {
-                probe: ProbeSettings {
-                    timeout: Duration::from_secs(probe_timeout),
-                    body_cap,
-                    ..ProbeSettings::default()
-                },
-                probe_interval: Duration::from_secs(probe_interval),
-                min_backoff: Duration::from_secs(10).min(Duration::from_secs(probe_interval)),
-                cluster_domain,
-                namespace,
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => return fail(e),
-            };
-            runtime.block_on(async {
-                let client = match kube::Client::try_default().await {
-                    Ok(client) => client,
-                    Err(e) => return fail(e),
-                };
-                connectors_operator::controller::run(client, settings).await;
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Run(args) => run(*args),
         Command::Check {
             files,
             output,
@@ -132,6 +134,67 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let interval = Duration::from_secs(args.probe_interval.max(1));
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    });
+    let settings = Settings {
+        probe: ProbeSettings {
+            timeout: Duration::from_secs(args.probe_timeout.max(1)),
+            body_cap: args.body_cap,
+            ..ProbeSettings::default()
+        },
+        runner: RunnerSettings {
+            max_concurrent: args.max_concurrent_probes,
+            max_per_host: args.max_probes_per_host,
+            ..RunnerSettings::default()
+        },
+        probe_interval: interval,
+        min_backoff: Duration::from_secs(10).min(interval),
+        workers: args.workers,
+        cluster_domain: args.cluster_domain,
+        namespace: args.namespace,
+        leader_election: args.leader_elect.then(|| LeaseSettings {
+            name: args.lease_name,
+            identity,
+            duration: Duration::from_secs(args.lease_duration.max(2)),
+            grace: Duration::from_secs(args.lease_renew_before.max(1)),
+        }),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    runtime.block_on(async {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(e) => return fail(e),
+        };
+        let shutdown = Shutdown::on_signal();
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health {
+            metrics: metrics.clone(),
+            ready: AtomicBool::new(true),
+        });
+        let server = tokio::spawn(telemetry::serve(
+            args.metrics_addr,
+            health,
+            shutdown.clone().wait(),
+        ));
+        connectors_operator::controller::run(client, settings, metrics, shutdown).await;
+        match server.await {
+            Ok(Err(e)) => fail(format!("metrics endpoint: {e}")),
+            _ => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {

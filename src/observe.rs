@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::{Connector, ConnectorClass};
 use crate::probe::{
-    CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeTarget, SecretMaterial, TrustBundle,
-    run_probe,
+    CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeReport, ProbeRunner, ProbeTarget,
+    SecretMaterial, TrustBundle,
 };
 use crate::status::conditions::TRUE;
 use crate::status::connector::{SecretFacts, has_auth_probe, has_liveness_probe, secret_condition};
@@ -112,23 +112,27 @@ pub async fn run_connector_probes(
     secret: Option<&SecretMaterial>,
     secret_facts: &SecretFacts,
     class_api_url: Option<&str>,
-    prober: &HttpProber,
+    runner: &ProbeRunner,
     trust: &TrustBundle,
-) -> (Option<ProbeOutcome>, Option<ProbeOutcome>) {
+) -> (Option<ProbeReport>, Option<ProbeReport>) {
     let target = ProbeTarget {
         connector,
         secret,
         class_api_url,
     };
     let liveness = if has_liveness_probe(class) {
-        run_probe(compiled, ProbeKind::Liveness, &target, prober, trust).await
+        runner
+            .run(compiled, ProbeKind::Liveness, &target, trust)
+            .await
     } else {
         None
     };
-    let live = liveness.as_ref().is_none_or(|o| *o == ProbeOutcome::Passed);
+    let live = liveness
+        .as_ref()
+        .is_none_or(|r| r.outcome == ProbeOutcome::Passed);
     let secret_ready = secret_condition(connector, class, secret_facts).status == TRUE;
     let auth = if live && secret_ready && has_auth_probe(connector, class) {
-        run_probe(compiled, ProbeKind::Auth, &target, prober, trust).await
+        runner.run(compiled, ProbeKind::Auth, &target, trust).await
     } else {
         None
     };

@@ -19,6 +19,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod process;
+
 use rand::Rng;
 use serde_json::Value;
 

@@ -16,11 +16,13 @@ use crate::status::address::{Resolution, ServicePort, resolve, service_key};
 use crate::status::class::{AddressFacts, ClassFacts, decide_class_status};
 
 use super::{Context, Error};
+use crate::telemetry::{KindLabels, ReconcileTimer};
 
 /// The field manager of every write the operator makes.
 pub const MANAGER: &str = "connectors-operator";
 
 pub async fn reconcile(class: Arc<ConnectorClass>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ReconcileTimer::start(&ctx.metrics, "ConnectorClass");
     let name = class
         .metadata
         .name
@@ -58,6 +60,12 @@ pub async fn reconcile(class: Arc<ConnectorClass>, ctx: Arc<Context>) -> Result<
             &status,
         )
         .await?;
+        ctx.metrics
+            .status_writes
+            .get_or_create(&KindLabels {
+                kind: "ConnectorClass",
+            })
+            .inc();
     }
     Ok(Action::requeue(
         ctx.next_check(&format!("class/{name}"), healthy),
@@ -89,7 +97,7 @@ async fn address_facts(
             &ctx.settings.cluster_domain,
         ) {
             Resolution::Resolved(url) => {
-                let reachable = Some(reachability(&ctx.prober, &url, &TrustBundle::empty()).await);
+                let reachable = Some(reachability(ctx.runner.prober(), &url, &TrustBundle::empty()).await);
                 AddressFacts::Resolved { url, reachable }
             }
             Resolution::Unresolved(why) => AddressFacts::Unresolved(why),

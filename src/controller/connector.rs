@@ -1,22 +1,26 @@
 //! Connector reconciler: observe (class, Secrets, proxy Service, probes) -> decide
 //! (`crate::status::connector`) -> act (Service, status, events; only what changed).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{Connector, ConnectorClass, find_condition};
 use crate::observe::{
-    GLOBAL_CA_LABEL, SecretLookup, ca_bundle_from_secret, run_connector_probes, secret_facts,
+    SecretLookup, ca_bundle_from_secret, run_connector_probes, secret_facts,
     secret_lookup, secret_material,
 };
-use crate::probe::TrustBundle;
+use crate::probe::{ProbeOutcome, TrustBundle};
+use crate::telemetry::{KindLabels, ReconcileTimer};
 use crate::status::address::proxy_service_name;
 use crate::status::conditions::ready_transition;
 use crate::status::connector::{
@@ -30,7 +34,95 @@ use super::{Context, Error};
 /// Label on proxy Services naming their Connector's Service (a valid label value).
 pub const CONNECTOR_LABEL: &str = "connectors.alauda.io/connector";
 
+/// Key of a Connector in the operator's in-memory maps.
+pub fn key_of(connector: &Connector) -> String {
+    format!(
+        "connector/{}/{}",
+        connector.metadata.namespace.as_deref().unwrap_or_default(),
+        connector.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Whether the Connector reads the Secret `name` of its own namespace (auth or CA).
+pub fn references_secret(connector: &Connector, name: &str) -> bool {
+    connector.secret_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        || connector
+            .spec
+            .ca_cert_secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name)
+}
+
+/// Probe results of one Connector with a fingerprint of everything they depend on.
+struct Memo {
+    inputs: u64,
+    at: Instant,
+    liveness: Option<ProbeOutcome>,
+    auth: Option<ProbeOutcome>,
+}
+
+/// Last probe results per Connector. A reconcile caused by something that does not
+/// change the probes' inputs (its own proxy Service, an unrelated Secret edit, a
+/// relist) reuses them instead of probing again; periodic re-probes come after the
+/// reuse window and always probe.
+#[derive(Default)]
+pub struct ProbeMemo(Mutex<HashMap<String, Memo>>);
+
+type Outcomes = (Option<ProbeOutcome>, Option<ProbeOutcome>);
+
+impl ProbeMemo {
+    fn get(&self, key: &str, inputs: u64, healthy_for: Duration, failed_for: Duration) -> Option<Outcomes> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let memo = map.get(key).filter(|m| m.inputs == inputs)?;
+        let passed = |o: &Option<ProbeOutcome>| o.as_ref().is_none_or(ProbeOutcome::is_passed);
+        let window = if passed(&memo.liveness) && passed(&memo.auth) {
+            healthy_for
+        } else {
+            failed_for
+        };
+        (memo.at.elapsed() < window).then(|| (memo.liveness.clone(), memo.auth.clone()))
+    }
+
+    fn put(&self, key: String, inputs: u64, outcomes: Outcomes) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(
+            key,
+            Memo {
+                inputs,
+                at: Instant::now(),
+                liveness: outcomes.0,
+                auth: outcomes.1,
+            },
+        );
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+/// Fingerprint of a probe's inputs: the Connector's spec, the class's spec and
+/// resolved API URL, the Secret's version and the trust bundle.
+fn probe_inputs(
+    connector: &Connector,
+    class: &ConnectorClass,
+    secret_version: Option<&str>,
+    trust: &TrustBundle,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    connector.metadata.uid.hash(&mut h);
+    connector.metadata.generation.hash(&mut h);
+    class.metadata.uid.hash(&mut h);
+    class.metadata.generation.hash(&mut h);
+    class_api_url(class).hash(&mut h);
+    secret_version.hash(&mut h);
+    trust.id().hash(&mut h);
+    h.finish()
+}
+
 pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ReconcileTimer::start(&ctx.metrics, "Connector");
     let name = connector
         .metadata
         .name
@@ -41,23 +133,31 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
         .namespace
         .clone()
         .ok_or(Error::MissingField("metadata.namespace"))?;
+    let key = key_of(&connector);
     let client = ctx.client.clone();
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    // A restarted operator must not judge with half-filled caches (that would flip
+    // conditions and move lastTransitionTime).
+    ctx.classes
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheStopped("ConnectorClass"))?;
+    ctx.global_cas
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheStopped("global CA Secret"))?;
 
     // Observe: the Secret (only in the Connector's own namespace).
     let lookup = secret_lookup(&connector);
-    let material = match &lookup {
-        SecretLookup::InOwnNamespace(secret_name) => secrets
-            .get_opt(secret_name)
-            .await?
-            .as_ref()
-            .map(secret_material),
+    let found_secret = match &lookup {
+        SecretLookup::InOwnNamespace(secret_name) => secrets.get_opt(secret_name).await?,
         _ => None,
     };
+    let material = found_secret.as_ref().map(secret_material);
     let secret = secret_facts(&lookup, material.as_ref());
 
     // Observe: trust (global labelled CA Secrets + caCertSecretRef).
-    let mut trust = global_trust(&ctx).await?;
+    let mut trust = global_trust(&ctx);
     let ca = match &connector.spec.ca_cert_secret_ref {
         None => CaFacts::NoRef,
         Some(r) => match secrets.get_opt(&r.name).await? {
@@ -80,20 +180,15 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
 
     // Observe: the class, its compiled form and the contract.
     let class_name = connector.spec.connector_class_name.clone();
-    let class = Api::<ConnectorClass>::all(client.clone())
-        .get_opt(&class_name)
-        .await?;
+    let class = ctx.classes.get(&ObjectRef::new(&class_name));
     let mut liveness = None;
     let mut auth = None;
     let mut proxy_service = ProxyServiceFacts::Pending;
-    let class_facts = match &class {
+    let class_facts = match class.as_deref() {
         None => ClassFacts::NotFound { name: class_name },
         Some(class) => match ctx.compiled(class).as_ref() {
             Err(errors) => ClassFacts::Invalid {
-                message: format!(
-                    "ConnectorClass {class_name:?} is invalid: {}",
-                    crate::validation::join_errors(errors)
-                ),
+                message: crate::validation::join_errors(errors),
             },
             Ok(compiled) => {
                 let mut errors = validate_connector(&connector);
@@ -102,18 +197,44 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
                     if class.spec.proxy.is_some() {
                         proxy_service = ensure_proxy_service(&ctx, &connector, class).await?;
                     }
-                    let api_url = class_api_url(class);
-                    (liveness, auth) = run_connector_probes(
-                        compiled,
-                        class,
+                    let inputs = probe_inputs(
                         &connector,
-                        material.as_ref(),
-                        &secret,
-                        api_url.as_deref(),
-                        &ctx.prober,
+                        class,
+                        found_secret
+                            .as_ref()
+                            .and_then(|s| s.metadata.resource_version.as_deref()),
                         &trust,
-                    )
-                    .await;
+                    );
+                    let memo = ctx.probe_memo.get(
+                        &key,
+                        inputs,
+                        ctx.settings.probe_interval / 2,
+                        ctx.settings.min_backoff / 2,
+                    );
+                    (liveness, auth) = match memo {
+                        Some(outcomes) => outcomes,
+                        None => {
+                            let api_url = class_api_url(class);
+                            let (live, authn) = run_connector_probes(
+                                compiled,
+                                class,
+                                &connector,
+                                material.as_ref(),
+                                &secret,
+                                api_url.as_deref(),
+                                &ctx.runner,
+                                &trust,
+                            )
+                            .await;
+                            ctx.metrics.probes_waiting.set(ctx.runner.waiting());
+                            for report in live.iter().chain(authn.iter()) {
+                                ctx.metrics.record_probe(&class_name, report);
+                            }
+                            let outcomes = (live.map(|r| r.outcome), authn.map(|r| r.outcome));
+                            ctx.probe_memo.put(key.clone(), inputs, outcomes.clone());
+                            outcomes
+                        }
+                    };
                     ClassFacts::Usable { class }
                 } else {
                     ClassFacts::Mismatch { errors }
@@ -145,58 +266,35 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
             &status,
         )
         .await?;
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: None,
-            },
-        );
+        ctx.metrics
+            .status_writes
+            .get_or_create(&KindLabels { kind: "Connector" })
+            .inc();
         let reference = connector.object_ref(&());
         if let Some(event) = ready_transition(&stored.conditions, &status.conditions) {
-            publish(
-                &recorder,
-                &reference,
-                if event.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                &event.reason,
-                &event.message,
-            )
-            .await;
+            let type_ = if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(&ctx, &reference, type_, &event.reason, &event.message).await;
         }
         if stored_ca_changed(&stored, &status) {
             match &ca {
                 CaFacts::NotFound { name } => {
-                    publish(
-                        &recorder,
-                        &reference,
-                        EventType::Warning,
-                        "CACertSecretNotFound",
-                        &format!("secrets {name:?} not found"),
-                    )
-                    .await
+                    let note = format!("secrets {name:?} not found");
+                    publish(&ctx, &reference, EventType::Warning, "CACertSecretNotFound", &note)
+                        .await
                 }
                 CaFacts::Invalid { name } => {
-                    publish(
-                        &recorder,
-                        &reference,
-                        EventType::Warning,
-                        "InvalidCACert",
-                        &format!("Secret {name:?} contains invalid PEM data"),
-                    )
-                    .await
+                    let note = format!("Secret {name:?} contains invalid PEM data");
+                    publish(&ctx, &reference, EventType::Warning, "InvalidCACert", &note).await
                 }
                 _ => {}
             }
         }
     }
-    Ok(Action::requeue(ctx.next_check(
-        &format!("connector/{namespace}/{name}"),
-        healthy,
-    )))
+    Ok(Action::requeue(ctx.next_check(&key, healthy)))
 }
 
 fn stored_ca_changed(
@@ -210,7 +308,7 @@ fn stored_ca_changed(
 }
 
 async fn publish(
-    recorder: &Recorder,
+    ctx: &Context,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
@@ -223,8 +321,11 @@ async fn publish(
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, reason, "could not record event");
+    match ctx.recorder.publish(&event, reference).await {
+        Ok(()) => {
+            ctx.metrics.events.inc();
+        }
+        Err(e) => tracing::warn!(error = %e, reason, "could not record event"),
     }
 }
 
@@ -241,17 +342,15 @@ fn class_api_url(class: &ConnectorClass) -> Option<String> {
         .clone()
 }
 
-/// Global CA bundles: Secrets in the operator's namespace labelled as CA certs.
-async fn global_trust(ctx: &Context) -> Result<TrustBundle, Error> {
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let list = api
-        .list(&ListParams::default().labels(&format!("{GLOBAL_CA_LABEL}=true")))
-        .await?;
-    Ok(list
-        .items
+/// Global CA bundles: Secrets in the operator's namespace labelled as CA certs
+/// (from the cache, in name order so the bundle and its id are stable).
+fn global_trust(ctx: &Context) -> TrustBundle {
+    let mut secrets = ctx.global_cas.state();
+    secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    secrets
         .iter()
         .filter_map(|s| ca_bundle_from_secret(s).ok())
-        .fold(TrustBundle::empty(), |acc, b| acc.merged(&b)))
+        .fold(TrustBundle::empty(), |acc, b| acc.merged(&b))
 }
 
 /// Creates or updates the per-Connector ExternalName Service; never takes over a
@@ -332,9 +431,12 @@ async fn ensure_proxy_service(
             &Patch::Apply(&desired),
         )
         .await?;
+        ctx.metrics.service_writes.inc();
     } else {
         match api.create(&PostParams::default(), &desired).await {
-            Ok(_) => {}
+            Ok(_) => {
+                ctx.metrics.service_writes.inc();
+            }
             // Created concurrently by someone else: look again on the next round.
             Err(kube::Error::Api(e)) if e.code == 409 => return Ok(ProxyServiceFacts::Pending),
             Err(e) => return Err(e.into()),

@@ -10,23 +10,47 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::Client;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use rand::Rng;
 
-use crate::probe::{CompiledClass, HttpProber, ProbeSettings};
+use crate::api::{Connector, ConnectorClass};
+use crate::probe::{CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings};
+use crate::telemetry::Metrics;
 use crate::validation::FieldError;
 
 /// Operator settings (flags and environment variables of `run`).
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub probe: ProbeSettings,
+    /// Concurrency limits of probes; the sharing windows are derived from the
+    /// interval and `min_backoff`.
+    pub runner: RunnerSettings,
     /// Periodic re-probe interval (±10% jitter).
     pub probe_interval: Duration,
     /// First retry delay after a failure; doubles up to `probe_interval`.
     pub min_backoff: Duration,
+    /// Reconciles run at once per controller.
+    pub workers: u16,
     pub cluster_domain: String,
     /// Namespace of the operator: global CA Secrets and the Lease live here.
     pub namespace: String,
+    /// `None` runs without leader election (a single replica).
+    pub leader_election: Option<LeaseSettings>,
+}
+
+/// Leader election with a coordination.k8s.io Lease in the operator's namespace.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub identity: String,
+    /// How long a lease lasts without renewal: the longest hand-over after a crash.
+    pub duration: Duration,
+    /// Renewed this long before it expires.
+    pub grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +59,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("the {0} cache stopped")]
+    CacheStopped(&'static str),
 }
 
 impl Error {
@@ -43,6 +69,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::MissingField(_) => "missing_field",
+            Error::CacheStopped(_) => "cache_stopped",
         }
     }
 }
@@ -53,27 +80,60 @@ type CompiledEntry = Arc<Result<Arc<CompiledClass>, Vec<FieldError>>>;
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
-    pub prober: HttpProber,
+    pub runner: ProbeRunner,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Every ConnectorClass (few, small): read by each Connector reconcile.
+    pub classes: Store<ConnectorClass>,
+    /// The labelled global CA Secrets of the operator's namespace (and nothing else).
+    pub global_cas: Store<Secret>,
     /// Compiled classes keyed by (uid, generation): compile once per generation.
     compiled: Mutex<HashMap<(String, i64), CompiledEntry>>,
     /// Consecutive failures per object key, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Last probe results per Connector, reused while the inputs are unchanged.
+    pub probe_memo: connector::ProbeMemo,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings) -> Self {
-        let prober = HttpProber::new(settings.probe.clone());
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        classes: Store<ConnectorClass>,
+        global_cas: Store<Secret>,
+    ) -> Self {
+        let runner = ProbeRunner::new(
+            HttpProber::new(settings.probe.clone()),
+            RunnerSettings {
+                share_for: settings.probe_interval,
+                share_failure_for: settings.min_backoff.min(settings.probe_interval),
+                ..settings.runner.clone()
+            },
+        );
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: class::MANAGER.into(),
+                instance: settings.leader_election.as_ref().map(|l| l.identity.clone()),
+            },
+        );
         Context {
             client,
             settings,
-            prober,
+            runner,
+            metrics,
+            recorder,
+            classes,
+            global_cas,
             compiled: Mutex::default(),
             failures: Mutex::default(),
+            probe_memo: connector::ProbeMemo::default(),
         }
     }
 
     /// The compiled class for its current generation, compiling it once.
-    pub fn compiled(&self, class: &crate::api::ConnectorClass) -> CompiledEntry {
+    pub fn compiled(&self, class: &ConnectorClass) -> CompiledEntry {
         let key = (
             class.metadata.uid.clone().unwrap_or_default(),
             class.metadata.generation.unwrap_or_default(),
@@ -114,6 +174,14 @@ impl Context {
             rand::rng().random_range(-0.1..=0.1),
         )
     }
+
+    /// Forgets an object that no longer exists.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(key);
+        }
+        self.probe_memo.forget(key);
+    }
 }
 
 /// Now, to the second: stored times have second precision, so comparing a fresh
@@ -124,82 +192,211 @@ pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now.round(Unit::Second).unwrap_or(now))
 }
 
-/// Runs both controllers until a shutdown signal.
-pub async fn run(client: Client, settings: Settings) {
+/// A shutdown flag that many futures can wait on.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Set on SIGTERM or Ctrl-C.
+    pub fn on_signal() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|down| *down).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the controllers until `shutdown`: right away without leader election, or
+/// while this process holds the Lease. Losing the Lease stops the controllers (no
+/// write after that) and goes back to waiting for it.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, shutdown: Shutdown) {
+    let Some(lease) = settings.leader_election.clone() else {
+        metrics.leader.set(1);
+        run_controllers(client, settings, metrics, shutdown).await;
+        return;
+    };
+    let manager = match kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&settings.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(lease.duration.as_secs().max(1))
+        .with_grace(lease.grace.as_secs().max(1))
+        .build()
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up leader election");
+            return;
+        }
+    };
+    let (mut leading, task) = manager.watch().await;
+    loop {
+        tracing::info!(identity = %lease.identity, lease = %lease.name, "waiting for the leader Lease");
+        tokio::select! {
+            _ = leading.wait_for(|l| *l) => {}
+            _ = shutdown.clone().wait() => break,
+        }
+        tracing::info!(identity = %lease.identity, "became the leader");
+        metrics.leader.set(1);
+        let lost = async {
+            let _ = leading.wait_for(|l| !*l).await;
+        };
+        let stop = tokio::select! {
+            _ = run_controllers(client.clone(), settings.clone(), metrics.clone(), shutdown.clone()) => true,
+            _ = lost => false,
+        };
+        metrics.leader.set(0);
+        if stop {
+            break;
+        }
+        tracing::warn!(identity = %lease.identity, "lost the leader Lease; controllers stopped");
+    }
+    // Closing the channel releases the Lease, so a standby takes over at once.
+    drop(leading);
+    if let Ok(Err(e)) = task.await {
+        tracing::warn!(error = %e, "could not release the Lease");
+    }
+}
+
+/// Both controllers, until `shutdown` (in-flight reconciles finish first).
+async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
     use futures::StreamExt;
-    use k8s_openapi::api::core::v1::{Secret, Service};
-    use kube::api::Api;
     use kube::core::PartialObjectMeta;
     use kube::runtime::reflector::ObjectRef;
-    use kube::runtime::{Controller, WatchStreamExt, watcher};
+    use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 
-    use crate::api::{Connector, ConnectorClass};
+    let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
+    let (class_store, class_writer) = reflector::store::<ConnectorClass>();
+    let class_events = reflector(
+        class_writer,
+        watcher(Api::<ConnectorClass>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (ca_store, ca_writer) = reflector::store::<Secret>();
+    let ca_events = reflector(
+        ca_writer,
+        watcher(
+            Api::<Secret>::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().labels(crate::observe::GLOBAL_CA_LABEL),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.clone(),
+        metrics,
+        class_store,
+        ca_store,
+    ));
 
-    let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
     let classes = Controller::new(
         Api::<ConnectorClass>::all(client.clone()),
         watcher::Config::default(),
     )
-    .shutdown_on_signal()
+    .with_config(config.clone())
+    .graceful_shutdown_on(shutdown.clone().wait())
     .run(class::reconcile, error_policy_class, ctx.clone())
     .for_each(|_| futures::future::ready(()));
 
-    let connectors = Controller::new(
-        Api::<Connector>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let store = connectors.store();
-    let by_class = store.clone();
-    let by_secret = store;
-    let operator_namespace = settings.namespace.clone();
+    // Status writes do not change the generation: filtering on it keeps a status
+    // write from triggering another reconcile (and another round of probes).
+    let (connector_store, connector_writer) = reflector::store::<Connector>();
+    let connector_events = reflector(
+        connector_writer,
+        watcher(Api::<Connector>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .inspect({
+        let ctx = ctx.clone();
+        move |event| {
+            if let Ok(watcher::Event::Delete(c)) = event {
+                ctx.forget(&connector::key_of(c));
+            }
+        }
+    })
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let by_class = connector_store.clone();
+    let by_secret = connector_store.clone();
+    let all = connector_store.clone();
+    // Metadata only: which Secret changed, never its data.
     let secret_events = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
     )
+    .default_backoff()
     .touched_objects();
-    let connectors = connectors
+    let connectors = Controller::for_stream(connector_events, connector_store)
+        .with_config(config)
         .owns(
             Api::<Service>::all(client.clone()),
             watcher::Config::default().labels(connector::CONNECTOR_LABEL),
         )
-        .watches(
-            Api::<ConnectorClass>::all(client.clone()),
-            watcher::Config::default(),
-            move |class| {
-                let name = class.metadata.name.clone().unwrap_or_default();
-                by_class
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.spec.connector_class_name == name)
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(class_events, move |class| {
+            let name = class.metadata.name.clone().unwrap_or_default();
+            by_class
+                .state()
+                .into_iter()
+                .filter(|c| c.spec.connector_class_name == name)
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(ca_events, move |_| {
+            all.state()
+                .into_iter()
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(secret_events, move |secret| {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
-            let global = namespace == operator_namespace
-                && secret
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(crate::observe::GLOBAL_CA_LABEL))
-                    .is_some();
             by_secret
                 .state()
                 .into_iter()
                 .filter(|c| {
-                    global
-                        || (c.metadata.namespace.as_deref() == Some(namespace.as_str())
-                            && (c.secret_ref().and_then(|r| r.name.as_deref())
-                                == Some(name.as_str())
-                                || c.spec.ca_cert_secret_ref.as_ref().map(|r| r.name.as_str())
-                                    == Some(name.as_str())))
+                    c.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && connector::references_secret(c, &name)
                 })
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.wait())
         .run(connector::reconcile, error_policy_connector, ctx)
         .for_each(|_| futures::future::ready(()));
     futures::join!(classes, connectors);
@@ -211,6 +408,13 @@ fn error_policy_class(
     ctx: Arc<Context>,
 ) -> kube::runtime::controller::Action {
     tracing::warn!(class = class.metadata.name.as_deref().unwrap_or_default(), error = %error, kind = error.metric_label(), "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&crate::telemetry::ErrorLabels {
+            kind: "ConnectorClass",
+            error: error.metric_label(),
+        })
+        .inc();
     let key = format!(
         "class/{}",
         class.metadata.name.as_deref().unwrap_or_default()
@@ -226,9 +430,14 @@ fn error_policy_connector(
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
     let name = connector.metadata.name.as_deref().unwrap_or_default();
     tracing::warn!(namespace, name, error = %error, kind = error.metric_label(), "reconcile failed");
-    kube::runtime::controller::Action::requeue(
-        ctx.next_check(&format!("connector/{namespace}/{name}"), false),
-    )
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&crate::telemetry::ErrorLabels {
+            kind: "Connector",
+            error: error.metric_label(),
+        })
+        .inc();
+    kube::runtime::controller::Action::requeue(ctx.next_check(&connector::key_of(&connector), false))
 }
 
 /// Pure schedule: `failures == 0` gives the interval; otherwise min * 2^(n-1) capped at

@@ -37,6 +37,7 @@ mod http;
 mod judge;
 mod rego_auth;
 mod request;
+mod runner;
 mod secret;
 mod settings;
 mod template;
@@ -52,6 +53,7 @@ use crate::api::Connector;
 pub use compile::CompiledClass;
 pub use http::{HttpProber, HttpResponse};
 pub use request::{ProbeRequest, RequestHeader};
+pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;
 pub use settings::ProbeSettings;
 pub use trust::{TrustBundle, TrustError, parse_pem_certs};
@@ -62,6 +64,16 @@ pub use trust::{TrustBundle, TrustError, parse_pem_certs};
 pub enum ProbeKind {
     Liveness,
     Auth,
+}
+
+impl ProbeKind {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Auth => "auth",
+        }
+    }
 }
 
 /// Why a probe failed; the condition reason.

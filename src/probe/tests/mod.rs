@@ -5,6 +5,7 @@ mod compile_errors;
 mod judging;
 mod net;
 mod requests;
+mod runner;
 mod secrets;
 mod server;
 mod templates;

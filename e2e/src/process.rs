@@ -1,0 +1,343 @@
+//! The operator and the demo tool as real processes, for the e2e tests.
+//!
+//! Both binaries are built by the test command before the e2e stage
+//! (`cargo build --bins -p connectors-operator`); their path is
+//! `$E2E_BIN_DIR` or the workspace's `target/debug`.
+//!
+//! Each process runs under a small shell guard that kills it when the test binary's
+//! end of a pipe closes, so no operator outlives the test binary that started it
+//! (a static shared operator is never dropped).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{kubectl, kubectl_bin};
+
+/// The operator's namespace in the e2e cluster (Lease, global CA Secrets).
+pub const OPERATOR_NAMESPACE: &str = "connectors-system";
+
+/// Directory of the workspace's binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("E2E_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    target.join("debug")
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        panic!(
+            "e2e: {} is missing; build it first: cargo build --bins -p connectors-operator",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A free loopback port (bound and released; the race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A child under the guard: `pid` is the real process; closing `guard` kills it.
+struct Guarded {
+    shell: Child,
+    guard: Option<ChildStdin>,
+    pid: u32,
+}
+
+impl Guarded {
+    fn spawn(program: &PathBuf, args: &[String], env: &[(String, String)], log: &PathBuf) -> Self {
+        let log_file = std::fs::File::create(log).expect("create log file");
+        // fd 3 keeps the pipe; the program gets /dev/null as stdin. When the pipe
+        // closes (this process exits or drops the guard), the program is killed.
+        let script = r#"prog=$1; shift; "$prog" "$@" </dev/null & pid=$!; echo "$pid"; read -r _; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0"#;
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("guard")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file.try_clone().expect("clone log handle"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut shell = cmd.spawn().expect("spawn guard shell");
+        let mut line = String::new();
+        BufReader::new(shell.stdout.take().expect("stdout piped"))
+            .read_line(&mut line)
+            .expect("guard prints the pid");
+        let pid = line.trim().parse().expect("pid");
+        let guard = shell.stdin.take();
+        Guarded { shell, guard, pid }
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([format!("-{signal}"), self.pid.to_string()])
+            .status();
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("kill")
+            .args(["-0", &self.pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            let _ = guard.write_all(b"\n");
+        }
+        let _ = self.shell.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Options of an operator process.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub probe_interval_seconds: u64,
+    pub probe_timeout_seconds: u64,
+    pub lease_duration_seconds: u64,
+    pub identity: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        OperatorOptions {
+            probe_interval_seconds: 2,
+            probe_timeout_seconds: 2,
+            lease_duration_seconds: 6,
+            identity: format!("e2e-{}", std::process::id()),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// `connectors-operator run` against the e2e cluster (KUBECONFIG), logging at
+/// debug level in JSON to a file.
+pub struct Operator {
+    process: Option<Guarded>,
+    pub options: OperatorOptions,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(options: OperatorOptions) -> Self {
+        crate::ensure_cluster();
+        ensure_operator_namespace();
+        let metrics_port = free_port();
+        let dir = std::env::temp_dir().join("connectors-e2e");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join(format!("operator-{}-{metrics_port}.log", options.identity));
+        let mut args: Vec<String> = [
+            "run",
+            "--probe-interval",
+            &options.probe_interval_seconds.to_string(),
+            "--probe-timeout",
+            &options.probe_timeout_seconds.to_string(),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--identity",
+            &options.identity,
+            "--lease-duration",
+            &options.lease_duration_seconds.to_string(),
+            "--lease-renew-before",
+            "2",
+            "--log-format",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(options.extra_args.iter().cloned());
+        let env = vec![(
+            "RUST_LOG".to_string(),
+            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string(),
+        )];
+        let process = Guarded::spawn(&binary("connectors-operator"), &args, &env, &log);
+        let op = Operator {
+            process: Some(process),
+            options,
+            metrics_port,
+            log,
+        };
+        op.wait_healthy();
+        op
+    }
+
+    fn wait_healthy(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if http_get(self.metrics_port, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            if !self.alive() {
+                panic!("operator exited at start-up; log:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("operator not ready after 20s; log:\n{}", self.logs());
+    }
+
+    pub fn alive(&self) -> bool {
+        self.process.as_ref().is_some_and(Guarded::alive)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().map(|p| p.pid).unwrap_or_default()
+    }
+
+    /// SIGKILL: no clean-up, no Lease release.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.signal("KILL");
+            drop(p);
+        }
+    }
+
+    /// SIGTERM and wait up to 20 s for the process to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal("TERM");
+            let start = Instant::now();
+            while p.alive() && start.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(!p.alive(), "operator did not exit within 20s of SIGTERM");
+            p.stop();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// Sum of the samples of a metric whose line starts with `prefix`
+    /// (e.g. `connectors_operator_status_writes_total{kind="Connector"}`).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        metric_value(&self.metrics(), prefix)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!(
+                "--- last operator log lines ({}) ---\n{}",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// Sum of the samples whose line starts with `prefix`.
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn ensure_operator_namespace() {
+    let out = kubectl(["get", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "-o", "name"]);
+    if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+        let out = kubectl(["create", "namespace", OPERATOR_NAMESPACE]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("AlreadyExists"),
+            "{} create namespace: {stderr}",
+            kubectl_bin()
+        );
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body), `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The shipped demo tool (`demo-tool`): `/` healthy JSON, `/{org}/{repo}/info/refs`
+/// accepting Basic `demo:demo-password`.
+pub struct DemoTool {
+    _process: Guarded,
+    pub port: u16,
+}
+
+impl DemoTool {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join("connectors-e2e");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join(format!("demo-tool-{port}.log"));
+        let process = Guarded::spawn(
+            &binary("demo-tool"),
+            &[format!("127.0.0.1:{port}")],
+            &[],
+            &log,
+        );
+        let start = Instant::now();
+        while http_get(port, "/").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "demo-tool did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DemoTool {
+            _process: process,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}

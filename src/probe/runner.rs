@@ -1,0 +1,228 @@
+//! [`ProbeRunner`]: runs probes for many Connectors at once without letting one tool
+//! hurt the others. Three rules:
+//! - at most `max_concurrent` requests in flight, and at most `max_per_host` of them to
+//!   one scheme://host:port, taken in that order, so a slow or hanging tool holds at
+//!   most `max_per_host` of the global permits;
+//! - identical liveness requests (same [`ProbeRequest::dedup_key`] and trust bundle)
+//!   share one request: callers that arrive while it is in flight wait for it, and its
+//!   response is reused for `share_for` after a healthy answer (2xx/3xx) or
+//!   `share_failure_for` after anything else, so recovery is seen promptly;
+//! - each Connector still judges the shared response with its own class.
+//!
+//! Auth probes are never shared: they carry each Connector's own credentials.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+use super::{
+    CompiledClass, HttpProber, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget,
+    TrustBundle,
+};
+
+/// Limits and sharing windows of a [`ProbeRunner`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerSettings {
+    pub max_concurrent: usize,
+    pub max_per_host: usize,
+    /// How long a healthy liveness response is reused (the probe interval).
+    pub share_for: Duration,
+    /// How long any other liveness result is reused (the first retry delay).
+    pub share_failure_for: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            max_concurrent: 128,
+            max_per_host: 16,
+            share_for: Duration::from_secs(300),
+            share_failure_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a probe did, for metrics: which probe, its outcome, how long it took (waiting
+/// for a permit included) and whether it reused another Connector's request.
+#[derive(Clone, Debug)]
+pub struct ProbeReport {
+    pub kind: ProbeKind,
+    pub outcome: ProbeOutcome,
+    pub elapsed: Duration,
+    pub shared: bool,
+}
+
+type Sent = Result<HttpResponse, ProbeOutcome>;
+
+struct SharedSlot {
+    cell: OnceCell<(Instant, Sent)>,
+}
+
+/// Entries kept before expired ones are dropped.
+const PRUNE_ABOVE: usize = 512;
+
+pub struct ProbeRunner {
+    prober: HttpProber,
+    settings: RunnerSettings,
+    global: Arc<Semaphore>,
+    per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+    shared: Mutex<HashMap<(String, u64), Arc<SharedSlot>>>,
+    waiting: std::sync::atomic::AtomicI64,
+}
+
+impl ProbeRunner {
+    pub fn new(prober: HttpProber, settings: RunnerSettings) -> Self {
+        ProbeRunner {
+            prober,
+            global: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            settings,
+            per_host: Mutex::default(),
+            shared: Mutex::default(),
+            waiting: Default::default(),
+        }
+    }
+
+    pub fn prober(&self) -> &HttpProber {
+        &self.prober
+    }
+
+    /// Probes waiting for a concurrency permit right now (a queue-depth figure).
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Builds, sends (shared and gated as above) and judges one probe. `None` when the
+    /// class has no probe of that kind for the Connector.
+    pub async fn run(
+        &self,
+        class: &CompiledClass,
+        kind: ProbeKind,
+        target: &ProbeTarget<'_>,
+        trust: &TrustBundle,
+    ) -> Option<ProbeReport> {
+        let started = Instant::now();
+        let request = match class.request(kind, target)? {
+            Ok(r) => r,
+            Err(outcome) => {
+                return Some(ProbeReport {
+                    kind,
+                    outcome,
+                    elapsed: started.elapsed(),
+                    shared: false,
+                });
+            }
+        };
+        let (sent, shared) = match kind {
+            ProbeKind::Liveness => self.shared_send(&request, trust).await,
+            ProbeKind::Auth => (self.gated_send(&request, trust).await, false),
+        };
+        let outcome = match sent {
+            Ok(response) => class.judge(kind, &request, &response),
+            Err(outcome) => outcome,
+        };
+        Some(ProbeReport {
+            kind,
+            outcome,
+            elapsed: started.elapsed(),
+            shared,
+        })
+    }
+
+    /// One request per identical liveness request and sharing window. The bool says
+    /// whether the result came from another caller's request.
+    async fn shared_send(&self, request: &ProbeRequest, trust: &TrustBundle) -> (Sent, bool) {
+        let key = (request.dedup_key(), trust.id());
+        let slot = {
+            let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            match map.get(&key) {
+                Some(slot) if self.is_fresh(slot, now) => slot.clone(),
+                _ => {
+                    if map.len() >= PRUNE_ABOVE {
+                        map.retain(|_, slot| self.is_fresh(slot, now));
+                    }
+                    let slot = Arc::new(SharedSlot {
+                        cell: OnceCell::new(),
+                    });
+                    map.insert(key, slot.clone());
+                    slot
+                }
+            }
+        };
+        let mut ran_here = false;
+        let (_, sent) = slot
+            .cell
+            .get_or_init(|| async {
+                ran_here = true;
+                let sent = self.gated_send(request, trust).await;
+                (Instant::now(), sent)
+            })
+            .await;
+        (sent.clone(), !ran_here)
+    }
+
+    /// In flight (not yet answered) or answered within its window.
+    fn is_fresh(&self, slot: &SharedSlot, now: Instant) -> bool {
+        match slot.cell.get() {
+            None => true,
+            Some((answered, sent)) => {
+                let window = match sent {
+                    Ok(r) if r.status < 400 => self.settings.share_for,
+                    _ => self.settings.share_failure_for,
+                };
+                now.saturating_duration_since(*answered) < window
+            }
+        }
+    }
+
+    /// Sends within the per-host and then the global limit.
+    async fn gated_send(&self, request: &ProbeRequest, trust: &TrustBundle) -> Sent {
+        let host = self.host_gate(request);
+        let waiting = WaitingGuard::new(&self.waiting);
+        // The semaphores are never closed, so the permits are always granted.
+        let _host_permit = host.acquire_owned().await;
+        let _global_permit = self.global.clone().acquire_owned().await;
+        drop(waiting);
+        self.prober.send(request, trust).await
+    }
+
+    fn host_gate(&self, request: &ProbeRequest) -> Arc<Semaphore> {
+        let origin = request.url().origin().ascii_serialization();
+        let mut map = self.per_host.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= PRUNE_ABOVE {
+            // Idle gates (no permit taken) are dropped; busy ones are kept.
+            let limit = self.settings.max_per_host.max(1);
+            map.retain(|_, gate| gate.available_permits() < limit);
+        }
+        map.entry(origin)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_host.max(1))))
+            .clone()
+    }
+}
+
+/// Counts a waiter until dropped (also when the waiting future is cancelled).
+struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicI64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WaitingGuard(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for ProbeRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeRunner")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}

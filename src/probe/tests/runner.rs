@@ -1,0 +1,152 @@
+//! [`ProbeRunner`]: shared liveness requests, per-host and global limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::server::{Reply, serve};
+use super::{compiled, connector, secret};
+use crate::probe::{
+    HttpProber, ProbeKind, ProbeOutcome, ProbeRunner, ProbeSettings, ProbeTarget, RunnerSettings,
+    TrustBundle,
+};
+
+const CLASS: &str = r#"
+    livenessProbe:
+      http:
+        path: /health
+    auth:
+      types:
+      - name: basicAuth
+        secretType: kubernetes.io/basic-auth
+    authProbes:
+    - authName: basicAuth
+      probe:
+        http:
+          path: /auth
+"#;
+
+fn runner(settings: RunnerSettings) -> Arc<ProbeRunner> {
+    Arc::new(ProbeRunner::new(
+        HttpProber::new(ProbeSettings {
+            timeout: Duration::from_secs(2),
+            ..ProbeSettings::default()
+        }),
+        settings,
+    ))
+}
+
+async fn probe(
+    runner: &ProbeRunner,
+    kind: ProbeKind,
+    address: &str,
+    name: &str,
+) -> (ProbeOutcome, bool) {
+    let class = compiled(CLASS);
+    let mut c = connector(&format!(
+        "connectorClassName: test\naddress: {address}\nauth:\n  name: basicAuth\n  secretRef: {{name: creds}}"
+    ));
+    c.metadata.name = Some(name.to_string());
+    let material = secret(&[("username", "u"), ("password", "p")]);
+    let target = ProbeTarget {
+        connector: &c,
+        secret: Some(&material),
+        class_api_url: None,
+    };
+    let report = runner
+        .run(&class, kind, &target, &TrustBundle::empty())
+        .await
+        .unwrap_or_else(|| panic!("no {kind:?} probe"));
+    (report.outcome, report.shared)
+}
+
+#[tokio::test]
+async fn identical_liveness_requests_share_one_request() {
+    let s = serve(|_| Reply::After(Duration::from_millis(200), Box::new(Reply::status(200)))).await;
+    let r = runner(RunnerSettings::default());
+    let address = s.url("");
+    let results = futures::future::join_all((0..20).map(|i| {
+        let r = r.clone();
+        let address = address.clone();
+        async move { probe(&r, ProbeKind::Liveness, &address, &format!("c{i}")).await }
+    }))
+    .await;
+    assert!(results.iter().all(|(o, _)| *o == ProbeOutcome::Passed));
+    assert_eq!(results.iter().filter(|(_, shared)| !shared).count(), 1);
+    // Later within the window: still shared.
+    assert!(probe(&r, ProbeKind::Liveness, &address, "late").await.1);
+    assert_eq!(s.recorded().len(), 1);
+}
+
+#[tokio::test]
+async fn failures_are_shared_only_briefly() {
+    let s = serve(|_| Reply::status(503)).await;
+    let r = runner(RunnerSettings {
+        share_failure_for: Duration::from_millis(100),
+        ..RunnerSettings::default()
+    });
+    let address = s.url("");
+    assert!(
+        !probe(&r, ProbeKind::Liveness, &address, "a")
+            .await
+            .0
+            .is_passed()
+    );
+    assert!(probe(&r, ProbeKind::Liveness, &address, "b").await.1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!probe(&r, ProbeKind::Liveness, &address, "c").await.1);
+    assert_eq!(s.recorded().len(), 2);
+}
+
+#[tokio::test]
+async fn auth_probes_are_never_shared() {
+    let s = serve(|_| Reply::status(200)).await;
+    let r = runner(RunnerSettings::default());
+    let address = s.url("");
+    for name in ["a", "b", "c"] {
+        let (outcome, shared) = probe(&r, ProbeKind::Auth, &address, name).await;
+        assert_eq!(outcome, ProbeOutcome::Passed);
+        assert!(!shared);
+    }
+    assert_eq!(s.recorded().len(), 3);
+}
+
+#[tokio::test]
+async fn a_hanging_host_does_not_hold_up_another_host() {
+    let hanging =
+        serve(|_| Reply::After(Duration::from_secs(10), Box::new(Reply::status(200)))).await;
+    let healthy = serve(|_| Reply::status(200)).await;
+    // Two global permits, one per host: the hanging host can hold only one.
+    let r = runner(RunnerSettings {
+        max_concurrent: 2,
+        max_per_host: 1,
+        ..RunnerSettings::default()
+    });
+    let stuck: Vec<_> = (0..5)
+        .map(|i| {
+            let r = r.clone();
+            let address = hanging.url("");
+            tokio::spawn(
+                async move { probe(&r, ProbeKind::Auth, &address, &format!("h{i}")).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        r.waiting(),
+        4,
+        "four hanging probes queue behind the host limit"
+    );
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let (outcome, _) = probe(&r, ProbeKind::Auth, &healthy.url(""), &format!("ok{i}")).await;
+        assert_eq!(outcome, ProbeOutcome::Passed);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    for task in stuck {
+        task.abort();
+    }
+}

@@ -1,0 +1,314 @@
+//! Metrics (Prometheus text format), `/healthz` and `/readyz`, and logging set-up.
+//!
+//! Label values are object kinds, class names, probe kinds and failure reasons: never
+//! a message, URL or anything that could carry a secret.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::probe::{ProbeOutcome, ProbeReport};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub class: String,
+    pub probe: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeResultLabels {
+    pub class: String,
+    pub probe: &'static str,
+    /// `passed` or a failure reason (`ConnectionFailed`, ...).
+    pub result: &'static str,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric the operator exports, prefixed `connectors_operator_`.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<KindLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    pub reconciles_in_flight: Family<KindLabels, Gauge>,
+    pub status_writes: Family<KindLabels, Counter>,
+    pub service_writes: Counter,
+    pub events: Counter,
+    pub probes: Family<ProbeResultLabels, Counter>,
+    pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+    pub probes_shared: Counter,
+    pub probes_waiting: Gauge,
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("connectors_operator");
+        let m = Metrics {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(seconds_histogram),
+            reconciles_in_flight: Family::default(),
+            status_writes: Family::default(),
+            service_writes: Counter::default(),
+            events: Counter::default(),
+            probes: Family::default(),
+            probe_duration: Family::new_with_constructor(seconds_histogram),
+            probes_shared: Counter::default(),
+            probes_waiting: Gauge::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles run, by kind",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by kind and error",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration, probes included",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now (the work queue's active part)",
+            m.reconciles_in_flight.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status writes sent to the API server",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "service_writes",
+            "Proxy Service creates and updates",
+            m.service_writes.clone(),
+        );
+        registry.register("events", "Events recorded", m.events.clone());
+        registry.register(
+            "probes",
+            "Probes run, by class, probe and result",
+            m.probes.clone(),
+        );
+        registry.register(
+            "probe_duration_seconds",
+            "Probe duration including the wait for a concurrency permit",
+            m.probe_duration.clone(),
+        );
+        registry.register(
+            "probes_shared",
+            "Liveness probes answered by another Connector's identical request",
+            m.probes_shared.clone(),
+        );
+        registry.register(
+            "probes_waiting",
+            "Probes waiting for a concurrency permit (the probe queue depth)",
+            m.probes_waiting.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process holds the leader Lease",
+            m.leader.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn record_probe(&self, class: &str, report: &ProbeReport) {
+        let probe = report.kind.as_str();
+        let result = match &report.outcome {
+            ProbeOutcome::Passed => "passed",
+            ProbeOutcome::Failed { reason, .. } => reason.as_str(),
+        };
+        self.probes
+            .get_or_create(&ProbeResultLabels {
+                class: class.to_string(),
+                probe,
+                result,
+            })
+            .inc();
+        self.probe_duration
+            .get_or_create(&ProbeLabels {
+                class: class.to_string(),
+                probe,
+            })
+            .observe(report.elapsed.as_secs_f64());
+        if report.shared {
+            self.probes_shared.inc();
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What the HTTP endpoints report on.
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    /// Set once start-up is done (client connected, controllers or standby running).
+    pub ready: AtomicBool,
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        health.metrics.encode(),
+    )
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber: level from `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// A timer for one reconcile: counts it, tracks it as in flight, and records its
+/// duration when dropped.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl<'a> ReconcileTimer<'a> {
+    pub fn start(metrics: &'a Metrics, kind: &'static str) -> Self {
+        metrics.reconciles.get_or_create(&KindLabels { kind }).inc();
+        metrics
+            .reconciles_in_flight
+            .get_or_create(&KindLabels { kind })
+            .inc();
+        ReconcileTimer {
+            metrics,
+            kind,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        let labels = KindLabels { kind: self.kind };
+        self.metrics.reconciles_in_flight.get_or_create(&labels).dec();
+        self.metrics
+            .reconcile_duration
+            .get_or_create(&labels)
+            .observe(Duration::as_secs_f64(&self.started.elapsed()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{FailureReason, ProbeKind};
+
+    #[test]
+    fn exposition_names_results_by_reason_and_never_the_message() {
+        let m = Metrics::default();
+        m.record_probe(
+            "git",
+            &ProbeReport {
+                kind: ProbeKind::Auth,
+                outcome: ProbeOutcome::failed(
+                    FailureReason::AuthenticationFailed,
+                    "401 for https://user:s3cr3t@example.com",
+                ),
+                elapsed: Duration::from_millis(3),
+                shared: false,
+            },
+        );
+        {
+            let _t = ReconcileTimer::start(&m, "Connector");
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"connectors_operator_probes_total{class="git",probe="auth",result="AuthenticationFailed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"connectors_operator_reconciles_total{kind="Connector"} 1"#));
+        assert!(text.contains(r#"connectors_operator_reconciles_in_flight{kind="Connector"} 0"#));
+        assert!(!text.contains("s3cr3t"));
+    }
+}
