@@ -19,7 +19,7 @@ use crate::status::class::{AddressFacts, ClassFacts as ClassStatusFacts, decide_
 use crate::status::connector::{
     CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
 };
-use crate::validation::{validate_against_class, validate_class, validate_connector};
+use crate::validation::{spec_mismatch_errors, validate_class};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -227,8 +227,7 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
                 message: crate::validation::join_errors(errors),
             },
             Some((class, Ok(compiled), api_url)) => {
-                let mut errors = validate_connector(connector);
-                errors.extend(validate_against_class(connector, class));
+                let errors = spec_mismatch_errors(connector, class);
                 if errors.is_empty() {
                     let (live, authn) = run_connector_probes(
                         compiled,

@@ -269,7 +269,10 @@ impl<'a> ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         let labels = KindLabels { kind: self.kind };
-        self.metrics.reconciles_in_flight.get_or_create(&labels).dec();
+        self.metrics
+            .reconciles_in_flight
+            .get_or_create(&labels)
+            .dec();
         self.metrics
             .reconcile_duration
             .get_or_create(&labels)

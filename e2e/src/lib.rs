@@ -392,6 +392,43 @@ pub fn sa_kubeconfig(ns: &str, sa: &str) -> PathBuf {
     path
 }
 
+/// The project's CRDs, applied from `crds/` once per test binary; waits until both
+/// are Established and served. Never deletes them (test binaries share them).
+pub fn install_crds() {
+    static SETUP: OnceLock<()> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        ensure_cluster();
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
+        let dir = dir.to_str().expect("utf-8 path");
+        // Server-side: no last-applied annotation, and concurrent appliers of the
+        // same content do not conflict.
+        kubectl_ok([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=e2e-crds",
+            "-f",
+            dir,
+        ]);
+        for crd in [
+            "connectorclasses.connectors.alauda.io",
+            "connectors.connectors.alauda.io",
+        ] {
+            wait("", "crd", crd, "Established", Duration::from_secs(60));
+        }
+        // kubectl's discovery cache may lag right after the CRDs appear.
+        eventually(Duration::from_secs(60), || {
+            for resource in ["connectorclasses", "connectors"] {
+                let out = kubectl(["get", resource, "--all-namespaces", "-o", "name"]);
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+            }
+            Ok(())
+        });
+    });
+}
+
 /// Restarts a component of the local control plane (`apiserver`, `etcd`,
 /// `controller-manager` or `all`) with the same flags and data, waiting until
 /// it is ready. Only for the local cluster of `e2e/cluster.sh`; panics on kind.

@@ -61,7 +61,7 @@ impl Guarded {
         let log_file = std::fs::File::create(log).expect("create log file");
         // fd 3 keeps the pipe; the program gets /dev/null as stdin. When the pipe
         // closes (this process exits or drops the guard), the program is killed.
-        let script = r#"prog=$1; shift; "$prog" "$@" </dev/null & pid=$!; echo "$pid"; read -r _; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0"#;
+        let script = r#"prog=$1; shift; "$prog" "$@" </dev/null >&2 & pid=$!; echo "$pid"; read -r _; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 0"#;
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
             .arg(script)
@@ -146,7 +146,7 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(options: OperatorOptions) -> Self {
-        crate::ensure_cluster();
+        crate::install_crds();
         ensure_operator_namespace();
         let metrics_port = free_port();
         let dir = std::env::temp_dir().join("connectors-e2e");
@@ -273,7 +273,14 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
 }
 
 fn ensure_operator_namespace() {
-    let out = kubectl(["get", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "-o", "name"]);
+    let out = kubectl([
+        "get",
+        "namespace",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "-o",
+        "name",
+    ]);
     if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
         let out = kubectl(["create", "namespace", OPERATOR_NAMESPACE]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use connectors_e2e::process::{DemoTool, OPERATOR_NAMESPACE, Operator, OperatorOptions};
 use connectors_e2e::{
-    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl, kubectl_ok,
-    try_get_json, wait,
+    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl, kubectl_ok, try_get_json,
+    wait,
 };
 use serde_json::Value;
 
@@ -114,7 +114,14 @@ fn condition(object: &Value, kind: &str) -> (String, String, String) {
 /// Waits (reading with `kubectl get -o json`) until condition `kind` has `status` and
 /// `reason`; returns the object.
 #[track_caller]
-fn wait_condition(ns: &str, resource: &str, name: &str, kind: &str, status: &str, reason: &str) -> Value {
+fn wait_condition(
+    ns: &str,
+    resource: &str,
+    name: &str,
+    kind: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
     let found = std::panic::catch_unwind(|| {
         eventually(TIMEOUT, || {
             let object = try_get_json(ns, resource, name)?.ok_or("not found")?;
@@ -181,7 +188,10 @@ fn class_without_api_or_proxy_is_ready() {
     assert_eq!(condition(&class, "APIReady").1, "NonAPI");
     assert_eq!(condition(&class, "ProxyReady").1, "NonProxy");
     assert_eq!(condition(&class, "SpecValid").0, "True");
-    assert_eq!(class["status"]["observedGeneration"], class["metadata"]["generation"]);
+    assert_eq!(
+        class["status"]["observedGeneration"],
+        class["metadata"]["generation"]
+    );
 }
 
 #[test]
@@ -206,12 +216,17 @@ fn class_api_and_proxy_resolution() {
         format!("https://tool-api.{ns}.svc.cluster.local/api/v4")
     );
     assert!(
-        condition(&class, "APIReady").2.contains(&format!("tool-api.{ns}.svc.cluster.local")),
+        condition(&class, "APIReady")
+            .2
+            .contains(&format!("tool-api.{ns}.svc.cluster.local")),
         "{:?}",
         condition(&class, "APIReady")
     );
     let class = wait_class(&name, "ProxyReady", "True", "");
-    assert_eq!(class["status"]["proxy"]["httpAddress"]["url"], format!("{url}/proxy"));
+    assert_eq!(
+        class["status"]["proxy"]["httpAddress"]["url"],
+        format!("{url}/proxy")
+    );
     assert_eq!(condition(&class, "Ready").1, "APIUnreachable");
 }
 
@@ -230,7 +245,10 @@ fn class_address_unresolved_reasons() {
     let no_ns = class_name(&ns, "nons");
     let _b = ClassGuard::apply(
         &no_ns,
-        &format!("{}  proxy:\n    ref: {{kind: Service, name: proxy}}\n", git_class(&no_ns)),
+        &format!(
+            "{}  proxy:\n    ref: {{kind: Service, name: proxy}}\n",
+            git_class(&no_ns)
+        ),
     );
     let class = wait_class(&missing, "APIReady", "False", "APIUnresolved");
     assert!(class["status"]["api"]["address"]["url"].is_null());
@@ -254,14 +272,26 @@ fn class_with_bad_cel_is_spec_invalid_and_its_connectors_say_so() {
     let _class = ClassGuard::apply(&name, &yaml);
     let class = wait_class(&name, "SpecValid", "False", "InvalidSpec");
     assert!(
-        condition(&class, "SpecValid").2.contains("spec.livenessProbe.http.response.cel"),
+        condition(&class, "SpecValid")
+            .2
+            .contains("spec.livenessProbe.http.response.cel"),
         "{:?}",
         condition(&class, "SpecValid")
     );
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     apply_yaml(&ns, &connector("c", &name, &url, "creds"));
-    let c = wait_connector(&ns, "c", "ConnectorClassReady", "False", "ConnectorClassInvalid");
-    assert!(condition(&c, "ConnectorClassReady").2.contains("spec.livenessProbe.http.response.cel"));
+    let c = wait_connector(
+        &ns,
+        "c",
+        "ConnectorClassReady",
+        "False",
+        "ConnectorClassInvalid",
+    );
+    assert!(
+        condition(&c, "ConnectorClassReady")
+            .2
+            .contains("spec.livenessProbe.http.response.cel")
+    );
     assert_eq!(condition(&c, "LivenessReady").1, "ConnectorClassNotReady");
 }
 
@@ -277,13 +307,22 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
     apply_yaml(&ns, &connector("my-git", &name, &url, "creds"));
     wait(&ns, "connector", "my-git", "Ready", TIMEOUT);
     let c = get_json(&ns, "connector", "my-git");
-    for kind in ["ConnectorClassReady", "SecretReady", "LivenessReady", "AuthReady", "Ready"] {
+    for kind in [
+        "ConnectorClassReady",
+        "SecretReady",
+        "LivenessReady",
+        "AuthReady",
+        "Ready",
+    ] {
         assert_eq!(condition(&c, kind).0, "True", "{kind}");
     }
     assert_eq!(condition(&c, "ProxyServiceReady").1, "NonProxy");
     assert_eq!(condition(&c, "APIReady").1, "NonAPI");
     assert_eq!(condition(&c, "CACertReady").1, "NoCACert");
-    assert_eq!(c["status"]["observedGeneration"], c["metadata"]["generation"]);
+    assert_eq!(
+        c["status"]["observedGeneration"],
+        c["metadata"]["generation"]
+    );
     let text = eventually(TIMEOUT, || {
         let text = describe(&ns, "connector", "my-git");
         if text.contains("Events:") && text.contains("Normal") {
@@ -295,7 +334,10 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
     assert!(text.contains("LivenessReady"), "{text}");
     assert!(text.contains("AuthReady"), "{text}");
     let columns = kubectl_ok(["get", "connectors", "-n", &ns]);
-    assert!(columns.contains("my-git") && columns.contains("True"), "{columns}");
+    assert!(
+        columns.contains("my-git") && columns.contains("True"),
+        "{columns}"
+    );
 }
 
 #[test]
@@ -306,24 +348,51 @@ fn wrong_password_and_tool_down() {
     let _class = ClassGuard::apply(&name, &git_class(&name));
     apply_yaml(&ns, &basic_secret("wrong", "not-the-password"));
     apply_yaml(&ns, &connector("wrong-password", &name, &url, "wrong"));
-    apply_yaml(&ns, &connector("tool-down", &name, "http://127.0.0.1:1", "wrong"));
-    let c = wait_connector(&ns, "wrong-password", "AuthReady", "False", "AuthenticationFailed");
-    assert!(condition(&c, "AuthReady").2.contains("401"), "{:?}", condition(&c, "AuthReady"));
+    apply_yaml(
+        &ns,
+        &connector("tool-down", &name, "http://127.0.0.1:1", "wrong"),
+    );
+    let c = wait_connector(
+        &ns,
+        "wrong-password",
+        "AuthReady",
+        "False",
+        "AuthenticationFailed",
+    );
+    assert!(
+        condition(&c, "AuthReady").2.contains("401"),
+        "{:?}",
+        condition(&c, "AuthReady")
+    );
     assert_eq!(condition(&c, "Ready").1, "AuthenticationFailed");
-    let c = wait_connector(&ns, "tool-down", "LivenessReady", "False", "ConnectionFailed");
+    let c = wait_connector(
+        &ns,
+        "tool-down",
+        "LivenessReady",
+        "False",
+        "ConnectionFailed",
+    );
     let message = condition(&c, "LivenessReady").2;
-    assert!(message.starts_with("Get \"http://127.0.0.1:1/\""), "{message}");
+    assert!(
+        message.starts_with("Get \"http://127.0.0.1:1/\""),
+        "{message}"
+    );
     assert!(message.contains("connection refused"), "{message}");
     assert_eq!(
         condition(&c, "AuthReady"),
-        ("Unknown".into(), "LivenessNotReady".into(), condition(&c, "AuthReady").2)
+        (
+            "Unknown".into(),
+            "LivenessNotReady".into(),
+            condition(&c, "AuthReady").2
+        )
     );
     let text = describe(&ns, "connector", "tool-down");
     assert!(text.contains("ConnectionFailed"), "{text}");
-    for leaked in ["not-the-password"] {
-        assert!(!text.contains(leaked));
-        assert!(!operator().logs().contains(leaked), "secret in operator log");
-    }
+    assert!(!text.contains("not-the-password"));
+    assert!(
+        !operator().logs().contains("not-the-password"),
+        "secret in operator log"
+    );
 }
 
 #[test]
@@ -338,7 +407,10 @@ fn probe_failed_probe_error_and_no_probes() {
     let broken = class_name(&ns, "tmpl");
     let _b = ClassGuard::apply(
         &broken,
-        &git_class(&broken).replace(".Secret.StringData.password", ".Secret.StringData.password.nope"),
+        &git_class(&broken).replace(
+            ".Secret.StringData.password",
+            ".Secret.StringData.password.nope",
+        ),
     );
     let bare = class_name(&ns, "bare");
     let _c = ClassGuard::apply(
@@ -350,9 +422,19 @@ fn probe_failed_probe_error_and_no_probes() {
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     apply_yaml(&ns, &connector("unhealthy", &unhealthy, &url, "creds"));
     apply_yaml(&ns, &connector("broken", &broken, &url, "creds"));
-    apply_yaml(&ns, &connector("bare", &bare, &url, "creds").replace("    params:\n    - {name: repository, value: org/repo}\n", ""));
+    apply_yaml(
+        &ns,
+        &connector("bare", &bare, &url, "creds").replace(
+            "    params:\n    - {name: repository, value: org/repo}\n",
+            "",
+        ),
+    );
     let c = wait_connector(&ns, "unhealthy", "LivenessReady", "False", "ProbeFailed");
-    assert!(condition(&c, "LivenessReady").2.contains("response check returned false"));
+    assert!(
+        condition(&c, "LivenessReady")
+            .2
+            .contains("response check returned false")
+    );
     let c = wait_connector(&ns, "broken", "AuthReady", "False", "ProbeError");
     assert!(!condition(&c, "AuthReady").2.contains("demo-password"));
     let c = wait_connector(&ns, "bare", "Ready", "True", "");
@@ -367,7 +449,13 @@ fn class_lifecycle_drives_connector_status() {
     let name = class_name(&ns, "late");
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     apply_yaml(&ns, &connector("c", &name, &url, "creds"));
-    let c = wait_connector(&ns, "c", "ConnectorClassReady", "False", "ConnectorClassNotFound");
+    let c = wait_connector(
+        &ns,
+        "c",
+        "ConnectorClassReady",
+        "False",
+        "ConnectorClassNotFound",
+    );
     assert_eq!(
         condition(&c, "ConnectorClassReady").2,
         format!("connectorclass.connectors.alauda.io \"{name}\" not found")
@@ -381,11 +469,20 @@ fn class_lifecycle_drives_connector_status() {
     wait(&ns, "connector", "c", "Ready", TIMEOUT);
     eprintln!("class created -> Ready in {:?}", started.elapsed());
     // Editing the class (liveness now demands a different body) changes the status.
-    apply_yaml("", &git_class(&name).replace("== 'healthy'", "== 'sleeping'"));
+    apply_yaml(
+        "",
+        &git_class(&name).replace("== 'healthy'", "== 'sleeping'"),
+    );
     wait_connector(&ns, "c", "LivenessReady", "False", "ProbeFailed");
     // Deleting it gives ConnectorClassNotFound; recreating it recovers.
     delete_class(&name);
-    wait_connector(&ns, "c", "ConnectorClassReady", "False", "ConnectorClassNotFound");
+    wait_connector(
+        &ns,
+        "c",
+        "ConnectorClassReady",
+        "False",
+        "ConnectorClassNotFound",
+    );
     apply_yaml("", &git_class(&name));
     wait(&ns, "connector", "c", "Ready", TIMEOUT);
 }
@@ -403,7 +500,10 @@ fn spec_mismatch_names_the_field() {
     );
     let c = wait_connector(&ns, "c", "ConnectorClassReady", "False", "SpecMismatch");
     let message = condition(&c, "ConnectorClassReady").2;
-    assert!(message.contains("spec.auth.params[0].name") && message.contains("repositry"), "{message}");
+    assert!(
+        message.contains("spec.auth.params[0].name") && message.contains("repositry"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -423,9 +523,18 @@ fn secret_conditions_and_secret_edits() {
     // Not found, then created: Ready within seconds.
     apply_yaml(&ns, &connector("late-secret", &name, &url, "creds"));
     let c = wait_connector(&ns, "late-secret", "SecretReady", "False", "SecretNotFound");
-    assert_eq!(condition(&c, "SecretReady").2, "secrets \"creds\" not found");
+    assert_eq!(
+        condition(&c, "SecretReady").2,
+        "secrets \"creds\" not found"
+    );
     apply_yaml(&ns, &basic_secret("creds", "not-the-password"));
-    wait_connector(&ns, "late-secret", "AuthReady", "False", "AuthenticationFailed");
+    wait_connector(
+        &ns,
+        "late-secret",
+        "AuthReady",
+        "False",
+        "AuthenticationFailed",
+    );
     // Editing the Secret's password fixes authentication.
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     wait(&ns, "connector", "late-secret", "Ready", TIMEOUT);
@@ -442,32 +551,56 @@ fn secret_conditions_and_secret_edits() {
     apply_yaml(&ns, &connector("missing-key", &name, &url, "nopass"));
     apply_yaml(
         &ns,
-        &connector("cross-ns", &name, &url, "creds")
-            .replace("secretRef: {name: creds}", "secretRef: {name: creds, namespace: kube-system}"),
+        &connector("cross-ns", &name, &url, "creds").replace(
+            "secretRef: {name: creds}",
+            "secretRef: {name: creds, namespace: kube-system}",
+        ),
     );
     let no_ref = |class: &str| {
         connector("x", class, &url, "creds").replace("    secretRef: {name: creds}\n", "")
     };
     apply_yaml(&ns, &no_ref(&name).replace("name: x", "name: required"));
     apply_yaml(&ns, &no_ref(&optional).replace("name: x", "name: optional"));
-    wait_connector(&ns, "wrong-type", "SecretReady", "False", "SecretTypeMismatch");
-    let c = wait_connector(&ns, "missing-key", "SecretReady", "False", "SecretMissingKeys");
+    wait_connector(
+        &ns,
+        "wrong-type",
+        "SecretReady",
+        "False",
+        "SecretTypeMismatch",
+    );
+    let c = wait_connector(
+        &ns,
+        "missing-key",
+        "SecretReady",
+        "False",
+        "SecretMissingKeys",
+    );
     assert!(condition(&c, "SecretReady").2.contains("password"));
-    let c = wait_connector(&ns, "cross-ns", "SecretReady", "False", "CrossNamespaceSecret");
+    let c = wait_connector(
+        &ns,
+        "cross-ns",
+        "SecretReady",
+        "False",
+        "CrossNamespaceSecret",
+    );
     assert!(condition(&c, "SecretReady").2.contains("kube-system"));
     wait_connector(&ns, "required", "SecretReady", "False", "SecretRequired");
     wait_connector(&ns, "optional", "SecretReady", "True", "SecretOptional");
     // The cross-namespace Secret was never read: the operator's request log has the
     // GETs of this namespace's Secrets and none of a Secret in kube-system.
     let logs = operator().logs();
-    assert!(logs.contains(&format!("/namespaces/{ns}/secrets/creds")), "request log missing");
+    assert!(
+        logs.contains(&format!("/namespaces/{ns}/secrets/creds")),
+        "request log missing"
+    );
     assert!(
         !logs.contains("/namespaces/kube-system/secrets/creds"),
         "the operator requested a Secret in another namespace"
     );
 }
 
-const PROXY_CLASS_EXTRA: &str = "  proxy:\n    uri: http://connectors-proxy.connectors-system.svc:8080\n";
+const PROXY_CLASS_EXTRA: &str =
+    "  proxy:\n    uri: http://connectors-proxy.connectors-system.svc:8080\n";
 
 #[test]
 fn proxy_service_is_owned_garbage_collected_and_never_taken_over() {
@@ -482,10 +615,16 @@ fn proxy_service_is_owned_garbage_collected_and_never_taken_over() {
         c["status"]["proxy"]["httpAddress"]["url"],
         "http://connectors-proxy.connectors-system.svc:8080"
     );
-    assert_eq!(c["status"]["api"]["path"], format!("/connectors/v1alpha1/{ns}/my.git.tool/path"));
+    assert_eq!(
+        c["status"]["api"]["path"],
+        format!("/connectors/v1alpha1/{ns}/my.git.tool/path")
+    );
     let svc = get_json(&ns, "service", "c-my-git-tool");
     assert_eq!(svc["spec"]["type"], "ExternalName");
-    assert_eq!(svc["spec"]["externalName"], "connectors-proxy.connectors-system.svc");
+    assert_eq!(
+        svc["spec"]["externalName"],
+        "connectors-proxy.connectors-system.svc"
+    );
     let owner = &svc["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "Connector");
     assert_eq!(owner["uid"], c["metadata"]["uid"]);
@@ -498,17 +637,28 @@ fn proxy_service_is_owned_garbage_collected_and_never_taken_over() {
     );
     let before = get_json(&ns, "service", "c-taken");
     apply_yaml(&ns, &connector("taken", &name, &url, "creds"));
-    let c = wait_connector(&ns, "taken", "ProxyServiceReady", "False", "ProxyServiceConflict");
+    let c = wait_connector(
+        &ns,
+        "taken",
+        "ProxyServiceReady",
+        "False",
+        "ProxyServiceConflict",
+    );
     assert_eq!(condition(&c, "Ready").1, "ProxyServiceConflict");
     let after = get_json(&ns, "service", "c-taken");
-    assert_eq!(before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"]);
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
     assert_eq!(after["spec"]["externalName"], "somewhere.else");
 
     // Deleting the Connector garbage-collects its Service.
     kubectl_ok(["delete", "connector", "my.git.tool", "-n", &ns]);
-    eventually(TIMEOUT, || match try_get_json(&ns, "service", "c-my-git-tool")? {
-        None => Ok(()),
-        Some(_) => Err("proxy Service still exists".to_string()),
+    eventually(TIMEOUT, || {
+        match try_get_json(&ns, "service", "c-my-git-tool")? {
+            None => Ok(()),
+            Some(_) => Err("proxy Service still exists".to_string()),
+        }
     });
 }
 
@@ -517,11 +667,14 @@ fn path_resolver_long_names_and_api_mirroring() {
     let url = setup();
     let ns = TestNamespace::new("conn-path");
     let name = class_name(&ns, "path");
-    let yaml = format!("{}{PROXY_CLASS_EXTRA}  api:\n    uri: http://127.0.0.1:1/api\n", git_class(&name))
-        .replace(
-            &format!("  name: {name}\n"),
-            &format!("  name: {name}\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n"),
-        );
+    let yaml = format!(
+        "{}{PROXY_CLASS_EXTRA}  api:\n    uri: http://127.0.0.1:1/api\n",
+        git_class(&name)
+    )
+    .replace(
+        &format!("  name: {name}\n"),
+        &format!("  name: {name}\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n"),
+    );
     let _class = ClassGuard::apply(&name, &yaml);
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     let long = format!("a{}", "b".repeat(70));
@@ -529,13 +682,26 @@ fn path_resolver_long_names_and_api_mirroring() {
     let c = wait_connector(&ns, &long, "ProxyServiceReady", "True", "");
     assert_eq!(
         c["status"]["proxy"]["httpAddress"]["url"],
-        format!("http://connectors-proxy.connectors-system.svc:8080/namespaces/{ns}/connectors/{long}")
+        format!(
+            "http://connectors-proxy.connectors-system.svc:8080/namespaces/{ns}/connectors/{long}"
+        )
     );
     let c = wait_connector(&ns, &long, "APIReady", "False", "APINotReady");
-    assert!(condition(&c, "APIReady").2.contains("127.0.0.1:1"), "{:?}", condition(&c, "APIReady"));
+    assert!(
+        condition(&c, "APIReady").2.contains("127.0.0.1:1"),
+        "{:?}",
+        condition(&c, "APIReady")
+    );
     let services = kubectl_ok(["get", "services", "-n", &ns, "-o", "name"]);
-    let service = services.lines().next().unwrap_or_default().trim_start_matches("service/");
-    assert!(service.len() <= 63 && service.starts_with("c-ab"), "{services}");
+    let service = services
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("service/");
+    assert!(
+        service.len() <= 63 && service.starts_with("c-ab"),
+        "{services}"
+    );
 }
 
 /// A self-signed CA certificate (PEM), generated for these tests.
@@ -563,17 +729,28 @@ fn ca_cert_conditions_and_warning_events() {
     let pem: String = CA_PEM.lines().map(|l| format!("    {l}\n")).collect();
     apply_yaml(
         &ns,
-        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: good-ca\nstringData:\n  ca.crt: |\n{pem}"),
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: good-ca\nstringData:\n  ca.crt: |\n{pem}"
+        ),
     );
     apply_yaml(&ns, &with_ca("good-ca", "good-ca"));
     let c = wait_connector(&ns, "no-ca", "CACertReady", "False", "SecretNotFound");
     // CACertReady is informational: the Connector is still Ready.
     assert_eq!(condition(&c, "Ready").0, "True");
     let c = wait_connector(&ns, "bad-ca", "CACertReady", "False", "InvalidPEM");
-    assert_eq!(condition(&c, "CACertReady").2, "Secret \"bad-ca\" contains invalid PEM data");
+    assert_eq!(
+        condition(&c, "CACertReady").2,
+        "Secret \"bad-ca\" contains invalid PEM data"
+    );
     let c = wait_connector(&ns, "good-ca", "CACertReady", "True", "Valid");
-    assert_eq!(condition(&c, "CACertReady").2, "CA certificate loaded from secret \"good-ca\"");
-    for (conn, reason) in [("no-ca", "CACertSecretNotFound"), ("bad-ca", "InvalidCACert")] {
+    assert_eq!(
+        condition(&c, "CACertReady").2,
+        "CA certificate loaded from secret \"good-ca\""
+    );
+    for (conn, reason) in [
+        ("no-ca", "CACertSecretNotFound"),
+        ("bad-ca", "InvalidCACert"),
+    ] {
         eventually(TIMEOUT, || {
             let text = describe(&ns, "connector", conn);
             if text.contains("Warning") && text.contains(reason) {
@@ -586,7 +763,9 @@ fn ca_cert_conditions_and_warning_events() {
     // Fixing the CA Secret changes the condition within seconds.
     apply_yaml(
         &ns,
-        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad-ca\nstringData:\n  ca.crt: |\n{pem}"),
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad-ca\nstringData:\n  ca.crt: |\n{pem}"
+        ),
     );
     wait_connector(&ns, "bad-ca", "CACertReady", "True", "Valid");
 }
@@ -616,7 +795,13 @@ fn global_ca_secret_edit_reprobes_connectors() {
             Err(format!("no new probe ({now})"))
         }
     });
-    kubectl(["delete", "secret", &format!("e2e-global-ca-{ns}"), "-n", OPERATOR_NAMESPACE]);
+    kubectl([
+        "delete",
+        "secret",
+        &format!("e2e-global-ca-{ns}"),
+        "-n",
+        OPERATOR_NAMESPACE,
+    ]);
 }
 
 #[test]
@@ -637,7 +822,11 @@ fn at_rest_nothing_is_written() {
         ["ok", "failing"]
             .iter()
             .map(|n| {
-                let name = if kind == "service" { format!("c-{n}") } else { n.to_string() };
+                let name = if kind == "service" {
+                    format!("c-{n}")
+                } else {
+                    n.to_string()
+                };
                 get_json(&ns, kind, &name)["metadata"]["resourceVersion"]
                     .as_str()
                     .unwrap_or_default()
@@ -647,12 +836,23 @@ fn at_rest_nothing_is_written() {
     };
     let connectors_before = versions("connector");
     let services_before = versions("service");
-    let probes_before = operator().metric(&format!("connectors_operator_probes_total{{class=\"{name}\""));
+    let probes_before = operator().metric(&format!(
+        "connectors_operator_probes_total{{class=\"{name}\""
+    ));
     std::thread::sleep(Duration::from_secs(30));
-    assert_eq!(versions("connector"), connectors_before, "a Connector was written at rest");
-    assert_eq!(versions("service"), services_before, "a Service was written at rest");
-    let probes = operator().metric(&format!("connectors_operator_probes_total{{class=\"{name}\""))
-        - probes_before;
+    assert_eq!(
+        versions("connector"),
+        connectors_before,
+        "a Connector was written at rest"
+    );
+    assert_eq!(
+        versions("service"),
+        services_before,
+        "a Service was written at rest"
+    );
+    let probes = operator().metric(&format!(
+        "connectors_operator_probes_total{{class=\"{name}\""
+    )) - probes_before;
     // Probing did go on (periodic re-probe), it just changed nothing.
     assert!(probes >= 10.0, "only {probes} probes in 30 s");
 }

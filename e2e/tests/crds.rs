@@ -11,11 +11,10 @@
 //! uniquely named cluster-scoped objects, deleted at the end.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use connectors_e2e::{
-    TestNamespace, eventually, get_json, kubectl, kubectl_ok, kubectl_stdin, try_get_json, wait,
+    TestNamespace, eventually, get_json, kubectl, kubectl_ok, kubectl_stdin, try_get_json,
 };
 use rand::Rng;
 use serde_json::{Value, json};
@@ -42,37 +41,8 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Applies `crds/` once per test binary and waits until both CRDs are
-/// Established and served. Never deletes them.
 fn setup() {
-    static SETUP: OnceLock<()> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let dir = repo_root().join("crds");
-        let dir = dir.to_str().expect("utf-8 path");
-        // Server-side: no last-applied annotation, and concurrent appliers of
-        // the same content do not conflict.
-        kubectl_ok([
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=e2e-crds",
-            "-f",
-            dir,
-        ]);
-        for crd in CRD_NAMES {
-            wait("", "crd", crd, "Established", TIMEOUT);
-        }
-        // kubectl's discovery cache may lag right after the CRDs appear.
-        eventually(TIMEOUT, || {
-            for resource in ["connectorclasses", "connectors"] {
-                let out = kubectl(["get", resource, "--all-namespaces", "-o", "name"]);
-                if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-                }
-            }
-            Ok(())
-        });
-    });
+    connectors_e2e::install_crds();
 }
 
 /// A name unique across tests and runs, for cluster-scoped objects.

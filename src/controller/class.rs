@@ -97,7 +97,8 @@ async fn address_facts(
             &ctx.settings.cluster_domain,
         ) {
             Resolution::Resolved(url) => {
-                let reachable = Some(reachability(ctx.runner.prober(), &url, &TrustBundle::empty()).await);
+                let reachable =
+                    Some(reachability(ctx.runner.prober(), &url, &TrustBundle::empty()).await);
                 AddressFacts::Resolved { url, reachable }
             }
             Resolution::Unresolved(why) => AddressFacts::Unresolved(why),

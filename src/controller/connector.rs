@@ -16,17 +16,17 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{Connector, ConnectorClass, find_condition};
 use crate::observe::{
-    SecretLookup, ca_bundle_from_secret, run_connector_probes, secret_facts,
-    secret_lookup, secret_material,
+    SecretLookup, ca_bundle_from_secret, run_connector_probes, secret_facts, secret_lookup,
+    secret_material,
 };
 use crate::probe::{ProbeOutcome, TrustBundle};
-use crate::telemetry::{KindLabels, ReconcileTimer};
 use crate::status::address::proxy_service_name;
 use crate::status::conditions::ready_transition;
 use crate::status::connector::{
     CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
 };
-use crate::validation::{validate_against_class, validate_connector};
+use crate::telemetry::{KindLabels, ReconcileTimer};
+use crate::validation::spec_mismatch_errors;
 
 use super::class::{MANAGER, apply_status};
 use super::{Context, Error};
@@ -71,7 +71,13 @@ pub struct ProbeMemo(Mutex<HashMap<String, Memo>>);
 type Outcomes = (Option<ProbeOutcome>, Option<ProbeOutcome>);
 
 impl ProbeMemo {
-    fn get(&self, key: &str, inputs: u64, healthy_for: Duration, failed_for: Duration) -> Option<Outcomes> {
+    fn get(
+        &self,
+        key: &str,
+        inputs: u64,
+        healthy_for: Duration,
+        failed_for: Duration,
+    ) -> Option<Outcomes> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let memo = map.get(key).filter(|m| m.inputs == inputs)?;
         let passed = |o: &Option<ProbeOutcome>| o.as_ref().is_none_or(ProbeOutcome::is_passed);
@@ -191,8 +197,7 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
                 message: crate::validation::join_errors(errors),
             },
             Ok(compiled) => {
-                let mut errors = validate_connector(&connector);
-                errors.extend(validate_against_class(&connector, class));
+                let errors = spec_mismatch_errors(&connector, class);
                 if errors.is_empty() {
                     if class.spec.proxy.is_some() {
                         proxy_service = ensure_proxy_service(&ctx, &connector, class).await?;
@@ -283,8 +288,14 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
             match &ca {
                 CaFacts::NotFound { name } => {
                     let note = format!("secrets {name:?} not found");
-                    publish(&ctx, &reference, EventType::Warning, "CACertSecretNotFound", &note)
-                        .await
+                    publish(
+                        &ctx,
+                        &reference,
+                        EventType::Warning,
+                        "CACertSecretNotFound",
+                        &note,
+                    )
+                    .await
                 }
                 CaFacts::Invalid { name } => {
                     let note = format!("Secret {name:?} contains invalid PEM data");

@@ -115,7 +115,10 @@ impl Context {
             client.clone(),
             Reporter {
                 controller: class::MANAGER.into(),
-                instance: settings.leader_election.as_ref().map(|l| l.identity.clone()),
+                instance: settings
+                    .leader_election
+                    .as_ref()
+                    .map(|l| l.identity.clone()),
             },
         );
         Context {
@@ -303,7 +306,10 @@ async fn run_controllers(
     let (class_store, class_writer) = reflector::store::<ConnectorClass>();
     let class_events = reflector(
         class_writer,
-        watcher(Api::<ConnectorClass>::all(client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<ConnectorClass>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .touched_objects();
@@ -339,7 +345,10 @@ async fn run_controllers(
     let (connector_store, connector_writer) = reflector::store::<Connector>();
     let connector_events = reflector(
         connector_writer,
-        watcher(Api::<Connector>::all(client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<Connector>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .inspect({
@@ -437,7 +446,9 @@ fn error_policy_connector(
             error: error.metric_label(),
         })
         .inc();
-    kube::runtime::controller::Action::requeue(ctx.next_check(&connector::key_of(&connector), false))
+    kube::runtime::controller::Action::requeue(
+        ctx.next_check(&connector::key_of(&connector), false),
+    )
 }
 
 /// Pure schedule: `failures == 0` gives the interval; otherwise min * 2^(n-1) capped at

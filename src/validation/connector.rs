@@ -6,6 +6,20 @@ use crate::api::{Connector, ConnectorClass, Param, ParamSpec, ParamType, ParamVa
 
 use super::FieldError;
 
+/// Field of the cross-namespace Secret rule: admission rejects it; on a stored
+/// Connector the SecretReady condition reports it (`CrossNamespaceSecret`).
+pub const SECRET_NAMESPACE_FIELD: &str = "spec.auth.secretRef.namespace";
+
+/// What makes a stored Connector's `ConnectorClassReady` False (`SpecMismatch`): its
+/// own rules and the class contract, except the cross-namespace Secret rule, which
+/// `SecretReady` reports. Shared by the controller and `check`.
+pub fn spec_mismatch_errors(connector: &Connector, class: &ConnectorClass) -> Vec<FieldError> {
+    let mut errors = validate_connector(connector);
+    errors.retain(|e| e.path != SECRET_NAMESPACE_FIELD);
+    errors.extend(validate_against_class(connector, class));
+    errors
+}
+
 /// Rules that need only the Connector itself.
 pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -36,7 +50,7 @@ pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
                 .filter(|ns| !ns.is_empty() && *ns != own)
             {
                 errors.push(FieldError::new(
-                    "spec.auth.secretRef.namespace",
+                    SECRET_NAMESPACE_FIELD,
                     format!("{ns:?} differs from the Connector's namespace {own:?}: a Connector may only use Secrets in its own namespace"),
                 ));
             }

@@ -39,4 +39,7 @@ pub mod class;
 pub mod connector;
 
 pub use class::{structural_errors, validate_class};
-pub use connector::{check_http_url, validate_against_class, validate_connector};
+pub use connector::{
+    SECRET_NAMESPACE_FIELD, check_http_url, spec_mismatch_errors, validate_against_class,
+    validate_connector,
+};
