@@ -1,8 +1,12 @@
-.PHONY: demo test crds build
+.PHONY: demo check-demo test crds build bench
 
 # Runs the operator end to end on a local control plane (no cluster needed).
 demo:
 	scripts/demo.sh
+
+# The same class and Connectors judged by `connectors-operator check`, no cluster at all.
+check-demo:
+	scripts/check-demo.sh
 
 # Every test: fmt, clippy, unit tests, e2e tests on a real local control plane.
 test:

@@ -173,7 +173,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let client = match kube::Client::try_default().await {
             Ok(client) => client,
             Err(e) => return fail(e),
@@ -190,11 +190,16 @@ fn run(args: RunArgs) -> ExitCode {
             shutdown.clone().wait(),
         ));
         connectors_operator::controller::run(client, settings, metrics, shutdown).await;
-        match server.await {
-            Ok(Err(e)) => fail(format!("metrics endpoint: {e}")),
+        tracing::info!("controllers stopped");
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Err(e))) => fail(format!("metrics endpoint: {e}")),
             _ => ExitCode::SUCCESS,
         }
-    })
+    });
+    // Blocking work (a template or policy evaluation at its time bound) must not
+    // hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {

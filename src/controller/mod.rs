@@ -290,8 +290,35 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, shut
     }
 }
 
-/// Both controllers, until `shutdown` (in-flight reconciles finish first).
+/// In-flight reconciles get this long to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Both controllers, until `shutdown`: in-flight reconciles get [`SHUTDOWN_GRACE`] to
+/// finish; whatever is still running then is dropped (a status write is atomic, so a
+/// dropped reconcile loses nothing: the next leader redoes it).
 async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::warn!(
+                "reconciles still running after the shutdown grace period; dropping them"
+            );
+        }
+    };
+    tokio::select! {
+        _ = controllers(client, settings, metrics, shutdown) => {}
+        _ = deadline => {}
+    }
+}
+
+async fn controllers(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
