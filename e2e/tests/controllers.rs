@@ -365,6 +365,16 @@ fn wrong_password_and_tool_down() {
         condition(&c, "AuthReady")
     );
     assert_eq!(condition(&c, "Ready").1, "AuthenticationFailed");
+    // Becoming not ready records one Warning event, shown by describe.
+    eventually(TIMEOUT, || {
+        let text = describe(&ns, "connector", "wrong-password");
+        let events = text.split("Events:").nth(1).unwrap_or_default().to_string();
+        if events.contains("Warning") && events.contains("AuthenticationFailed") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     let c = wait_connector(
         &ns,
         "tool-down",

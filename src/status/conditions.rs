@@ -97,7 +97,8 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// The Event to record when the Ready condition changes: Normal `Ready` on becoming
-/// Ready, Warning with the condition's reason on leaving it. None otherwise.
+/// Ready, Warning with the condition's reason on becoming False (from True, Unknown or
+/// nothing). None otherwise.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadyEvent {
     pub warning: bool,
@@ -118,7 +119,8 @@ pub fn ready_transition(stored: &[Condition], merged: &[Condition]) -> Option<Re
             reason: "Ready".into(),
             message: "Connector is ready".into(),
         }),
-        (Some(TRUE), FALSE) => Some(ReadyEvent {
+        // Becoming not ready (also on first sight) is worth a Warning; staying so is not.
+        (was, FALSE) if was != Some(FALSE) => Some(ReadyEvent {
             warning: true,
             reason: now.reason.clone().unwrap_or_else(|| "NotReady".into()),
             message: now.message.clone().unwrap_or_default(),
@@ -185,5 +187,8 @@ mod tests {
         assert!(e.warning);
         assert_eq!(e.reason, "ConnectionFailed");
         assert_eq!(ready_transition(&broken, &broken), None);
+        let first = ready_transition(&[], &broken).unwrap();
+        assert!(first.warning);
+        assert_eq!(first.reason, "ConnectionFailed");
     }
 }
