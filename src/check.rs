@@ -10,14 +10,13 @@ use serde::Deserialize;
 
 use crate::api::{Connector, ConnectorClass, ConnectorStatus, KReference};
 use crate::observe::{
-    ca_bundle_from_secret, reachability, run_connector_probes, secret_facts, secret_lookup,
-    secret_material,
+    ca_facts, reachability, run_connector_probes, secret_facts, secret_lookup, secret_material,
 };
 use crate::probe::{HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle};
 use crate::status::address::{Resolution, resolve};
 use crate::status::class::{AddressFacts, ClassFacts as ClassStatusFacts, decide_class_status};
 use crate::status::connector::{
-    CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
+    ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
 };
 use crate::validation::{spec_mismatch_errors, validate_class};
 
@@ -191,31 +190,13 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
             _ => None,
         };
         let secret = secret_facts(&lookup, material.as_ref());
-        let (ca, trust) = match connector.spec.ca_cert_secret_ref.as_ref() {
-            None => (CaFacts::NoRef, TrustBundle::empty()),
-            Some(r) => match docs.secrets.get(&(namespace.clone(), r.name.clone())) {
-                None => (
-                    CaFacts::NotFound {
-                        name: r.name.clone(),
-                    },
-                    TrustBundle::empty(),
-                ),
-                Some(s) => match ca_bundle_from_secret(s) {
-                    Ok(bundle) => (
-                        CaFacts::Valid {
-                            name: r.name.clone(),
-                        },
-                        bundle,
-                    ),
-                    Err(_) => (
-                        CaFacts::Invalid {
-                            name: r.name.clone(),
-                        },
-                        TrustBundle::empty(),
-                    ),
-                },
-            },
-        };
+        let ca_name = connector
+            .spec
+            .ca_cert_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str());
+        let ca_secret = ca_name.and_then(|n| docs.secrets.get(&(namespace.clone(), n.to_string())));
+        let (ca, trust) = ca_facts(ca_name, ca_secret);
         let class_name = &connector.spec.connector_class_name;
         let mut liveness = None;
         let mut auth = None;

@@ -5,11 +5,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use connectors_operator::check::{self, Output};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use connectors_operator::controller::{LeaseSettings, Settings, Shutdown};
 use connectors_operator::probe::{ProbeSettings, RunnerSettings};
-use connectors_operator::telemetry::{self, Health, LogFormat, Metrics, init_logging};
+use connectors_operator::telemetry::{self, LogFormat, Metrics, init_logging};
 
 /// Kubernetes operator for Connector and ConnectorClass (connectors.alauda.io/v1alpha1).
 #[derive(Parser)]
@@ -180,13 +179,9 @@ fn run(args: RunArgs) -> ExitCode {
         };
         let shutdown = Shutdown::on_signal();
         let metrics = Arc::new(Metrics::default());
-        let health = Arc::new(Health {
-            metrics: metrics.clone(),
-            ready: AtomicBool::new(true),
-        });
         let server = tokio::spawn(telemetry::serve(
             args.metrics_addr,
-            health,
+            metrics.clone(),
             shutdown.clone().wait(),
         ));
         connectors_operator::controller::run(client, settings, metrics, shutdown).await;

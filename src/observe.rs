@@ -11,7 +11,9 @@ use crate::probe::{
     SecretMaterial, TrustBundle,
 };
 use crate::status::conditions::TRUE;
-use crate::status::connector::{SecretFacts, has_auth_probe, has_liveness_probe, secret_condition};
+use crate::status::connector::{
+    CaFacts, SecretFacts, has_auth_probe, has_liveness_probe, secret_condition,
+};
 
 /// Label that marks a Secret in the operator's namespace as a global CA bundle.
 pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
@@ -102,6 +104,21 @@ pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, InvalidPem>
     }
 }
 
+/// The `CACertReady` facts of a Connector's `caCertSecretRef` (`reference`, the Secret
+/// name) given the Secret found under that name, and the CA bundle it adds (empty
+/// unless valid).
+pub fn ca_facts(reference: Option<&str>, found: Option<&Secret>) -> (CaFacts, TrustBundle) {
+    let Some(name) = reference else {
+        return (CaFacts::NoRef, TrustBundle::empty());
+    };
+    let name = name.to_string();
+    match found.map(ca_bundle_from_secret) {
+        None => (CaFacts::NotFound { name }, TrustBundle::empty()),
+        Some(Ok(bundle)) => (CaFacts::Valid { name }, bundle),
+        Some(Err(InvalidPem)) => (CaFacts::Invalid { name }, TrustBundle::empty()),
+    }
+}
+
 /// Runs the liveness probe, then the auth probe when the tool is live and the Secret
 /// is ready (no credentials are sent to a tool that is down). None: not run.
 #[allow(clippy::too_many_arguments)]
@@ -147,4 +164,34 @@ pub async fn reachability(
     trust: &TrustBundle,
 ) -> Result<(), String> {
     prober.reach(url, trust).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(key: &str, value: &[u8]) -> Secret {
+        Secret {
+            data: Some([(key.to_string(), ByteString(value.to_vec()))].into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ca_facts_for_each_case() {
+        let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/fixtures/ca.pem"))
+            .expect("fixture");
+        assert_eq!(ca_facts(None, None).0, CaFacts::NoRef);
+        assert_eq!(
+            ca_facts(Some("ca"), None).0,
+            CaFacts::NotFound { name: "ca".into() }
+        );
+        let (facts, bundle) = ca_facts(Some("ca"), Some(&secret("ca.crt", b"not a cert")));
+        assert_eq!(facts, CaFacts::Invalid { name: "ca".into() });
+        assert!(bundle.is_empty());
+        let (facts, bundle) = ca_facts(Some("ca"), Some(&secret("ca.crt", &pem)));
+        assert_eq!(facts, CaFacts::Valid { name: "ca".into() });
+        assert_eq!(bundle.len(), 1);
+    }
 }

@@ -5,12 +5,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -182,42 +181,29 @@ impl Metrics {
     }
 }
 
-/// What the HTTP endpoints report on.
-pub struct Health {
-    pub metrics: Arc<Metrics>,
-    /// Set once start-up is done (client connected, controllers or standby running).
-    pub ready: AtomicBool,
-}
-
-async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        health.metrics.encode(),
+        metrics.encode(),
     )
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes. Started
+/// once the API client exists, so both probes answer `ok` while the process runs: a
+/// standby replica is ready too (it only waits for the Lease).
 pub async fn serve(
     addr: SocketAddr,
-    health: Arc<Health>,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(self::metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(health);
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, app)

@@ -7,10 +7,12 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use connectors_e2e::process::{DemoTool, OPERATOR_NAMESPACE, Operator, OperatorOptions};
+use connectors_e2e::fixtures::{
+    ClassGuard, PROXY_CLASS_EXTRA, basic_secret, ca_secret, connector, delete_class, git_class,
+};
+use connectors_e2e::process::{DemoTool, Operator, OperatorOptions};
 use connectors_e2e::{
-    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl, kubectl_ok, try_get_json,
-    wait,
+    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl_ok, try_get_json, wait,
 };
 use serde_json::Value;
 
@@ -35,66 +37,6 @@ fn tool() -> &'static DemoTool {
 fn setup() -> String {
     operator();
     tool().url()
-}
-
-/// A git-like class as published: liveness with a CEL check, a templated auth probe.
-fn git_class(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: connectors.alauda.io/v1alpha1
-kind: ConnectorClass
-metadata:
-  name: {name}
-spec:
-  address:
-    type: string
-  auth:
-    types:
-    - name: basicAuth
-      secretType: kubernetes.io/basic-auth
-  livenessProbe:
-    http:
-      path: /
-      response:
-        cel: response.statusCode == 200 && response.body.status == 'healthy'
-  authProbes:
-  - authName: basicAuth
-    params:
-    - name: repository
-      type: string
-    probe:
-      http:
-        path: /{{{{- range .Connector.Spec.Auth.Params }}}}{{{{- if eq .Name "repository" }}}}{{{{ .Value.StringVal }}}}{{{{ end }}}}{{{{- end }}}}/info/refs?service=git-upload-pack
-        httpHeaders:
-        - name: Authorization
-          value: '{{{{- if .Secret }}}}Basic {{{{ printf "%s:%s" .Secret.StringData.username .Secret.StringData.password | b64enc }}}} {{{{- end }}}}'
-"#
-    )
-}
-
-fn basic_secret(name: &str, password: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/basic-auth\nstringData:\n  username: demo\n  password: {password}\n"
-    )
-}
-
-fn connector(name: &str, class: &str, address: &str, secret: &str) -> String {
-    format!(
-        r#"
-apiVersion: connectors.alauda.io/v1alpha1
-kind: Connector
-metadata:
-  name: {name}
-spec:
-  connectorClassName: {class}
-  address: {address}
-  auth:
-    name: basicAuth
-    secretRef: {{name: {secret}}}
-    params:
-    - {{name: repository, value: org/repo}}
-"#
-    )
 }
 
 /// (status, reason, message) of condition `kind`, empty strings when absent.
@@ -151,28 +93,32 @@ fn wait_class(name: &str, kind: &str, status: &str, reason: &str) -> Value {
     wait_condition("", "connectorclass", name, kind, status, reason)
 }
 
-fn delete_class(name: &str) {
-    kubectl(["delete", "connectorclass", name, "--ignore-not-found"]);
-}
-
-/// Deletes the cluster-scoped class at the end of a test.
-struct ClassGuard(String);
-
-impl ClassGuard {
-    fn apply(name: &str, yaml: &str) -> Self {
-        apply_yaml("", yaml);
-        ClassGuard(name.to_string())
-    }
-}
-
-impl Drop for ClassGuard {
-    fn drop(&mut self) {
-        delete_class(&self.0);
-    }
-}
-
 fn class_name(ns: &TestNamespace, suffix: &str) -> String {
     format!("{}-{suffix}", ns.name())
+}
+
+/// The common start: the demo tool's URL, a namespace, the git class (deleted at the
+/// end) and a Secret `creds` with the right password.
+fn git_scenario(prefix: &str) -> (String, TestNamespace, String, ClassGuard) {
+    let url = setup();
+    let ns = TestNamespace::new(prefix);
+    let name = class_name(&ns, "git");
+    let class = ClassGuard::apply(&name, &git_class(&name));
+    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
+    (url, ns, name, class)
+}
+
+/// Waits until `kubectl describe` lists an event of `type_` with `reason`.
+fn wait_event(ns: &str, connector: &str, type_: &str, reason: &str) {
+    eventually(TIMEOUT, || {
+        let text = describe(ns, "connector", connector);
+        let events = text.split("Events:").nth(1).unwrap_or_default();
+        if events.contains(type_) && events.contains(reason) {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
 }
 
 // ---------------------------------------------------------------- ConnectorClass
@@ -299,11 +245,7 @@ fn class_with_bad_cel_is_spec_invalid_and_its_connectors_say_so() {
 
 #[test]
 fn ready_connector_shows_conditions_and_event_in_describe() {
-    let url = setup();
-    let ns = TestNamespace::new("conn-ready");
-    let name = class_name(&ns, "git");
-    let _class = ClassGuard::apply(&name, &git_class(&name));
-    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
+    let (url, ns, name, _class) = git_scenario("conn-ready");
     apply_yaml(&ns, &connector("my-git", &name, &url, "creds"));
     wait(&ns, "connector", "my-git", "Ready", TIMEOUT);
     let c = get_json(&ns, "connector", "my-git");
@@ -323,14 +265,8 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
         c["status"]["observedGeneration"],
         c["metadata"]["generation"]
     );
-    let text = eventually(TIMEOUT, || {
-        let text = describe(&ns, "connector", "my-git");
-        if text.contains("Events:") && text.contains("Normal") {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    });
+    wait_event(&ns, "my-git", "Normal", "Ready");
+    let text = describe(&ns, "connector", "my-git");
     assert!(text.contains("LivenessReady"), "{text}");
     assert!(text.contains("AuthReady"), "{text}");
     let columns = kubectl_ok(["get", "connectors", "-n", &ns]);
@@ -342,10 +278,7 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
 
 #[test]
 fn wrong_password_and_tool_down() {
-    let url = setup();
-    let ns = TestNamespace::new("conn-fail");
-    let name = class_name(&ns, "git");
-    let _class = ClassGuard::apply(&name, &git_class(&name));
+    let (url, ns, name, _class) = git_scenario("conn-fail");
     apply_yaml(&ns, &basic_secret("wrong", "not-the-password"));
     apply_yaml(&ns, &connector("wrong-password", &name, &url, "wrong"));
     apply_yaml(
@@ -366,15 +299,7 @@ fn wrong_password_and_tool_down() {
     );
     assert_eq!(condition(&c, "Ready").1, "AuthenticationFailed");
     // Becoming not ready records one Warning event, shown by describe.
-    eventually(TIMEOUT, || {
-        let text = describe(&ns, "connector", "wrong-password");
-        let events = text.split("Events:").nth(1).unwrap_or_default().to_string();
-        if events.contains("Warning") && events.contains("AuthenticationFailed") {
-            Ok(())
-        } else {
-            Err(text)
-        }
-    });
+    wait_event(&ns, "wrong-password", "Warning", "AuthenticationFailed");
     let c = wait_connector(
         &ns,
         "tool-down",
@@ -499,11 +424,7 @@ fn class_lifecycle_drives_connector_status() {
 
 #[test]
 fn spec_mismatch_names_the_field() {
-    let url = setup();
-    let ns = TestNamespace::new("conn-mismatch");
-    let name = class_name(&ns, "git");
-    let _class = ClassGuard::apply(&name, &git_class(&name));
-    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
+    let (url, ns, name, _class) = git_scenario("conn-mismatch");
     apply_yaml(
         &ns,
         &connector("c", &name, &url, "creds").replace("name: repository", "name: repositry"),
@@ -609,9 +530,6 @@ fn secret_conditions_and_secret_edits() {
     );
 }
 
-const PROXY_CLASS_EXTRA: &str =
-    "  proxy:\n    uri: http://connectors-proxy.connectors-system.svc:8080\n";
-
 #[test]
 fn proxy_service_is_owned_garbage_collected_and_never_taken_over() {
     let url = setup();
@@ -714,16 +632,9 @@ fn path_resolver_long_names_and_api_mirroring() {
     );
 }
 
-/// A self-signed CA certificate (PEM), generated for these tests.
-const CA_PEM: &str = include_str!("../fixtures/ca.pem");
-
 #[test]
 fn ca_cert_conditions_and_warning_events() {
-    let url = setup();
-    let ns = TestNamespace::new("conn-ca");
-    let name = class_name(&ns, "git");
-    let _class = ClassGuard::apply(&name, &git_class(&name));
-    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
+    let (url, ns, name, _class) = git_scenario("conn-ca");
     let with_ca = |conn: &str, secret: &str| {
         connector(conn, &name, &url, "creds").replace(
             "spec:\n",
@@ -736,13 +647,7 @@ fn ca_cert_conditions_and_warning_events() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad-ca\nstringData:\n  ca.crt: not a certificate\n",
     );
     apply_yaml(&ns, &with_ca("bad-ca", "bad-ca"));
-    let pem: String = CA_PEM.lines().map(|l| format!("    {l}\n")).collect();
-    apply_yaml(
-        &ns,
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: good-ca\nstringData:\n  ca.crt: |\n{pem}"
-        ),
-    );
+    apply_yaml(&ns, &ca_secret("good-ca", false));
     apply_yaml(&ns, &with_ca("good-ca", "good-ca"));
     let c = wait_connector(&ns, "no-ca", "CACertReady", "False", "SecretNotFound");
     // CACertReady is informational: the Connector is still Ready.
@@ -761,57 +666,11 @@ fn ca_cert_conditions_and_warning_events() {
         ("no-ca", "CACertSecretNotFound"),
         ("bad-ca", "InvalidCACert"),
     ] {
-        eventually(TIMEOUT, || {
-            let text = describe(&ns, "connector", conn);
-            if text.contains("Warning") && text.contains(reason) {
-                Ok(())
-            } else {
-                Err(text)
-            }
-        });
+        wait_event(&ns, conn, "Warning", reason);
     }
     // Fixing the CA Secret changes the condition within seconds.
-    apply_yaml(
-        &ns,
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad-ca\nstringData:\n  ca.crt: |\n{pem}"
-        ),
-    );
+    apply_yaml(&ns, &ca_secret("bad-ca", false));
     wait_connector(&ns, "bad-ca", "CACertReady", "True", "Valid");
-}
-
-#[test]
-fn global_ca_secret_edit_reprobes_connectors() {
-    let url = setup();
-    let ns = TestNamespace::new("conn-global");
-    let name = class_name(&ns, "git");
-    let _class = ClassGuard::apply(&name, &git_class(&name));
-    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
-    apply_yaml(&ns, &connector("c", &name, &url, "creds"));
-    wait(&ns, "connector", "c", "Ready", TIMEOUT);
-    let probes_before = operator().metric("connectors_operator_probes_total{class=\"");
-    let pem: String = CA_PEM.lines().map(|l| format!("    {l}\n")).collect();
-    let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e2e-global-ca-{ns}\n  labels:\n    connectors.cpaas.io/ca-cert: \"true\"\nstringData:\n  ca.crt: |\n{pem}"
-    );
-    apply_yaml(OPERATOR_NAMESPACE, &secret);
-    // A new trust bundle is a new probe input: the Connector is probed again at once
-    // (well before the next periodic probe would be due with a cached result).
-    eventually(Duration::from_secs(10), || {
-        let now = operator().metric("connectors_operator_probes_total{class=\"");
-        if now > probes_before {
-            Ok(())
-        } else {
-            Err(format!("no new probe ({now})"))
-        }
-    });
-    kubectl([
-        "delete",
-        "secret",
-        &format!("e2e-global-ca-{ns}"),
-        "-n",
-        OPERATOR_NAMESPACE,
-    ]);
 }
 
 #[test]

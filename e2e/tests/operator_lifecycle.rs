@@ -4,52 +4,28 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use connectors_e2e::fixtures::{
+    ClassGuard, PROXY_CLASS_EXTRA, basic_secret, ca_secret, connector, git_class,
+};
 use connectors_e2e::process::{DemoTool, OPERATOR_NAMESPACE, Operator, OperatorOptions};
-use connectors_e2e::{TestNamespace, apply_yaml, get_json, kubectl, try_get_json, wait};
+use connectors_e2e::{TestNamespace, apply_yaml, get_json, try_get_json, wait};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The git class with a proxy, so restarts also cover the proxy Services.
 fn class_yaml(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: connectors.alauda.io/v1alpha1
-kind: ConnectorClass
-metadata:
-  name: {name}
-spec:
-  address: {{type: string}}
-  auth:
-    types:
-    - name: basicAuth
-      secretType: kubernetes.io/basic-auth
-  livenessProbe:
-    http:
-      path: /
-  authProbes:
-  - authName: basicAuth
-    probe:
-      http:
-        path: /org/repo/info/refs
-        httpHeaders:
-        - name: Authorization
-          value: 'Basic {{{{ printf "%s:%s" .Secret.StringData.username .Secret.StringData.password | b64enc }}}}'
-  proxy:
-    uri: http://connectors-proxy.connectors-system.svc:8080
-"#
-    )
+    format!("{}{PROXY_CLASS_EXTRA}", git_class(name))
 }
 
-fn connector_yaml(name: &str, class: &str, address: &str, secret: &str) -> String {
+fn secrets_yaml() -> String {
     format!(
-        "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\nspec:\n  connectorClassName: {class}\n  address: {address}\n  auth:\n    name: basicAuth\n    secretRef: {{name: {secret}}}\n"
+        "{}---\n{}",
+        basic_secret("good", "demo-password"),
+        basic_secret("bad", "wrong")
     )
-}
-
-fn secrets_yaml() -> &'static str {
-    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: good\ntype: kubernetes.io/basic-auth\nstringData: {username: demo, password: demo-password}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: bad\ntype: kubernetes.io/basic-auth\nstringData: {username: demo, password: wrong}\n"
 }
 
 fn transition_times(object: &Value) -> Vec<(String, String)> {
@@ -69,13 +45,6 @@ fn transition_times(object: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-struct ClassGuard(String);
-impl Drop for ClassGuard {
-    fn drop(&mut self) {
-        kubectl(["delete", "connectorclass", &self.0, "--ignore-not-found"]);
-    }
-}
-
 fn lease_holder(name: &str) -> String {
     try_get_json(OPERATOR_NAMESPACE, "lease", name)
         .ok()
@@ -90,19 +59,18 @@ fn restart_changes_no_transition_time_and_writes_nothing() {
     let tool = DemoTool::start();
     let ns = TestNamespace::new("restart");
     let class = format!("{ns}-git");
-    let _class = ClassGuard(class.clone());
+    let _class = ClassGuard::apply(&class, &class_yaml(&class));
     let mut op = Operator::start(OperatorOptions {
         identity: "restart-1".into(),
         lease_duration_seconds: 4,
         ..OperatorOptions::default()
     });
-    apply_yaml("", &class_yaml(&class));
-    apply_yaml(&ns, secrets_yaml());
-    apply_yaml(&ns, &connector_yaml("ok", &class, &tool.url(), "good"));
-    apply_yaml(&ns, &connector_yaml("bad-auth", &class, &tool.url(), "bad"));
+    apply_yaml(&ns, &secrets_yaml());
+    apply_yaml(&ns, &connector("ok", &class, &tool.url(), "good"));
+    apply_yaml(&ns, &connector("bad-auth", &class, &tool.url(), "bad"));
     apply_yaml(
         &ns,
-        &connector_yaml("down", &class, "http://127.0.0.1:1", "good"),
+        &connector("down", &class, "http://127.0.0.1:1", "good"),
     );
     wait(&ns, "connector", "ok", "Ready", TIMEOUT);
     wait(
@@ -164,7 +132,7 @@ fn only_the_leader_writes_and_a_killed_leader_is_replaced() {
     let tool = DemoTool::start();
     let ns = TestNamespace::new("leader");
     let class = format!("{ns}-git");
-    let _class = ClassGuard(class.clone());
+    let _class = ClassGuard::apply(&class, &class_yaml(&class));
     let lease = format!("lease-{ns}");
     let options = |identity: &str| OperatorOptions {
         identity: identity.into(),
@@ -179,9 +147,8 @@ fn only_the_leader_writes_and_a_killed_leader_is_replaced() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let second = Operator::start(options("second"));
-    apply_yaml("", &class_yaml(&class));
-    apply_yaml(&ns, secrets_yaml());
-    apply_yaml(&ns, &connector_yaml("c1", &class, &tool.url(), "good"));
+    apply_yaml(&ns, &secrets_yaml());
+    apply_yaml(&ns, &connector("c1", &class, &tool.url(), "good"));
     wait(&ns, "connector", "c1", "Ready", TIMEOUT);
     assert_eq!(lease_holder(&lease), "first");
     let writes = "connectors_operator_status_writes_total";
@@ -194,7 +161,7 @@ fn only_the_leader_writes_and_a_killed_leader_is_replaced() {
     // SIGKILL: no release; the standby takes over once the Lease expires.
     first.kill();
     let killed = Instant::now();
-    apply_yaml(&ns, &connector_yaml("c2", &class, &tool.url(), "good"));
+    apply_yaml(&ns, &connector("c2", &class, &tool.url(), "good"));
     while lease_holder(&lease) != "second" {
         assert!(
             killed.elapsed() < Duration::from_secs(6 + 10),
@@ -215,4 +182,74 @@ fn only_the_leader_writes_and_a_killed_leader_is_replaced() {
     );
     assert!(second.metric(writes) >= 1.0);
     assert_eq!(second.metric("connectors_operator_leader "), 1.0);
+}
+
+/// With a 300 s probe interval nothing is re-probed by the clock during this test, so
+/// every reaction below comes from a watch: a class edit, a Secret edit and a new
+/// global CA Secret each reach the Connector within seconds.
+#[test]
+fn edits_reach_connectors_through_watches_not_polling() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tool = DemoTool::start();
+    let ns = TestNamespace::new("watch");
+    let class = format!("{ns}-git");
+    let op = Operator::start(OperatorOptions {
+        identity: "watch".into(),
+        probe_interval_seconds: 300,
+        ..OperatorOptions::default()
+    });
+    let _class = ClassGuard::apply(&class, &git_class(&class));
+    apply_yaml(&ns, &secrets_yaml());
+    apply_yaml(&ns, &connector("c", &class, &tool.url(), "bad"));
+    wait(&ns, "connector", "c", "condition=AuthReady=false", TIMEOUT);
+    // The failure retry is 10 s away: a Ready within 5 s comes from the Secret watch.
+    let edited = Instant::now();
+    apply_yaml(&ns, &basic_secret("bad", "demo-password"));
+    wait(&ns, "connector", "c", "Ready", Duration::from_secs(5));
+    eprintln!(
+        "Secret edit -> Ready in {:.1}s",
+        edited.elapsed().as_secs_f64()
+    );
+
+    // Ready: the next periodic probe is 300 s away.
+    let probes = || {
+        op.metric(&format!(
+            "connectors_operator_probes_total{{class=\"{class}\""
+        ))
+    };
+    let before = probes();
+    let ca_secret_name = format!("e2e-global-ca-{ns}");
+    apply_yaml(OPERATOR_NAMESPACE, &ca_secret(&ca_secret_name, true));
+    let started = Instant::now();
+    while probes() <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a new global CA Secret did not re-probe the Connector"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    connectors_e2e::kubectl_ok([
+        "delete",
+        "secret",
+        &ca_secret_name,
+        "-n",
+        OPERATOR_NAMESPACE,
+    ]);
+
+    let edited = Instant::now();
+    apply_yaml(
+        "",
+        &git_class(&class).replace("== 'healthy'", "== 'sleeping'"),
+    );
+    wait(
+        &ns,
+        "connector",
+        "c",
+        "condition=LivenessReady=false",
+        Duration::from_secs(5),
+    );
+    eprintln!(
+        "class edit -> LivenessReady False in {:.1}s",
+        edited.elapsed().as_secs_f64()
+    );
 }

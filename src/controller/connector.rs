@@ -16,8 +16,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{Connector, ConnectorClass, find_condition};
 use crate::observe::{
-    SecretLookup, ca_bundle_from_secret, run_connector_probes, secret_facts, secret_lookup,
-    secret_material,
+    SecretLookup, ca_bundle_from_secret, ca_facts, run_connector_probes, secret_facts,
+    secret_lookup, secret_material,
 };
 use crate::probe::{ProbeOutcome, TrustBundle};
 use crate::status::address::proxy_service_name;
@@ -163,26 +163,17 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
     let secret = secret_facts(&lookup, material.as_ref());
 
     // Observe: trust (global labelled CA Secrets + caCertSecretRef).
-    let mut trust = global_trust(&ctx);
-    let ca = match &connector.spec.ca_cert_secret_ref {
-        None => CaFacts::NoRef,
-        Some(r) => match secrets.get_opt(&r.name).await? {
-            None => CaFacts::NotFound {
-                name: r.name.clone(),
-            },
-            Some(s) => match ca_bundle_from_secret(&s) {
-                Ok(bundle) => {
-                    trust = trust.merged(&bundle);
-                    CaFacts::Valid {
-                        name: r.name.clone(),
-                    }
-                }
-                Err(_) => CaFacts::Invalid {
-                    name: r.name.clone(),
-                },
-            },
-        },
+    let ca_name = connector
+        .spec
+        .ca_cert_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str());
+    let ca_secret = match ca_name {
+        Some(n) => secrets.get_opt(n).await?,
+        None => None,
     };
+    let (ca, ca_bundle) = ca_facts(ca_name, ca_secret.as_ref());
+    let trust = global_trust(&ctx).merged(&ca_bundle);
 
     // Observe: the class, its compiled form and the contract.
     let class_name = connector.spec.connector_class_name.clone();

@@ -163,8 +163,9 @@ impl<'a> ProbeTarget<'a> {
     }
 }
 
-/// Builds, sends and judges one probe. `None` when the class has no probe of that
-/// kind for the Connector.
+/// Builds, sends and judges one probe on its own (a fresh [`ProbeRunner`]: nothing
+/// shared with other calls). `None` when the class has no probe of that kind for the
+/// Connector.
 pub async fn run_probe(
     class: &CompiledClass,
     kind: ProbeKind,
@@ -172,15 +173,10 @@ pub async fn run_probe(
     prober: &HttpProber,
     trust: &TrustBundle,
 ) -> Option<ProbeOutcome> {
-    let request = match class.request(kind, target)? {
-        Ok(r) => r,
-        Err(outcome) => return Some(outcome),
-    };
-    let response = match prober.send(&request, trust).await {
-        Ok(r) => r,
-        Err(outcome) => return Some(outcome),
-    };
-    Some(class.judge(kind, &request, &response))
+    ProbeRunner::new(prober.clone(), RunnerSettings::default())
+        .run(class, kind, target, trust)
+        .await
+        .map(|report| report.outcome)
 }
 
 #[cfg(test)]
