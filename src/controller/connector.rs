@@ -455,3 +455,31 @@ fn owned_by(service: &Service, owner: &OwnerReference) -> bool {
         .flatten()
         .any(|r| r.uid == owner.uid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::FailureReason;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn memo_reuses_results_only_for_the_same_inputs_and_within_the_window() {
+        let memo = ProbeMemo::default();
+        let passed = (Some(ProbeOutcome::Passed), Some(ProbeOutcome::Passed));
+        memo.put("c".into(), 1, passed.clone());
+        assert_eq!(memo.get("c", 1, HOUR, Duration::ZERO), Some(passed));
+        assert_eq!(memo.get("c", 2, HOUR, HOUR), None, "inputs changed");
+        assert_eq!(memo.get("other", 1, HOUR, HOUR), None);
+
+        let failed = (
+            Some(ProbeOutcome::Passed),
+            Some(ProbeOutcome::failed(FailureReason::AuthenticationFailed, "401")),
+        );
+        memo.put("c".into(), 1, failed.clone());
+        assert_eq!(memo.get("c", 1, HOUR, Duration::ZERO), None, "failure window");
+        assert_eq!(memo.get("c", 1, Duration::ZERO, HOUR), Some(failed));
+        memo.forget("c");
+        assert_eq!(memo.get("c", 1, HOUR, HOUR), None);
+    }
+}
