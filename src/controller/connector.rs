@@ -474,10 +474,17 @@ mod tests {
 
         let failed = (
             Some(ProbeOutcome::Passed),
-            Some(ProbeOutcome::failed(FailureReason::AuthenticationFailed, "401")),
+            Some(ProbeOutcome::failed(
+                FailureReason::AuthenticationFailed,
+                "401",
+            )),
         );
         memo.put("c".into(), 1, failed.clone());
-        assert_eq!(memo.get("c", 1, HOUR, Duration::ZERO), None, "failure window");
+        assert_eq!(
+            memo.get("c", 1, HOUR, Duration::ZERO),
+            None,
+            "failure window"
+        );
         assert_eq!(memo.get("c", 1, Duration::ZERO, HOUR), Some(failed));
         memo.forget("c");
         assert_eq!(memo.get("c", 1, HOUR, HOUR), None);
