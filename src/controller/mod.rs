@@ -388,6 +388,16 @@ async fn controllers(
     })
     .touched_objects()
     .predicate_filter(predicates::generation, Default::default());
+    // What the cache starts with, so that a Connector that is never reconciled can be
+    // told apart from one the cache never held.
+    let cached = connector_store.clone();
+    tokio::spawn(async move {
+        if cached.wait_until_ready().await.is_ok() {
+            let state = cached.state();
+            tracing::info!(count = state.len(), "Connector cache ready");
+            tracing::debug!(connectors = ?state.iter().map(|c| connector::key_of(c)).collect::<Vec<_>>(), "Connector cache contents");
+        }
+    });
     let by_class = connector_store.clone();
     let by_secret = connector_store.clone();
     let all = connector_store.clone();
