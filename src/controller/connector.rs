@@ -144,14 +144,7 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
     // A restarted operator must not judge with half-filled caches (that would flip
     // conditions and move lastTransitionTime).
-    ctx.classes
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("ConnectorClass"))?;
-    ctx.global_cas
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheStopped("global CA Secret"))?;
+    ctx.caches_ready.wait().await?;
 
     // Observe: the Secret (only in the Connector's own namespace).
     let lookup = secret_lookup(&connector);

@@ -87,6 +87,8 @@ pub struct Context {
     pub classes: Store<ConnectorClass>,
     /// The labelled global CA Secrets of the operator's namespace (and nothing else).
     pub global_cas: Store<Secret>,
+    /// Open once both caches above hold their first full list.
+    pub caches_ready: CachesReady,
     /// Compiled classes keyed by (uid, generation): compile once per generation.
     compiled: Mutex<HashMap<(String, i64), CompiledEntry>>,
     /// Consecutive failures per object key, for exponential backoff.
@@ -121,6 +123,7 @@ impl Context {
                     .map(|l| l.identity.clone()),
             },
         );
+        let caches_ready = CachesReady::spawn(classes.clone(), global_cas.clone());
         Context {
             client,
             settings,
@@ -129,6 +132,7 @@ impl Context {
             recorder,
             classes,
             global_cas,
+            caches_ready,
             compiled: Mutex::default(),
             failures: Mutex::default(),
             probe_memo: connector::ProbeMemo::default(),
@@ -184,6 +188,39 @@ impl Context {
             map.remove(key);
         }
         self.probe_memo.forget(key);
+    }
+}
+
+/// Open once the class and global CA caches hold their first full list.
+///
+/// `Store::wait_until_ready` wakes only its most recent waiter (kube-runtime keeps one
+/// oneshot receiver), so concurrent reconciles waiting on it directly could hang
+/// forever. Exactly one task waits on each store here and publishes the result on a
+/// watch channel, which wakes every waiter.
+#[derive(Clone)]
+pub struct CachesReady(tokio::sync::watch::Receiver<bool>);
+
+impl CachesReady {
+    pub fn spawn(classes: Store<ConnectorClass>, global_cas: Store<Secret>) -> Self {
+        let (ready, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if classes.wait_until_ready().await.is_ok()
+                && global_cas.wait_until_ready().await.is_ok()
+            {
+                let _ = ready.send(true);
+            }
+            // Otherwise `ready` is dropped and waiters get an error.
+        });
+        CachesReady(rx)
+    }
+
+    pub async fn wait(&self) -> Result<(), Error> {
+        self.0
+            .clone()
+            .wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::CacheStopped("ConnectorClass or global CA Secret"))
     }
 }
 
@@ -388,16 +425,6 @@ async fn controllers(
     })
     .touched_objects()
     .predicate_filter(predicates::generation, Default::default());
-    // What the cache starts with, so that a Connector that is never reconciled can be
-    // told apart from one the cache never held.
-    let cached = connector_store.clone();
-    tokio::spawn(async move {
-        if cached.wait_until_ready().await.is_ok() {
-            let state = cached.state();
-            tracing::info!(count = state.len(), "Connector cache ready");
-            tracing::debug!(connectors = ?state.iter().map(|c| connector::key_of(c)).collect::<Vec<_>>(), "Connector cache contents");
-        }
-    });
     let by_class = connector_store.clone();
     let by_secret = connector_store.clone();
     let all = connector_store.clone();
@@ -503,6 +530,32 @@ pub fn backoff_delay(failures: u32, min: Duration, interval: Duration, jitter: f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many reconciles wait at once before the caches are filled; all must go on.
+    #[tokio::test]
+    async fn every_waiter_sees_the_caches_become_ready() {
+        use kube::runtime::{reflector, watcher};
+        let (classes, mut class_writer) = reflector::store::<ConnectorClass>();
+        let (cas, mut ca_writer) = reflector::store::<Secret>();
+        let gate = CachesReady::spawn(classes, cas);
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.wait().await.is_ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            class_writer.apply_watcher_event(&event);
+        }
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            ca_writer.apply_watcher_event(&event);
+        }
+        for waiter in waiters {
+            let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+            assert!(matches!(done, Ok(Ok(true))), "a waiter was never woken");
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_interval() {
