@@ -3,6 +3,7 @@
 //! observe (I/O: [`observe`], controllers) -> decide (pure: [`status`], [`validation`])
 //! -> act (I/O: write only what changed).
 
+pub mod admission;
 pub mod api;
 pub mod check;
 pub mod controller;

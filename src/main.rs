@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use connectors_operator::admission::{self, CertSource, WebhookSettings};
 use connectors_operator::check::{self, Output};
 use std::sync::Arc;
 
@@ -35,8 +36,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         probe_timeout: u64,
     },
-    /// Run the controllers against the cluster of the current kubeconfig.
+    /// Run the controllers (and the admission webhook) against the cluster of the
+    /// current kubeconfig.
     Run(Box<RunArgs>),
+    /// Serve only the admission webhook (no controllers, no leader election). Takes the
+    /// same flags as `run`; the controller ones are ignored.
+    Webhook(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +91,51 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+}
+
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Serve the admission webhook (`--webhook=false` turns it off).
+    #[arg(long = "webhook", env = "WEBHOOK_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    enabled: bool,
+    /// Address of the HTTPS admission endpoints.
+    #[arg(
+        long = "webhook-addr",
+        env = "WEBHOOK_ADDR",
+        default_value = "0.0.0.0:9443"
+    )]
+    addr: std::net::SocketAddr,
+    /// Serve `tls.crt`/`tls.key` from this directory (e.g. cert-manager's) instead of
+    /// a self-managed certificate; the CA bundle is then left to cert-manager.
+    #[arg(long = "webhook-cert-dir", env = "WEBHOOK_CERT_DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Secret (operator namespace) holding the self-managed certificate and its CA.
+    #[arg(
+        long = "webhook-secret",
+        env = "WEBHOOK_SECRET",
+        default_value = "connectors-operator-webhook-cert"
+    )]
+    secret: String,
+    /// ValidatingWebhookConfiguration whose caBundle the operator keeps current.
+    #[arg(
+        long = "webhook-config",
+        env = "WEBHOOK_CONFIG",
+        default_value = "connectors-operator"
+    )]
+    config: String,
+    /// Service in front of the webhook; its DNS names go into the certificate.
+    #[arg(
+        long = "webhook-service",
+        env = "WEBHOOK_SERVICE",
+        default_value = "connectors-operator-webhook"
+    )]
+    service: String,
+    /// More certificate host names or IPs, comma-separated (e.g. 127.0.0.1 when the
+    /// webhook is registered by URL).
+    #[arg(long = "webhook-hosts", env = "WEBHOOK_HOSTS", value_delimiter = ',')]
+    hosts: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -100,7 +150,8 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Run(args) => run(*args),
+        Command::Run(args) => run(*args, Mode::ControllersAndWebhook),
+        Command::Webhook(args) => run(*args, Mode::WebhookOnly),
         Command::Check {
             files,
             output,
@@ -135,8 +186,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    ControllersAndWebhook,
+    WebhookOnly,
+}
+
+fn webhook_settings(args: &RunArgs) -> WebhookSettings {
+    let w = &args.webhook;
+    let certs = match &w.cert_dir {
+        Some(dir) => CertSource::Directory(dir.clone()),
+        None => CertSource::SelfManaged {
+            secret: w.secret.clone(),
+            config: w.config.clone(),
+            hosts: admission::service_hosts(
+                &w.service,
+                &args.namespace,
+                &args.cluster_domain,
+                &w.hosts,
+            ),
+        },
+    };
+    WebhookSettings {
+        addr: w.addr,
+        namespace: args.namespace.clone(),
+        certs,
+    }
+}
+
+fn run(args: RunArgs, mode: Mode) -> ExitCode {
     init_logging(args.log_format);
+    let webhook =
+        (args.webhook.enabled || mode == Mode::WebhookOnly).then(|| webhook_settings(&args));
     let interval = Duration::from_secs(args.probe_interval.max(1));
     let identity = args.identity.unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
@@ -184,8 +265,35 @@ fn run(args: RunArgs) -> ExitCode {
             metrics.clone(),
             shutdown.clone().wait(),
         ));
-        connectors_operator::controller::run(client, settings, metrics, shutdown).await;
-        tracing::info!("controllers stopped");
+        let webhook = match webhook {
+            Some(settings) => match admission::bind(settings.addr).await {
+                Ok(listener) => Some((listener, settings)),
+                Err(e) => return fail(e),
+            },
+            None => None,
+        };
+        let webhook = webhook.map(|(listener, settings)| {
+            let (client, metrics, shutdown) = (client.clone(), metrics.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let result = admission::run(client, listener, settings, metrics, shutdown).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "admission webhook stopped");
+                }
+                result
+            })
+        });
+        match (mode, webhook) {
+            (Mode::ControllersAndWebhook, _) => {
+                connectors_operator::controller::run(client, settings, metrics, shutdown).await;
+                tracing::info!("controllers stopped");
+            }
+            (Mode::WebhookOnly, Some(webhook)) => {
+                if let Ok(Err(e)) = webhook.await {
+                    return fail(e);
+                }
+            }
+            (Mode::WebhookOnly, None) => {}
+        }
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Err(e))) => fail(format!("metrics endpoint: {e}")),
             _ => ExitCode::SUCCESS,

@@ -46,6 +46,13 @@ pub struct ProbeResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: &'static str,
+    /// `allowed`, `denied` or `error` (the request could not be read).
+    pub result: &'static str,
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -66,6 +73,7 @@ pub struct Metrics {
     pub probes_shared: Counter,
     pub probes_waiting: Gauge,
     pub leader: Gauge,
+    pub admission_reviews: Family<AdmissionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,6 +92,7 @@ impl Default for Metrics {
             probes_shared: Counter::default(),
             probes_waiting: Gauge::default(),
             leader: Gauge::default(),
+            admission_reviews: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -141,6 +150,11 @@ impl Default for Metrics {
             "leader",
             "1 while this process holds the leader Lease",
             m.leader.clone(),
+        );
+        registry.register(
+            "admission_reviews",
+            "Admission reviews answered by the webhook, by kind and result",
+            m.admission_reviews.clone(),
         );
         Metrics { registry, ..m }
     }

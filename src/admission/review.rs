@@ -1,0 +1,293 @@
+//! What the webhook decides, with no I/O: given the object (and the old one on UPDATE)
+//! and, for a Connector, its class as read at admission time, the errors that reject
+//! it and the warnings that do not. Every rule comes from [`crate::validation`].
+
+use std::collections::BTreeSet;
+
+use crate::api::{Connector, ConnectorClass};
+use crate::validation::{FieldError, validate_against_class, validate_class, validate_connector};
+
+/// The webhook's judgement of one object.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Each one rejects the request; joined into the denial message.
+    pub errors: Vec<FieldError>,
+    /// Legal but suspicious; returned as admission warnings (kubectl prints them).
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// The class a Connector names, as the webhook found it.
+pub enum ClassLookup<'a> {
+    Found(&'a ConnectorClass),
+    NotFound,
+}
+
+/// Judges a Connector on CREATE (`old` is `None`) or UPDATE.
+///
+/// On UPDATE only errors the old object did not have reject it ("ratcheting"), so a
+/// Connector that became invalid because its class changed can still get label,
+/// finalizer or other unrelated edits; the controller reports the old problem in status.
+pub fn review_connector(new: &Connector, old: Option<&Connector>, class: ClassLookup) -> Verdict {
+    let errors = connector_errors(new, &class);
+    let errors = match old {
+        Some(old) if old.spec == new.spec => Vec::new(),
+        Some(old) => only_new(errors, &connector_errors(old, &class)),
+        None => errors,
+    };
+    Verdict {
+        errors,
+        warnings: connector_warnings(new, &class),
+    }
+}
+
+/// Judges a ConnectorClass on CREATE or UPDATE (same ratcheting as Connectors).
+pub fn review_class(new: &ConnectorClass, old: Option<&ConnectorClass>) -> Verdict {
+    let errors = class_errors(new);
+    let errors = match old {
+        Some(old) if old.spec == new.spec => Vec::new(),
+        Some(old) => only_new(errors, &class_errors(old)),
+        None => errors,
+    };
+    Verdict {
+        errors,
+        warnings: class_warnings(new),
+    }
+}
+
+fn connector_errors(connector: &Connector, class: &ClassLookup) -> Vec<FieldError> {
+    let mut errors = validate_connector(connector);
+    match class {
+        ClassLookup::Found(class) => errors.extend(validate_against_class(connector, class)),
+        ClassLookup::NotFound if !connector.spec.connector_class_name.is_empty() => {
+            errors.push(FieldError::new(
+                "spec.connectorClassName",
+                format!(
+                    "ConnectorClass {:?} not found: create the class first",
+                    connector.spec.connector_class_name
+                ),
+            ))
+        }
+        ClassLookup::NotFound => {}
+    }
+    errors
+}
+
+fn class_errors(class: &ConnectorClass) -> Vec<FieldError> {
+    validate_class(class).err().unwrap_or_default()
+}
+
+fn only_new(errors: Vec<FieldError>, before: &[FieldError]) -> Vec<FieldError> {
+    let before: BTreeSet<String> = before.iter().map(ToString::to_string).collect();
+    errors
+        .into_iter()
+        .filter(|e| !before.contains(&e.to_string()))
+        .collect()
+}
+
+fn connector_warnings(connector: &Connector, class: &ClassLookup) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let address = connector.spec.address.as_deref().unwrap_or_default();
+    if let Some(secret) = connector.secret_ref().and_then(|r| r.name.as_deref())
+        && address.starts_with("http://")
+    {
+        warnings.push(format!(
+            "spec.address: {address:?} is plain http: credentials from Secret {secret:?} will cross the network unencrypted; prefer https"
+        ));
+    }
+    if let ClassLookup::Found(class) = class
+        && connector.secret_ref().is_none()
+        && let Some(auth_name) = connector.auth_name()
+        && let Some(auth_type) = class
+            .spec
+            .auth
+            .iter()
+            .flat_map(|a| a.types.iter().flatten())
+            .find(|t| t.name == auth_name)
+        && !auth_type.optional.unwrap_or(false)
+    {
+        warnings.push(format!(
+            "spec.auth.secretRef: auth type {auth_name:?} of ConnectorClass {:?} needs a Secret; the Connector will not be Ready (SecretRequired) until one is set",
+            class.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
+    warnings
+}
+
+fn class_warnings(class: &ConnectorClass) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, probe) in class.spec.auth_probes.iter().flatten().enumerate() {
+        let scheme = probe
+            .probe
+            .as_ref()
+            .and_then(|p| p.http.as_ref())
+            .and_then(|http| http.scheme.as_deref());
+        if scheme.is_some_and(|s| s.eq_ignore_ascii_case("http")) {
+            warnings.push(format!(
+                "spec.authProbes[{i}].probe.http.scheme: \"http\" sends credentials unencrypted, whatever the Connector's address says; prefer leaving it unset"
+            ));
+        }
+    }
+    if class.spec.liveness_probe.is_none() {
+        warnings.push(
+            "spec.livenessProbe: not set: Connectors of this class report LivenessReady True without probing (NonLivenessProbe)".to_string(),
+        );
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(yaml: &str) -> Connector {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn class(yaml: &str) -> ConnectorClass {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const GIT_CLASS: &str = r#"
+metadata: {name: git}
+spec:
+  params:
+  - {name: sslVerify, type: string, default: "true"}
+  auth:
+    types:
+    - {name: basicAuth, secretType: kubernetes.io/basic-auth}
+  livenessProbe:
+    http: {path: /}
+  authProbes:
+  - authName: basicAuth
+    probe:
+      http: {path: /x}
+"#;
+
+    const GOOD: &str = r#"
+metadata: {name: c, namespace: ns}
+spec:
+  connectorClassName: git
+  address: https://github.com
+  auth: {name: basicAuth, secretRef: {name: s}}
+"#;
+
+    fn messages(verdict: &Verdict) -> Vec<String> {
+        verdict.errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn valid_connector_is_allowed_without_warnings() {
+        let class = class(GIT_CLASS);
+        let verdict = review_connector(&connector(GOOD), None, ClassLookup::Found(&class));
+        assert_eq!(verdict, Verdict::default());
+    }
+
+    #[test]
+    fn unknown_class_names_the_field() {
+        let verdict = review_connector(&connector(GOOD), None, ClassLookup::NotFound);
+        assert_eq!(
+            messages(&verdict),
+            vec![
+                r#"spec.connectorClassName: ConnectorClass "git" not found: create the class first"#
+            ]
+        );
+    }
+
+    #[test]
+    fn cross_namespace_secret_is_rejected_at_admission() {
+        let class = class(GIT_CLASS);
+        let bad = connector(&GOOD.replace("{name: s}", "{name: s, namespace: other}"));
+        let verdict = review_connector(&bad, None, ClassLookup::Found(&class));
+        assert_eq!(verdict.errors.len(), 1);
+        assert_eq!(verdict.errors[0].path, "spec.auth.secretRef.namespace");
+    }
+
+    #[test]
+    fn update_rejects_only_new_errors() {
+        let class = class(GIT_CLASS);
+        // Already broken (undeclared param, e.g. after a class edit) before the update.
+        let old = connector(&format!("{GOOD}  params: [{{name: gone, value: x}}]\n"));
+        let mut relabelled = old.clone();
+        relabelled.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+        let verdict = review_connector(&relabelled, Some(&old), ClassLookup::Found(&class));
+        assert!(verdict.allowed(), "{verdict:?}");
+
+        let worse = connector(&format!(
+            "{GOOD}  params: [{{name: gone, value: x}}, {{name: typo, value: y}}]\n"
+        ));
+        let verdict = review_connector(&worse, Some(&old), ClassLookup::Found(&class));
+        assert_eq!(
+            messages(&verdict),
+            vec![
+                r#"spec.params[1].name: "typo" is not declared by ConnectorClass "git" (declared: sslVerify)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn credentials_over_plain_http_warn() {
+        let class = class(GIT_CLASS);
+        let plain = connector(&GOOD.replace("https://github.com", "http://git.local"));
+        let verdict = review_connector(&plain, None, ClassLookup::Found(&class));
+        assert!(verdict.allowed());
+        assert_eq!(verdict.warnings.len(), 1);
+        assert!(
+            verdict.warnings[0].starts_with("spec.address: \"http://git.local\" is plain http")
+        );
+    }
+
+    #[test]
+    fn required_secret_missing_warns() {
+        let class = class(GIT_CLASS);
+        let no_secret = connector(&GOOD.replace(", secretRef: {name: s}", ""));
+        let verdict = review_connector(&no_secret, None, ClassLookup::Found(&class));
+        assert!(verdict.allowed());
+        assert!(
+            verdict.warnings[0].contains("SecretRequired"),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn class_compile_error_is_rejected_with_its_path() {
+        let bad = class(&GIT_CLASS.replace(
+            "http: {path: /x}",
+            "http: {path: /x, response: {cel: 'response.statusCode =='}}",
+        ));
+        let verdict = review_class(&bad, None);
+        assert_eq!(verdict.errors.len(), 1, "{verdict:?}");
+        assert_eq!(
+            verdict.errors[0].path,
+            "spec.authProbes[0].probe.http.response.cel"
+        );
+    }
+
+    #[test]
+    fn class_update_of_metadata_only_is_allowed_even_when_invalid() {
+        let bad = class(&GIT_CLASS.replace("authName: basicAuth", "authName: nope"));
+        assert!(!review_class(&bad, None).allowed());
+        let mut relabelled = bad.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(review_class(&relabelled, Some(&bad)).allowed());
+    }
+
+    #[test]
+    fn class_warnings_for_plain_http_auth_probe_and_no_liveness() {
+        let risky = class(
+            &GIT_CLASS
+                .replace("http: {path: /x}", "http: {path: /x, scheme: http}")
+                .replace("  livenessProbe:\n    http: {path: /}\n", ""),
+        );
+        let verdict = review_class(&risky, None);
+        assert!(verdict.allowed(), "{verdict:?}");
+        assert_eq!(verdict.warnings.len(), 2, "{verdict:?}");
+        assert!(verdict.warnings[0].starts_with("spec.authProbes[0].probe.http.scheme"));
+        assert!(verdict.warnings[1].starts_with("spec.livenessProbe"));
+    }
+}
