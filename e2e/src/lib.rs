@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod fixtures;
 pub mod process;
+pub mod webhook;
 
 use rand::Rng;
 use serde_json::Value;

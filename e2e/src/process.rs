@@ -120,6 +120,9 @@ pub struct OperatorOptions {
     pub probe_timeout_seconds: u64,
     pub lease_duration_seconds: u64,
     pub identity: String,
+    /// Port of the admission webhook on 127.0.0.1; `None`: a free one. Give the old
+    /// port to a restarted operator so a registered webhook URL stays valid.
+    pub webhook_port: Option<u16>,
     pub extra_args: Vec<String>,
 }
 
@@ -130,6 +133,7 @@ impl Default for OperatorOptions {
             probe_timeout_seconds: 2,
             lease_duration_seconds: 6,
             identity: format!("e2e-{}", std::process::id()),
+            webhook_port: None,
             extra_args: Vec::new(),
         }
     }
@@ -141,6 +145,7 @@ pub struct Operator {
     process: Option<Guarded>,
     pub options: OperatorOptions,
     pub metrics_port: u16,
+    pub webhook_port: u16,
     pub log: PathBuf,
 }
 
@@ -149,6 +154,7 @@ impl Operator {
         crate::install_crds();
         ensure_operator_namespace();
         let metrics_port = free_port();
+        let webhook_port = options.webhook_port.unwrap_or_else(free_port);
         let dir = std::env::temp_dir().join("connectors-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let log = dir.join(format!("operator-{}-{metrics_port}.log", options.identity));
@@ -170,6 +176,10 @@ impl Operator {
             "2",
             "--log-format",
             "json",
+            "--webhook-addr",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--webhook-hosts",
+            "127.0.0.1",
         ]
         .map(String::from)
         .to_vec();
@@ -183,6 +193,7 @@ impl Operator {
             process: Some(process),
             options,
             metrics_port,
+            webhook_port,
             log,
         };
         op.wait_healthy();

@@ -253,3 +253,83 @@ fn edits_reach_connectors_through_watches_not_polling() {
         edited.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn restarted_operator_keeps_admission_working_with_the_same_certificate() {
+    use connectors_e2e::webhook::{Registration, Scope, wait_ca_bundles};
+    use connectors_e2e::{kubectl_ok, kubectl_stdin};
+
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = TestNamespace::new("webhook-restart");
+    kubectl_ok(["label", "namespace", ns.name(), "e2e-webhook-restart=true"]);
+    const CONFIG: &str = "connectors-e2e-webhook-restart";
+    let options = OperatorOptions {
+        identity: "e2e-webhook-restart".into(),
+        extra_args: vec!["--webhook-config".into(), CONFIG.into()],
+        ..OperatorOptions::default()
+    };
+    let mut first = Operator::start(options.clone());
+    // Connectors of this namespace only, so the other tests never meet this webhook.
+    let _registration = Registration::new(
+        CONFIG,
+        first.webhook_port,
+        &Scope {
+            connector_namespace_label: Some(("e2e-webhook-restart".into(), "true".into())),
+            classes: false,
+        },
+    );
+    let bundles = wait_ca_bundles(CONFIG, TIMEOUT);
+    let secret_before = get_json(
+        OPERATOR_NAMESPACE,
+        "secret",
+        "connectors-operator-webhook-cert",
+    );
+    let config_before = get_json("", "validatingwebhookconfiguration", CONFIG);
+    let unknown_class = connector(
+        "c",
+        "webhook-restart-no-such-class",
+        "https://example.com",
+        "s",
+    );
+    let refused = |when: &str| {
+        let out = kubectl_stdin(["apply", "-n", ns.name(), "-f", "-"], &unknown_class);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains(r#"admission webhook "vconnector.connectors.alauda.io" denied the request: spec.connectorClassName: ConnectorClass "webhook-restart-no-such-class" not found"#),
+            "{when}: expected the webhook's rejection, got:\n{stderr}"
+        );
+    };
+    refused("before the restart");
+
+    first.terminate();
+    let second = Operator::start(OperatorOptions {
+        webhook_port: Some(first.webhook_port),
+        ..options
+    });
+    refused("after the restart");
+    // Same certificate (the Secret was not rewritten) and the same CA bundle (the
+    // webhook configuration was not rewritten either).
+    let secret_after = get_json(
+        OPERATOR_NAMESPACE,
+        "secret",
+        "connectors-operator-webhook-cert",
+    );
+    assert_eq!(
+        secret_before["metadata"]["resourceVersion"],
+        secret_after["metadata"]["resourceVersion"]
+    );
+    assert_eq!(wait_ca_bundles(CONFIG, TIMEOUT), bundles);
+    let config_after = get_json("", "validatingwebhookconfiguration", CONFIG);
+    assert_eq!(
+        config_before["metadata"]["resourceVersion"],
+        config_after["metadata"]["resourceVersion"]
+    );
+    assert!(
+        !second
+            .logs()
+            .contains("created the webhook serving certificate"),
+        "the restarted operator made a new certificate"
+    );
+    assert!(second.alive());
+}
