@@ -123,6 +123,8 @@ pub struct OperatorOptions {
     /// Port of the admission webhook on 127.0.0.1; `None`: a free one. Give the old
     /// port to a restarted operator so a registered webhook URL stays valid.
     pub webhook_port: Option<u16>,
+    /// `run` (controllers and webhook) or `webhook` (the webhook alone).
+    pub command: &'static str,
     pub extra_args: Vec<String>,
 }
 
@@ -134,6 +136,7 @@ impl Default for OperatorOptions {
             lease_duration_seconds: 6,
             identity: format!("e2e-{}", std::process::id()),
             webhook_port: None,
+            command: "run",
             extra_args: Vec::new(),
         }
     }
@@ -159,7 +162,7 @@ impl Operator {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let log = dir.join(format!("operator-{}-{metrics_port}.log", options.identity));
         let mut args: Vec<String> = [
-            "run",
+            options.command,
             "--probe-interval",
             &options.probe_interval_seconds.to_string(),
             "--probe-timeout",

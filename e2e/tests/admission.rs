@@ -560,3 +560,44 @@ fn webhook_metrics_count_reviews() {
         .metric(r#"connectors_operator_admission_reviews_total{kind="Connector",result="denied"}"#);
     assert!(denied >= 1.0, "denied reviews counted: {denied}");
 }
+
+#[test]
+fn webhook_command_serves_admission_without_controllers() {
+    use connectors_e2e::webhook::Registration;
+    setup();
+    let alone = Operator::start(OperatorOptions {
+        identity: "e2e-webhook-alone".into(),
+        command: "webhook",
+        extra_args: vec![
+            "--webhook-config".into(),
+            "connectors-e2e-webhook-alone".into(),
+        ],
+        ..OperatorOptions::default()
+    });
+    let ns = TestNamespace::new("adm-alone");
+    kubectl_ok(["label", "namespace", ns.name(), "e2e-webhook-alone=true"]);
+    let _registration = Registration::new(
+        "connectors-e2e-webhook-alone",
+        alone.webhook_port,
+        &Scope {
+            connector_namespace_label: Some(("e2e-webhook-alone".into(), "true".into())),
+            classes: false,
+        },
+    );
+    wait_ca_bundles("connectors-e2e-webhook-alone", Duration::from_secs(30));
+    rejected(
+        &ns,
+        &connector("c", &GOOD_SPEC.replace("adm-contract", "adm-nope")),
+        &[r#"spec.connectorClassName: ConnectorClass "adm-nope" not found"#],
+    );
+    accepted(&ns, &connector("c", GOOD_SPEC));
+    let metrics = alone.metrics();
+    assert!(
+        metrics.contains(
+            r#"connectors_operator_admission_reviews_total{kind="Connector",result="denied"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert_eq!(alone.metric("connectors_operator_reconciles_total"), 0.0);
+    assert!(alone.alive());
+}
