@@ -248,6 +248,12 @@ impl Shutdown {
         Shutdown(rx)
     }
 
+    /// Set when the returned sender sends `true` or is dropped (tests, embedding).
+    pub fn manual() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
     pub async fn wait(mut self) {
         let _ = self.0.wait_for(|down| *down).await;
     }
