@@ -35,6 +35,11 @@ use tls::ReloadableCert;
 
 /// How often the certificate source is checked for a renewal or a new certificate.
 const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// Bound on reading the class, well inside the configuration's `timeoutSeconds: 5`, so
+/// the webhook answers (with a warning) before the API server gives up on it.
+const CLASS_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB).
+const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
 
 /// Where the serving certificate comes from.
 #[derive(Clone, Debug)]
@@ -105,6 +110,7 @@ pub fn router(client: kube::Client, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/validate/connectors", post(validate_connector))
         .route("/validate/connectorclasses", post(validate_class))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .with_state(WebhookState {
             classes: Api::all(client),
             metrics,
@@ -254,36 +260,21 @@ async fn validate_connector(
     if new.metadata.namespace.is_none() {
         new.metadata.namespace.clone_from(&req.namespace);
     }
-    let mut extra_warnings = Vec::new();
     let class_name = new.spec.connector_class_name.clone();
-    let class = if class_name.is_empty() {
-        None
+    let read = if class_name.is_empty() {
+        Ok(None)
     } else {
-        match state.classes.get_opt(&class_name).await {
-            Ok(class) => class,
-            Err(e) => {
-                // Same outcome as the webhook being down (failurePolicy Ignore): admit,
-                // and let the controller judge the contract.
-                tracing::warn!(class = %class_name, error = %e, "admission could not read the ConnectorClass");
-                extra_warnings.push(format!(
-                    "spec.connectorClassName: ConnectorClass {class_name:?} could not be read ({e}); its contract was not checked"
-                ));
-                return state.answer(
-                    "Connector",
-                    respond(
-                        &req,
-                        Verdict {
-                            errors: Vec::new(),
-                            warnings: extra_warnings,
-                        },
-                    ),
-                );
-            }
-        }
+        tokio::time::timeout(CLASS_READ_TIMEOUT, state.classes.get_opt(&class_name))
+            .await
+            .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())))
     };
-    let lookup = match &class {
-        Some(class) => ClassLookup::Found(class),
-        None => ClassLookup::NotFound,
+    let lookup = match &read {
+        Ok(Some(class)) => ClassLookup::Found(class),
+        Ok(None) => ClassLookup::NotFound,
+        Err(e) => {
+            tracing::warn!(class = %class_name, error = %e, "admission could not read the ConnectorClass");
+            ClassLookup::Unreadable(e.to_string())
+        }
     };
     let verdict = review_connector(&new, old.as_ref(), lookup);
     state.answer("Connector", respond(&req, verdict))

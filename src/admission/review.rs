@@ -26,6 +26,9 @@ impl Verdict {
 pub enum ClassLookup<'a> {
     Found(&'a ConnectorClass),
     NotFound,
+    /// Reading it failed (API error or timeout): the Connector's own rules still
+    /// apply; the contract is left to the controller, as if the webhook were down.
+    Unreadable(String),
 }
 
 /// Judges a Connector on CREATE (`old` is `None`) or UPDATE.
@@ -73,7 +76,7 @@ fn connector_errors(connector: &Connector, class: &ClassLookup) -> Vec<FieldErro
                 ),
             ))
         }
-        ClassLookup::NotFound => {}
+        ClassLookup::NotFound | ClassLookup::Unreadable(_) => {}
     }
     errors
 }
@@ -92,6 +95,12 @@ fn only_new(errors: Vec<FieldError>, before: &[FieldError]) -> Vec<FieldError> {
 
 fn connector_warnings(connector: &Connector, class: &ClassLookup) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let ClassLookup::Unreadable(why) = class {
+        warnings.push(format!(
+            "spec.connectorClassName: ConnectorClass {:?} could not be read ({why}); its contract was not checked",
+            connector.spec.connector_class_name
+        ));
+    }
     let address = connector.spec.address.as_deref().unwrap_or_default();
     if let Some(secret) = connector.secret_ref().and_then(|r| r.name.as_deref())
         && address.starts_with("http://")
@@ -226,6 +235,21 @@ spec:
             messages(&verdict),
             vec![
                 r#"spec.params[1].name: "typo" is not declared by ConnectorClass "git" (declared: sslVerify)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn unreadable_class_keeps_own_rules_and_warns() {
+        let cross_ns = connector(&GOOD.replace("{name: s}", "{name: s, namespace: other}"));
+        let verdict =
+            review_connector(&cross_ns, None, ClassLookup::Unreadable("timed out".into()));
+        assert_eq!(verdict.errors.len(), 1);
+        assert_eq!(verdict.errors[0].path, "spec.auth.secretRef.namespace");
+        assert_eq!(
+            verdict.warnings,
+            vec![
+                r#"spec.connectorClassName: ConnectorClass "git" could not be read (timed out); its contract was not checked"#
             ]
         );
     }
