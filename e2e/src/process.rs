@@ -312,24 +312,33 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The shipped demo tool (`demo-tool`): `/` healthy JSON, `/{org}/{repo}/info/refs`
-/// accepting Basic `demo:demo-password`.
+/// accepting Basic `demo:demo-password`, and misbehaving routes under `/misbehave/`.
 pub struct DemoTool {
     _process: Guarded,
     pub port: u16,
+    /// Port on `[::1]` when started with [`DemoTool::start_dual_stack`].
+    pub ipv6_port: Option<u16>,
 }
 
 impl DemoTool {
     pub fn start() -> Self {
+        Self::start_on(false)
+    }
+
+    /// Also listens on the IPv6 loopback (`[::1]`), for IPv6 literal addresses.
+    pub fn start_dual_stack() -> Self {
+        Self::start_on(true)
+    }
+
+    fn start_on(ipv6: bool) -> Self {
         let port = free_port();
+        let ipv6_port = ipv6.then(free_port_v6);
         let dir = std::env::temp_dir().join("connectors-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let log = dir.join(format!("demo-tool-{port}.log"));
-        let process = Guarded::spawn(
-            &binary("demo-tool"),
-            &[format!("127.0.0.1:{port}")],
-            &[],
-            &log,
-        );
+        let mut addrs = vec![format!("127.0.0.1:{port}")];
+        addrs.extend(ipv6_port.map(|p| format!("[::1]:{p}")));
+        let process = Guarded::spawn(&binary("demo-tool"), &addrs, &[], &log);
         let start = Instant::now();
         while http_get(port, "/").is_none() {
             assert!(
@@ -341,10 +350,25 @@ impl DemoTool {
         DemoTool {
             _process: process,
             port,
+            ipv6_port,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// `http://[::1]:PORT`; panics unless started with [`DemoTool::start_dual_stack`].
+    pub fn ipv6_url(&self) -> String {
+        let port = self.ipv6_port.expect("demo tool started without IPv6");
+        format!("http://[::1]:{port}")
+    }
+}
+
+/// A free port on the IPv6 loopback.
+fn free_port_v6() -> u16 {
+    TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral IPv6 loopback port")
 }
