@@ -238,16 +238,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Case, String> {
     })
 }
 
-/// (status, reason, message) of condition `type_` of a stored object.
-pub fn condition(object: &serde_json::Value, type_: &str) -> Option<(String, String, String)> {
-    let found = object["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    let text = |key: &str| found[key].as_str().unwrap_or_default().to_string();
-    Some((text("status"), text("reason"), text("message")))
-}
-
 /// Checks one expectation against the stored object (`None`: not found). `Err` says
 /// what was seen instead.
 pub fn check(check: &Check, object: Option<&serde_json::Value>) -> Result<(), String> {
@@ -262,7 +252,7 @@ pub fn check(check: &Check, object: Option<&serde_json::Value>) -> Result<(), St
             message_excludes,
             ..
         } => {
-            let (s, r, m) = condition(object, type_)
+            let (s, r, m) = crate::condition(object, type_)
                 .ok_or_else(|| format!("{} has no {type_} condition yet", target.name))?;
             let seen = format!("{type_} is {s}/{r:?} ({m:?})");
             if &s != status || &r != reason {

@@ -121,6 +121,11 @@ pub struct OperatorOptions {
     pub lease_duration_seconds: u64,
     pub identity: String,
     pub extra_args: Vec<String>,
+    /// Kubeconfig of the process (e.g. a ServiceAccount's from `sa_kubeconfig`);
+    /// `None` inherits `KUBECONFIG` (admin).
+    pub kubeconfig: Option<PathBuf>,
+    /// `RUST_LOG` of the process; `None` is debug for the operator and kube_client.
+    pub rust_log: Option<String>,
 }
 
 impl Default for OperatorOptions {
@@ -131,6 +136,8 @@ impl Default for OperatorOptions {
             lease_duration_seconds: 6,
             identity: format!("e2e-{}", std::process::id()),
             extra_args: Vec::new(),
+            kubeconfig: None,
+            rust_log: None,
         }
     }
 }
@@ -174,10 +181,13 @@ impl Operator {
         .map(String::from)
         .to_vec();
         args.extend(options.extra_args.iter().cloned());
-        let env = vec![(
-            "RUST_LOG".to_string(),
-            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string(),
-        )];
+        let rust_log = options.rust_log.clone().unwrap_or_else(|| {
+            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string()
+        });
+        let mut env = vec![("RUST_LOG".to_string(), rust_log)];
+        if let Some(path) = &options.kubeconfig {
+            env.push(("KUBECONFIG".to_string(), path.display().to_string()));
+        }
         let process = Guarded::spawn(&binary("connectors-operator"), &args, &env, &log);
         let op = Operator {
             process: Some(process),
@@ -219,6 +229,21 @@ impl Operator {
         }
     }
 
+    /// SIGSTOP: the process is frozen (its connections stay open until the peer
+    /// drops them) until [`Operator::resume`].
+    pub fn pause(&self) {
+        if let Some(p) = &self.process {
+            p.signal("STOP");
+        }
+    }
+
+    /// SIGCONT after [`Operator::pause`].
+    pub fn resume(&self) {
+        if let Some(p) = &self.process {
+            p.signal("CONT");
+        }
+    }
+
     /// SIGTERM and wait up to 20 s for the process to exit.
     pub fn terminate(&mut self) {
         if let Some(mut p) = self.process.take() {
@@ -234,6 +259,30 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Zero panics, zero restarts: the same process still runs and its log holds no
+    /// panic message.
+    #[track_caller]
+    pub fn assert_alive_without_panic(&self) {
+        assert!(
+            self.alive(),
+            "the operator process exited; log: {}",
+            self.log.display()
+        );
+        assert!(
+            !self.logs().contains("panicked"),
+            "the operator panicked; see {}",
+            self.log.display()
+        );
+    }
+
+    /// Log lines (JSON) that contain every one of `parts`.
+    pub fn count_log_lines(&self, parts: &[&str]) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .count()
     }
 
     /// The `/metrics` text.
@@ -272,7 +321,8 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-fn ensure_operator_namespace() {
+/// Creates the operator's namespace unless it exists.
+pub fn ensure_operator_namespace() {
     let out = kubectl([
         "get",
         "namespace",

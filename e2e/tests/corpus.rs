@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use connectors_e2e::corpus::{self, Case, Check, Expect, Placeholders, Target};
 use connectors_e2e::fixtures::{ClassGuard, basic_secret, git_class};
 use connectors_e2e::process::{DemoTool, Operator, OperatorOptions};
-use connectors_e2e::{TestNamespace, apply_yaml, kubectl_ok, kubectl_stdin};
+use connectors_e2e::{TestNamespace, apply_yaml, kubectl_ok, try_apply_yaml};
 use serde_json::Value;
 
 /// All cases must settle within this (slow-drip and hang cases need the probe timeout).
@@ -44,24 +44,7 @@ enum State {
 }
 
 fn apply_one(ns: &str, doc: &str) -> Result<(), String> {
-    let out = kubectl_stdin(
-        [
-            "-n",
-            ns,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=e2e-corpus",
-            "-f",
-            "-",
-        ],
-        doc,
-    );
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    try_apply_yaml(ns, doc).map(drop)
 }
 
 /// Cluster-scoped classes among the documents (deleted at the end).
@@ -315,14 +298,8 @@ fn every_corpus_case_reaches_its_stated_outcome() {
         failures.len()
     );
 
-    // The same process served every case: it never exited or restarted.
-    assert!(operator.alive(), "the operator exited during the corpus");
-    let log = operator.logs();
-    assert!(
-        !log.contains("panicked"),
-        "the operator panicked; see {}",
-        operator.log.display()
-    );
+    // The same process served every case: it never exited, restarted or panicked.
+    operator.assert_alive_without_panic();
     assert!(
         failures.is_empty(),
         "{} corpus case(s) failed:\n{}",

@@ -3,8 +3,8 @@
 //!
 //! Under `/misbehave/` it also answers the way broken tools do, so the e2e bad-input
 //! corpus (`e2e/corpus/`) can probe them: error statuses, huge, non-UTF-8 and invalid
-//! JSON bodies, no Content-Type, redirect loops, slow-drip bodies, hanging headers, and
-//! a liveness that flaps between up and down on a fixed period.
+//! JSON bodies, no Content-Type, redirect loops, slow-drip bodies, hanging headers, slow
+//! answers, and a liveness that flaps between up and down on a fixed period.
 //!
 //! Usage: `demo-tool [ADDR...]` (default `127.0.0.1:18080`); every address is served
 //! and the first line on stderr names the first one.
@@ -128,6 +128,12 @@ async fn hang() -> Response {
     )
 }
 
+/// `/misbehave/delay/{millis}`: the healthy answer, after a delay (a slow tool).
+async fn delay(Path(millis): Path<u64>) -> Response {
+    tokio::time::sleep(Duration::from_millis(millis.min(120_000))).await;
+    health().await.into_response()
+}
+
 /// `/misbehave/flap/{seconds}`: healthy during even periods of `seconds` (wall clock),
 /// 503 during odd ones, so every caller sees the same state at the same time.
 async fn flap(Path(seconds): Path<u64>) -> Response {
@@ -178,6 +184,7 @@ fn app() -> Router {
         .route("/misbehave/redirect", get(redirect_to))
         .route("/misbehave/slow-drip", get(slow_drip))
         .route("/misbehave/hang", get(hang))
+        .route("/misbehave/delay/{millis}", get(delay))
         .route("/misbehave/flap/{seconds}", get(flap))
 }
 
