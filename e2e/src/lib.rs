@@ -19,6 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod corpus;
 pub mod fixtures;
 pub mod process;
 pub mod webhook;
@@ -169,6 +170,12 @@ fn ns_args(ns: &str) -> Vec<String> {
 /// Server-side applies one or more YAML documents in namespace `ns` (empty for
 /// cluster-scoped objects or namespaces given in the YAML). Returns stdout.
 pub fn apply_yaml(ns: &str, yaml: &str) -> String {
+    try_apply_yaml(ns, yaml).unwrap_or_else(|e| panic!("{e}\nyaml:\n{yaml}"))
+}
+
+/// [`apply_yaml`] that returns kubectl's stderr (e.g. an admission rejection) as
+/// the error instead of panicking.
+pub fn try_apply_yaml(ns: &str, yaml: &str) -> Result<String, String> {
     let mut args = ns_args(ns);
     args.extend(
         [
@@ -182,15 +189,16 @@ pub fn apply_yaml(ns: &str, yaml: &str) -> String {
         .map(String::from),
     );
     let out = kubectl_stdin(&args, yaml);
-    if !out.status.success() {
-        panic!(
-            "`{}` failed ({}):\nstderr: {}\nyaml:\n{yaml}",
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` failed ({}):\nstderr: {}",
             show(&args),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        ))
     }
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Gets an object as JSON; panics if it cannot be read.
@@ -429,6 +437,34 @@ pub fn install_crds() {
             Ok(())
         });
     });
+}
+
+/// (status, reason, message) of condition `type_` of a stored object.
+pub fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
+    let found = object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?;
+    let text = |key: &str| found[key].as_str().unwrap_or_default().to_string();
+    Some((text("status"), text("reason"), text("message")))
+}
+
+/// (type, lastTransitionTime) of every condition of a stored object.
+pub fn transition_times(object: &Value) -> Vec<(String, String)> {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or_default().to_string(),
+                c["lastTransitionTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
 }
 
 /// Restarts a component of the local control plane (`apiserver`, `etcd`,

@@ -126,6 +126,11 @@ pub struct OperatorOptions {
     /// `run` (controllers and webhook) or `webhook` (the webhook alone).
     pub command: &'static str,
     pub extra_args: Vec<String>,
+    /// Kubeconfig of the process (e.g. a ServiceAccount's from `sa_kubeconfig`);
+    /// `None` inherits `KUBECONFIG` (admin).
+    pub kubeconfig: Option<PathBuf>,
+    /// `RUST_LOG` of the process; `None` is debug for the operator and kube_client.
+    pub rust_log: Option<String>,
 }
 
 impl Default for OperatorOptions {
@@ -138,6 +143,8 @@ impl Default for OperatorOptions {
             webhook_port: None,
             command: "run",
             extra_args: Vec::new(),
+            kubeconfig: None,
+            rust_log: None,
         }
     }
 }
@@ -187,10 +194,13 @@ impl Operator {
         .map(String::from)
         .to_vec();
         args.extend(options.extra_args.iter().cloned());
-        let env = vec![(
-            "RUST_LOG".to_string(),
-            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string(),
-        )];
+        let rust_log = options.rust_log.clone().unwrap_or_else(|| {
+            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string()
+        });
+        let mut env = vec![("RUST_LOG".to_string(), rust_log)];
+        if let Some(path) = &options.kubeconfig {
+            env.push(("KUBECONFIG".to_string(), path.display().to_string()));
+        }
         let process = Guarded::spawn(&binary("connectors-operator"), &args, &env, &log);
         let op = Operator {
             process: Some(process),
@@ -233,6 +243,21 @@ impl Operator {
         }
     }
 
+    /// SIGSTOP: the process is frozen (its connections stay open until the peer
+    /// drops them) until [`Operator::resume`].
+    pub fn pause(&self) {
+        if let Some(p) = &self.process {
+            p.signal("STOP");
+        }
+    }
+
+    /// SIGCONT after [`Operator::pause`].
+    pub fn resume(&self) {
+        if let Some(p) = &self.process {
+            p.signal("CONT");
+        }
+    }
+
     /// SIGTERM and wait up to 20 s for the process to exit.
     pub fn terminate(&mut self) {
         if let Some(mut p) = self.process.take() {
@@ -248,6 +273,30 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Zero panics, zero restarts: the same process still runs and its log holds no
+    /// panic message.
+    #[track_caller]
+    pub fn assert_alive_without_panic(&self) {
+        assert!(
+            self.alive(),
+            "the operator process exited; log: {}",
+            self.log.display()
+        );
+        assert!(
+            !self.logs().contains("panicked"),
+            "the operator panicked; see {}",
+            self.log.display()
+        );
+    }
+
+    /// Log lines (JSON) that contain every one of `parts`.
+    pub fn count_log_lines(&self, parts: &[&str]) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .count()
     }
 
     /// The `/metrics` text.
@@ -286,7 +335,8 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-fn ensure_operator_namespace() {
+/// Creates the operator's namespace unless it exists.
+pub fn ensure_operator_namespace() {
     let out = kubectl([
         "get",
         "namespace",
@@ -326,24 +376,33 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The shipped demo tool (`demo-tool`): `/` healthy JSON, `/{org}/{repo}/info/refs`
-/// accepting Basic `demo:demo-password`.
+/// accepting Basic `demo:demo-password`, and misbehaving routes under `/misbehave/`.
 pub struct DemoTool {
     _process: Guarded,
     pub port: u16,
+    /// Port on `[::1]` when started with [`DemoTool::start_dual_stack`].
+    pub ipv6_port: Option<u16>,
 }
 
 impl DemoTool {
     pub fn start() -> Self {
+        Self::start_on(false)
+    }
+
+    /// Also listens on the IPv6 loopback (`[::1]`), for IPv6 literal addresses.
+    pub fn start_dual_stack() -> Self {
+        Self::start_on(true)
+    }
+
+    fn start_on(ipv6: bool) -> Self {
         let port = free_port();
+        let ipv6_port = ipv6.then(free_port_v6);
         let dir = std::env::temp_dir().join("connectors-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let log = dir.join(format!("demo-tool-{port}.log"));
-        let process = Guarded::spawn(
-            &binary("demo-tool"),
-            &[format!("127.0.0.1:{port}")],
-            &[],
-            &log,
-        );
+        let mut addrs = vec![format!("127.0.0.1:{port}")];
+        addrs.extend(ipv6_port.map(|p| format!("[::1]:{p}")));
+        let process = Guarded::spawn(&binary("demo-tool"), &addrs, &[], &log);
         let start = Instant::now();
         while http_get(port, "/").is_none() {
             assert!(
@@ -355,10 +414,25 @@ impl DemoTool {
         DemoTool {
             _process: process,
             port,
+            ipv6_port,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// `http://[::1]:PORT`; panics unless started with [`DemoTool::start_dual_stack`].
+    pub fn ipv6_url(&self) -> String {
+        let port = self.ipv6_port.expect("demo tool started without IPv6");
+        format!("http://[::1]:{port}")
+    }
+}
+
+/// A free port on the IPv6 loopback.
+fn free_port_v6() -> u16 {
+    TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral IPv6 loopback port")
 }

@@ -8,7 +8,7 @@ use connectors_e2e::fixtures::{
     ClassGuard, PROXY_CLASS_EXTRA, basic_secret, ca_secret, connector, git_class,
 };
 use connectors_e2e::process::{DemoTool, OPERATOR_NAMESPACE, Operator, OperatorOptions};
-use connectors_e2e::{TestNamespace, apply_yaml, get_json, try_get_json, wait};
+use connectors_e2e::{TestNamespace, apply_yaml, get_json, transition_times, try_get_json, wait};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,23 +26,6 @@ fn secrets_yaml() -> String {
         basic_secret("good", "demo-password"),
         basic_secret("bad", "wrong")
     )
-}
-
-fn transition_times(object: &Value) -> Vec<(String, String)> {
-    object["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["type"].as_str().unwrap_or_default().to_string(),
-                c["lastTransitionTime"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
 }
 
 fn lease_holder(name: &str) -> String {

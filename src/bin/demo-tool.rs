@@ -1,23 +1,33 @@
 //! A tiny stand-in for a Git server, used by the demo and the e2e tests: liveness at
 //! `/`, and `/{org}/{repo}/info/refs` that accepts only HTTP Basic `demo:demo-password`.
+//!
+//! Under `/misbehave/` it also answers the way broken tools do, so the e2e bad-input
+//! corpus (`e2e/corpus/`) can probe them: error statuses, huge, non-UTF-8 and invalid
+//! JSON bodies, no Content-Type, redirect loops, slow-drip bodies, hanging headers, slow
+//! answers, and a liveness that flaps between up and down on a fixed period.
+//!
+//! Usage: `demo-tool [ADDR...]` (default `127.0.0.1:18080`); every address is served
+//! and the first line on stderr names the first one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use bytes::Bytes;
 
 const USER: &str = "demo";
 const PASSWORD: &str = "demo-password";
+const HEALTHY: &str = r#"{"status":"healthy"}"#;
 
 async fn health() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"healthy"}"#,
-    )
+    ([(header::CONTENT_TYPE, "application/json")], HEALTHY)
 }
 
 async fn info_refs(
@@ -39,17 +49,164 @@ async fn info_refs(
     }
 }
 
+/// `/misbehave/status/{code}`: that status with a short text body.
+async fn status(Path(code): Path<u16>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, format!("status {code}\n")).into_response()
+}
+
+/// `/misbehave/huge/{mib}`: a text body of `mib` MiB, streamed (the tool keeps no copy).
+async fn huge(Path(mib): Path<usize>) -> Response {
+    let chunk = Bytes::from(vec![b'a'; 1024 * 1024]);
+    let chunks =
+        futures::stream::iter(std::iter::repeat_n(chunk, mib.min(64)).map(Ok::<_, std::io::Error>));
+    text_response(
+        StatusCode::OK,
+        Body::from_stream(chunks),
+        Some("text/plain"),
+    )
+}
+
+/// `/misbehave/non-utf8`: 200 with a body that is not valid UTF-8.
+async fn non_utf8() -> Response {
+    let body: &'static [u8] = b"\xff\xfe\xfd healthy \xc3\x28";
+    text_response(StatusCode::OK, Body::from(body), Some("text/plain"))
+}
+
+/// `/misbehave/no-content-type`: a healthy JSON body without any Content-Type header.
+async fn no_content_type() -> Response {
+    text_response(StatusCode::OK, Body::from(HEALTHY), None)
+}
+
+/// `/misbehave/invalid-json`: declared JSON, cut in the middle.
+async fn invalid_json() -> Response {
+    text_response(
+        StatusCode::OK,
+        Body::from(r#"{"status": "heal"#),
+        Some("application/json"),
+    )
+}
+
+/// `/misbehave/json-array`: valid JSON that is not an object.
+async fn json_array() -> Response {
+    text_response(
+        StatusCode::OK,
+        Body::from("[1,2,3]"),
+        Some("application/json"),
+    )
+}
+
+/// `/misbehave/redirect-loop`: redirects to itself forever.
+async fn redirect_loop() -> Response {
+    redirect("/misbehave/redirect-loop")
+}
+
+/// `/misbehave/redirect?to=URL`: one redirect to `URL` (e.g. another host).
+async fn redirect_to(Query(query): Query<HashMap<String, String>>) -> Response {
+    redirect(query.get("to").map(String::as_str).unwrap_or("/"))
+}
+
+/// `/misbehave/slow-drip`: headers at once, then one byte every half second for a minute.
+async fn slow_drip() -> Response {
+    let drip = futures::stream::unfold(0u32, |sent| async move {
+        if sent >= 120 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from_static(b"a")), sent + 1))
+    });
+    text_response(StatusCode::OK, Body::from_stream(drip), Some("text/plain"))
+}
+
+/// `/misbehave/hang`: no response headers for two minutes.
+async fn hang() -> Response {
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    text_response(
+        StatusCode::OK,
+        Body::from(HEALTHY),
+        Some("application/json"),
+    )
+}
+
+/// `/misbehave/delay/{millis}`: the healthy answer, after a delay (a slow tool).
+async fn delay(Path(millis): Path<u64>) -> Response {
+    tokio::time::sleep(Duration::from_millis(millis.min(120_000))).await;
+    health().await.into_response()
+}
+
+/// `/misbehave/flap/{seconds}`: healthy during even periods of `seconds` (wall clock),
+/// 503 during odd ones, so every caller sees the same state at the same time.
+async fn flap(Path(seconds): Path<u64>) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    if (now / seconds.max(1)).is_multiple_of(2) {
+        health().await.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "down for now\n").into_response()
+    }
+}
+
+fn redirect(location: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// A response with exactly the Content-Type given (none when `None`; axum's string
+/// bodies would add `text/plain`).
+fn text_response(status: StatusCode, body: Body, content_type: Option<&'static str>) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Some(value) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(health))
+        .route("/{org}/{repo}/info/refs", get(info_refs))
+        .route("/misbehave/status/{code}", get(status))
+        .route("/misbehave/huge/{mib}", get(huge))
+        .route("/misbehave/non-utf8", get(non_utf8))
+        .route("/misbehave/no-content-type", get(no_content_type))
+        .route("/misbehave/invalid-json", get(invalid_json))
+        .route("/misbehave/json-array", get(json_array))
+        .route("/misbehave/redirect-loop", get(redirect_loop))
+        .route("/misbehave/redirect", get(redirect_to))
+        .route("/misbehave/slow-drip", get(slow_drip))
+        .route("/misbehave/hang", get(hang))
+        .route("/misbehave/delay/{millis}", get(delay))
+        .route("/misbehave/flap/{seconds}", get(flap))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:18080".into())
-        .parse()
-        .map_err(std::io::Error::other)?;
-    let app = Router::new()
-        .route("/", get(health))
-        .route("/{org}/{repo}/info/refs", get(info_refs));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    eprintln!("demo-tool listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await
+    let mut addrs: Vec<SocketAddr> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().map_err(std::io::Error::other))
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], 18080)));
+    }
+    let mut servers = Vec::new();
+    for addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        eprintln!("demo-tool listening on http://{}", listener.local_addr()?);
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, app()).await },
+        ));
+    }
+    for server in servers {
+        server.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
 }

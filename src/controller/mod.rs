@@ -381,7 +381,7 @@ async fn controllers(
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let (ca_store, ca_writer) = reflector::store::<Secret>();
     let ca_events = reflector(
@@ -391,7 +391,7 @@ async fn controllers(
             watcher::Config::default().labels(crate::observe::GLOBAL_CA_LABEL),
         ),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -406,6 +406,7 @@ async fn controllers(
         watcher::Config::default(),
     )
     .with_config(config.clone())
+    .trigger_backoff(WatchBackoff::default())
     .graceful_shutdown_on(shutdown.clone().wait())
     .run(class::reconcile, error_policy_class, ctx.clone())
     .for_each(|_| futures::future::ready(()));
@@ -420,7 +421,7 @@ async fn controllers(
             watcher::Config::default(),
         ),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .inspect({
         let ctx = ctx.clone();
         move |event| {
@@ -439,10 +440,11 @@ async fn controllers(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let connectors = Controller::for_stream(connector_events, connector_store)
         .with_config(config)
+        .trigger_backoff(WatchBackoff::default())
         .owns(
             Api::<Service>::all(client.clone()),
             watcher::Config::default().labels(connector::CONNECTOR_LABEL),
@@ -521,6 +523,46 @@ fn error_policy_connector(
     )
 }
 
+/// Backoff of every watch stream and of each controller's merged trigger stream:
+/// 250 ms doubling up to 5 s (±10% jitter), back to 250 ms after any event.
+///
+/// kube-runtime's default (0.8 s doubling to 30 s, jittered up to about twice that,
+/// reset only after 120 s without error) stalled the Connector controller for up to
+/// two minutes after an apiserver restart: its five watches fail together, their
+/// errors pile onto the one shared trigger backoff, and while that sleeps no watch is
+/// polled, so nothing is relisted (e2e `faults.rs`, apiserver restart test).
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    pub const MIN: Duration = Duration::from_millis(250);
+    pub const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay.mul_f64(1.0 + rand::rng().random_range(-0.1..=0.1)))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
 /// Pure schedule: `failures == 0` gives the interval; otherwise min * 2^(n-1) capped at
 /// the interval; `jitter` in [-0.1, 0.1] spreads the load.
 pub fn backoff_delay(failures: u32, min: Duration, interval: Duration, jitter: f64) -> Duration {
@@ -561,6 +603,22 @@ mod tests {
             let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
             assert!(matches!(done, Ok(Ok(true))), "a waiter was never woken");
         }
+    }
+
+    #[test]
+    fn watch_backoff_is_capped_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<Duration> = backoff.by_ref().take(10).collect();
+        assert!(delays[0] <= WatchBackoff::MIN.mul_f64(1.1));
+        assert!(delays.iter().all(|d| *d <= WatchBackoff::MAX.mul_f64(1.1)));
+        assert!(delays[9] >= WatchBackoff::MAX.mul_f64(0.9), "{delays:?}");
+        backoff.reset();
+        assert!(
+            backoff
+                .next()
+                .is_some_and(|d| d <= WatchBackoff::MIN.mul_f64(1.1))
+        );
     }
 
     #[test]
