@@ -18,6 +18,10 @@
 //! ```
 //!
 //! `kind` is `Connector` (in the case's namespace) or `ConnectorClass`.
+//!
+//! `webhook: true` puts the case in the scope of the operator's admission webhook
+//! (registered for the corpus run); without it only the CRD's own rules apply at
+//! admission and the controller judges the rest.
 
 use std::path::{Path, PathBuf};
 
@@ -97,6 +101,9 @@ pub struct Case {
     /// The raw `objects` text, before substitution.
     pub objects: String,
     pub expect: Expect,
+    /// `webhook: true`: the operator's admission webhook judges this case's objects
+    /// (its namespace and classes are put in the webhook's scope).
+    pub webhook: bool,
 }
 
 impl Case {
@@ -235,6 +242,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Case, String> {
         description,
         objects,
         expect,
+        webhook: doc["webhook"].as_bool().unwrap_or(false),
     })
 }
 

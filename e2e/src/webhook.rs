@@ -12,8 +12,10 @@ use crate::{eventually, get_json, kubectl, kubectl_stdin};
 pub struct Scope {
     /// Namespaces (by label `key=value`) whose Connectors are validated; `None`: all.
     pub connector_namespace_label: Option<(String, String)>,
-    /// Also validate ConnectorClasses (cluster-wide).
+    /// Also validate ConnectorClasses: all of them, or (with `class_label`) only those
+    /// labelled `key=value`.
     pub classes: bool,
+    pub class_label: Option<(String, String)>,
 }
 
 /// A ValidatingWebhookConfiguration named `name` pointing at `https://127.0.0.1:port`,
@@ -47,12 +49,16 @@ pub fn register(name: &str, port: u16, scope: &Scope) -> Value {
     connector_hook["namespaceSelector"] = selector;
     let mut webhooks = vec![connector_hook];
     if scope.classes {
-        webhooks.push(hook(
+        let mut class_hook = hook(
             "vconnectorclass.connectors.alauda.io",
             "/validate/connectorclasses",
             "connectorclasses",
             "Cluster",
-        ));
+        );
+        if let Some((k, v)) = &scope.class_label {
+            class_hook["objectSelector"] = json!({"matchLabels": {k: v}});
+        }
+        webhooks.push(class_hook);
     }
     let config = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",

@@ -72,6 +72,7 @@ fn setup() -> &'static Operator {
             &Scope {
                 connector_namespace_label: Some((NS_LABEL.0.into(), NS_LABEL.1.into())),
                 classes: true,
+                class_label: None,
             },
         );
         wait_ca_bundles(CONFIG, Duration::from_secs(30));
@@ -278,7 +279,7 @@ fn connector_address_extension_not_a_url() {
     connector_rule(
         "adm-ext-url",
         &GOOD_SPEC.replace("https://web.example.com", "web.example.com"),
-        r#"spec.addressExtensions[0].value: "web.example.com" is not an absolute URL"#,
+        r#"spec.addressExtensions[0].value: "web.example.com" is not an absolute URL (relative URL without a base)"#,
         GOOD_SPEC,
     );
 }
@@ -582,6 +583,7 @@ fn webhook_command_serves_admission_without_controllers() {
         &Scope {
             connector_namespace_label: Some(("e2e-webhook-alone".into(), "true".into())),
             classes: false,
+            class_label: None,
         },
     );
     wait_ca_bundles("connectors-e2e-webhook-alone", Duration::from_secs(30));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use connectors_e2e::corpus::{self, Case, Check, Expect, Placeholders, Target};
 use connectors_e2e::fixtures::{ClassGuard, basic_secret, git_class};
 use connectors_e2e::process::{DemoTool, Operator, OperatorOptions};
+use connectors_e2e::webhook::{Scope, register_for_process, wait_ca_bundles};
 use connectors_e2e::{TestNamespace, apply_yaml, kubectl_ok, try_apply_yaml};
 use serde_json::Value;
 
@@ -47,6 +48,30 @@ fn apply_one(ns: &str, doc: &str) -> Result<(), String> {
     try_apply_yaml(ns, doc).map(drop)
 }
 
+/// Namespaces and classes with this label are judged by the corpus run's webhook.
+const WEBHOOK_LABEL: (&str, &str) = ("e2e-corpus-webhook", "true");
+const WEBHOOK_CONFIG: &str = "connectors-e2e-corpus";
+
+/// A ConnectorClass document with [`WEBHOOK_LABEL`] added; other documents unchanged.
+fn label_classes(doc: &str) -> String {
+    let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(doc) else {
+        return doc.to_string();
+    };
+    if value["kind"] != "ConnectorClass" {
+        return doc.to_string();
+    }
+    let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) else {
+        return doc.to_string();
+    };
+    let labels = metadata
+        .entry("labels".into())
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    if let Some(labels) = labels.as_mapping_mut() {
+        labels.insert(WEBHOOK_LABEL.0.into(), WEBHOOK_LABEL.1.into());
+    }
+    serde_yaml::to_string(&value).unwrap_or_else(|_| doc.to_string())
+}
+
 /// Cluster-scoped classes among the documents (deleted at the end).
 fn class_names(docs: &[String]) -> Vec<String> {
     docs.iter()
@@ -64,7 +89,16 @@ fn start_case(case: Case, base: &Placeholders) -> Running {
         class: namespace.name().to_string(),
         ..base.clone()
     };
-    let docs = case.documents(&values);
+    let mut docs = case.documents(&values);
+    if case.webhook {
+        kubectl_ok([
+            "label",
+            "namespace",
+            namespace.name(),
+            &format!("{}={}", WEBHOOK_LABEL.0, WEBHOOK_LABEL.1),
+        ]);
+        docs = docs.iter().map(|d| label_classes(d)).collect();
+    }
     let classes = class_names(&docs)
         .into_iter()
         .map(|name| ClassGuard::adopt(&name))
@@ -78,7 +112,11 @@ fn start_case(case: Case, base: &Placeholders) -> Running {
                     Ok(()) => {
                         State::Failed(format!("accepted, want a rejection containing {message:?}"))
                     }
-                    Err(stderr) if stderr.contains(&message) => {
+                    // A webhook case must be refused by the webhook itself.
+                    Err(stderr)
+                        if stderr.contains(&message)
+                            && (!case.webhook || stderr.contains("denied the request: ")) =>
+                    {
                         State::Passed(format!("rejected: {}", one_line(&stderr)))
                     }
                     Err(stderr) => State::Failed(format!(
@@ -181,11 +219,22 @@ fn every_corpus_case_reaches_its_stated_outcome() {
     let tool = DemoTool::start_dual_stack();
     let operator = Operator::start(OperatorOptions {
         identity: "e2e-corpus".into(),
+        extra_args: vec!["--webhook-config".into(), WEBHOOK_CONFIG.into()],
         // Periodic re-probes are not what this test is about; failures retry at 10 s.
         probe_interval_seconds: 120,
         probe_timeout_seconds: 3,
         ..OperatorOptions::default()
     });
+    register_for_process(
+        WEBHOOK_CONFIG,
+        operator.webhook_port,
+        &Scope {
+            connector_namespace_label: Some((WEBHOOK_LABEL.0.into(), WEBHOOK_LABEL.1.into())),
+            classes: true,
+            class_label: Some((WEBHOOK_LABEL.0.into(), WEBHOOK_LABEL.1.into())),
+        },
+    );
+    wait_ca_bundles(WEBHOOK_CONFIG, Duration::from_secs(30));
     let shared = TestNamespace::new("corpus-shared");
     apply_yaml(&shared, &basic_secret("other-creds", "demo-password"));
     let git = format!("{shared}-git");

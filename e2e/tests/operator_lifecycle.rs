@@ -259,6 +259,7 @@ fn restarted_operator_keeps_admission_working_with_the_same_certificate() {
         &Scope {
             connector_namespace_label: Some(("e2e-webhook-restart".into(), "true".into())),
             classes: false,
+            class_label: None,
         },
     );
     let bundles = wait_ca_bundles(CONFIG, TIMEOUT);

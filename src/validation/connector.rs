@@ -234,13 +234,14 @@ fn check_unique_names(path: &str, params: Option<&[Param]>, errors: &mut Vec<Fie
 }
 
 /// An absolute http(s) URL with a host.
-pub fn check_http_url(value: &str) -> Result<url::Url, &'static str> {
-    let parsed = url::Url::parse(value).map_err(|_| "is not an absolute URL")?;
+pub fn check_http_url(value: &str) -> Result<url::Url, String> {
+    // The parser's reason ("invalid port number", ...) says what to fix.
+    let parsed = url::Url::parse(value).map_err(|e| format!("is not an absolute URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must use the http or https scheme");
+        return Err("must use the http or https scheme".into());
     }
     if parsed.host_str().unwrap_or_default().is_empty() {
-        return Err("has no host");
+        return Err("has no host".into());
     }
     Ok(parsed)
 }
@@ -387,7 +388,7 @@ spec:
                 r#"spec.address: "ftp://x" must use the http or https scheme"#.to_string(),
                 r#"spec.auth.secretRef.namespace: "other" differs from the Connector's namespace "ns": a Connector may only use Secrets in its own namespace"#.to_string(),
                 r#"spec.addressExtensions[1].name: duplicate name "web""#.to_string(),
-                r#"spec.addressExtensions[1].value: "not a url" is not an absolute URL"#.to_string(),
+                r#"spec.addressExtensions[1].value: "not a url" is not an absolute URL (relative URL without a base)"#.to_string(),
             ]
         );
     }
