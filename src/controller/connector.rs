@@ -401,24 +401,7 @@ async fn ensure_proxy_service(
             return Ok(ProxyServiceFacts::Ready { name: service_name });
         }
     }
-    let desired = Service {
-        metadata: ObjectMeta {
-            name: Some(service_name.clone()),
-            namespace: Some(namespace),
-            labels: Some(BTreeMap::from([(
-                CONNECTOR_LABEL.to_string(),
-                service_name.trim_start_matches("c-").to_string(),
-            )])),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("ExternalName".into()),
-            external_name: Some(host),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let desired = desired_proxy_service(connector, host)?;
     if existing.is_some() {
         api.patch(
             &service_name,
@@ -440,6 +423,34 @@ async fn ensure_proxy_service(
     Ok(ProxyServiceFacts::Ready { name: service_name })
 }
 
+/// The proxy Service of a Connector: ExternalName `host`, labelled with the Service
+/// name and owned (controller) by the Connector. Public so the scale benchmark's
+/// apiserver floor writes exactly the Service the operator writes.
+pub fn desired_proxy_service(connector: &Connector, host: String) -> Result<Service, Error> {
+    let service_name = proxy_service_name(&connector.name_any());
+    let owner = connector
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    Ok(Service {
+        metadata: ObjectMeta {
+            name: Some(service_name.clone()),
+            namespace: connector.namespace(),
+            labels: Some(BTreeMap::from([(
+                CONNECTOR_LABEL.to_string(),
+                service_name.trim_start_matches("c-").to_string(),
+            )])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(host),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn owned_by(service: &Service, owner: &OwnerReference) -> bool {
     service
         .metadata
@@ -455,6 +466,43 @@ mod tests {
     use crate::probe::FailureReason;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn proxy_service_is_an_owned_labelled_external_name() {
+        let mut connector = Connector::new(
+            "my.git.tool",
+            serde_json::from_value(serde_json::json!({
+                "connectorClassName": "git",
+                "address": "https://github.com",
+            }))
+            .expect("spec"),
+        );
+        connector.metadata.namespace = Some("dev".into());
+        assert!(
+            desired_proxy_service(&connector, "proxy.example".into()).is_err(),
+            "no uid, no owner reference"
+        );
+        connector.metadata.uid = Some("uid-1".into());
+        let service = desired_proxy_service(&connector, "proxy.example".into()).expect("service");
+        assert_eq!(service.metadata.name.as_deref(), Some("c-my-git-tool"));
+        assert_eq!(service.metadata.namespace.as_deref(), Some("dev"));
+        assert_eq!(
+            service
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .get(CONNECTOR_LABEL),
+            Some(&"my-git-tool".to_string())
+        );
+        let owner = &service.metadata.owner_references.unwrap_or_default()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            ("uid-1", Some(true))
+        );
+        let spec = service.spec.unwrap_or_default();
+        assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
+        assert_eq!(spec.external_name.as_deref(), Some("proxy.example"));
+    }
 
     #[test]
     fn memo_reuses_results_only_for_the_same_inputs_and_within_the_window() {
