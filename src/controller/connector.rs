@@ -348,6 +348,21 @@ fn global_trust(ctx: &Context) -> TrustBundle {
         .fold(TrustBundle::empty(), |acc, b| acc.merged(&b))
 }
 
+/// The host of the class's resolved proxy address (from its status): the
+/// ExternalName of every proxy Service of the class.
+pub fn class_proxy_host(class: &ConnectorClass) -> Option<String> {
+    let url = class
+        .status
+        .as_ref()?
+        .proxy
+        .as_ref()?
+        .http_address
+        .as_ref()?
+        .url
+        .as_deref()?;
+    url::Url::parse(url).ok()?.host_str().map(str::to_string)
+}
+
 /// Creates or updates the per-Connector ExternalName Service; never takes over a
 /// Service it does not own.
 async fn ensure_proxy_service(
@@ -355,17 +370,7 @@ async fn ensure_proxy_service(
     connector: &Connector,
     class: &ConnectorClass,
 ) -> Result<ProxyServiceFacts, Error> {
-    let proxy_url = class
-        .status
-        .as_ref()
-        .and_then(|s| s.proxy.as_ref())
-        .and_then(|p| p.http_address.as_ref())
-        .and_then(|a| a.url.clone());
-    let Some(host) = proxy_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_string))
-    else {
+    let Some(host) = class_proxy_host(class) else {
         let conditions = class
             .status
             .as_ref()
