@@ -121,6 +121,9 @@ pub struct OperatorOptions {
     pub lease_duration_seconds: u64,
     pub identity: String,
     pub extra_args: Vec<String>,
+    /// `RUST_LOG` of the process (the tests read debug logs; the benchmark runs at
+    /// `info` so logging does not weigh on the figures).
+    pub log_filter: String,
 }
 
 impl Default for OperatorOptions {
@@ -131,12 +134,14 @@ impl Default for OperatorOptions {
             lease_duration_seconds: 6,
             identity: format!("e2e-{}", std::process::id()),
             extra_args: Vec::new(),
+            log_filter: "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug"
+                .to_string(),
         }
     }
 }
 
-/// `connectors-operator run` against the e2e cluster (KUBECONFIG), logging at
-/// debug level in JSON to a file.
+/// `connectors-operator run` against the e2e cluster (KUBECONFIG), logging in JSON
+/// to a file (at debug level unless `log_filter` says otherwise).
 pub struct Operator {
     process: Option<Guarded>,
     pub options: OperatorOptions,
@@ -174,10 +179,7 @@ impl Operator {
         .map(String::from)
         .to_vec();
         args.extend(options.extra_args.iter().cloned());
-        let env = vec![(
-            "RUST_LOG".to_string(),
-            "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string(),
-        )];
+        let env = vec![("RUST_LOG".to_string(), options.log_filter.clone())];
         let process = Guarded::spawn(&binary("connectors-operator"), &args, &env, &log);
         let op = Operator {
             process: Some(process),
