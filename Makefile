@@ -16,5 +16,10 @@ test:
 crds:
 	cargo run -q -- crds > crds/connectors.alauda.io.yaml
 
+# The scale benchmark (docs/benchmarks.md) on its own local control plane: make bench N=10000
+N ?= 1000
+bench:
+	cargo run --release -p connectors-e2e --bin bench -- --connectors $(N)
+
 build:
 	cargo build --release --bin connectors-operator

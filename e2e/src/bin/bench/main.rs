@@ -14,6 +14,7 @@
 //!
 //! Prints a table and, last, one machine-readable `bench ...` line.
 
+mod cost;
 mod ready;
 mod target;
 mod workload;
@@ -27,14 +28,14 @@ use connectors_e2e::fixtures::{PROXY_CLASS_EXTRA, git_class};
 use connectors_e2e::process::{Operator, OperatorOptions, metric_value};
 use connectors_e2e::{apply_yaml, install_crds};
 use connectors_operator::api::ConnectorClass;
+use connectors_operator::controller::connector::class_proxy_host;
 use kube::Client;
 use kube::api::Api;
 
+use cost::Cost;
 use ready::{ReadyWatch, quantile};
 use target::{Counts, Targets};
-use workload::{
-    Plan, changed, class_with_status, delete_all, floor_writes, resource_versions, writers,
-};
+use workload::{Plan, changed, delete_all, floor_writes, resource_versions, writers};
 
 /// The scale benchmark: apiserver floor, time to Ready, writes at rest, a hanging tool.
 #[derive(Parser, Clone, Debug)]
@@ -93,6 +94,7 @@ pub enum BenchError {
 }
 
 const CLASS: &str = "bench-git";
+const CPU_FIGURE: &str = "CPU s: apiserver / etcd / operator / bench";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -258,6 +260,7 @@ struct Rest {
     changed_connectors: usize,
     changed_services: usize,
     requests: Counts,
+    cost: Cost,
 }
 
 /// Figures of one operator run (steps 2 to 4).
@@ -276,6 +279,8 @@ struct OperatorRun {
     leader_lost: bool,
     cleanup_s: f64,
     load: (String, String),
+    /// From operator start to all answering Connectors Ready.
+    cost: Cost,
 }
 
 struct Report {
@@ -284,6 +289,7 @@ struct Report {
     floor_s: f64,
     floor_cleanup_s: f64,
     floor_load: (String, String),
+    floor_cost: Cost,
     normal: OperatorRun,
     hung: OperatorRun,
 }
@@ -314,6 +320,8 @@ fn run(args: &Args) -> Result<Report, BenchError> {
     };
     // Whatever an interrupted run left on an existing cluster.
     runtime.block_on(delete_all(&client, concurrency))?;
+    progress("letting the operator reconcile the class once");
+    let class = reconciled_class(runtime.handle(), &client)?;
 
     // 1. The floor.
     let load_before = load_average();
@@ -321,14 +329,10 @@ fn run(args: &Args) -> Result<Report, BenchError> {
     let started = Instant::now();
     let floor_workload = runtime.block_on(workload::create(&client, &plan("bench-floor", 0)))?;
     let setup_s = started.elapsed().as_secs_f64();
-    let class = runtime.block_on(Api::<ConnectorClass>::all(client.clone()).get(CLASS))?;
     progress("floor: writing one proxy Service and one status per Connector");
-    let floor = runtime.block_on(floor_writes(
-        &client,
-        &floor_workload,
-        &class_with_status(class),
-        concurrency,
-    ))?;
+    let cost_before = Cost::now(None);
+    let floor = runtime.block_on(floor_writes(&client, &floor_workload, &class, concurrency))?;
+    let floor_cost = Cost::now(None).since(&cost_before);
     let floor_load = (load_before, load_average());
     progress(&format!("floor: {:.2}s; cleaning up", floor.as_secs_f64()));
     let floor_cleanup_s = runtime
@@ -361,9 +365,43 @@ fn run(args: &Args) -> Result<Report, BenchError> {
         floor_s: floor.as_secs_f64(),
         floor_cleanup_s,
         floor_load,
+        floor_cost,
         normal,
         hung,
     })
+}
+
+/// The class after one operator reconcile (its proxy address resolved in its
+/// status), as in a cluster where the class was installed before the Connectors.
+/// Without it the first Connectors of the timed run would be judged against a class
+/// without status, and the floor could not compute the status the operator writes.
+fn reconciled_class(
+    runtime: &tokio::runtime::Handle,
+    client: &Client,
+) -> Result<ConnectorClass, BenchError> {
+    let mut operator = Operator::start(OperatorOptions {
+        identity: "bench-class".into(),
+        log_filter: "info".into(),
+        ..OperatorOptions::default()
+    });
+    let classes = Api::<ConnectorClass>::all(client.clone());
+    let started = Instant::now();
+    let timeout = Duration::from_secs(60);
+    let class = loop {
+        let class = runtime.block_on(classes.get(CLASS))?;
+        if class_proxy_host(&class).is_some() {
+            break class;
+        }
+        if started.elapsed() > timeout {
+            return Err(BenchError::Timeout {
+                what: format!("the operator to resolve the proxy of ConnectorClass {CLASS}"),
+                after: timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    operator.terminate();
+    Ok(class)
 }
 
 /// Creates the Connectors, starts the release operator and times Ready; optionally
@@ -392,6 +430,7 @@ fn operator_run(
 
     progress(&format!("{identity}: starting the operator"));
     let counts_before = targets.counts();
+    let cost_before = Cost::now(None);
     let started = Instant::now();
     let mut operator = Operator::start(OperatorOptions {
         probe_interval_seconds: args.probe_interval,
@@ -407,6 +446,7 @@ fn operator_run(
         |t| t.tool_ready >= answering,
     ))?;
     let ready_s = started.elapsed().as_secs_f64();
+    let cost = Cost::now(Some(operator.pid())).since(&cost_before);
     let requests = targets.counts().since(&counts_before);
     let operator_counters = OperatorCounters::read(&operator);
     progress(&format!(
@@ -448,6 +488,7 @@ fn operator_run(
         leader_lost,
         cleanup_s: cleanup_s.as_secs_f64(),
         load: (load_before, load_after),
+        cost,
     })
 }
 
@@ -465,11 +506,13 @@ fn at_rest(
     let versions_before = runtime.block_on(resource_versions(client))?;
     let counters_before = OperatorCounters::read(operator);
     let counts_before = targets.counts();
+    let cost_before = Cost::now(Some(operator.pid()));
     let started = Instant::now();
     let length = Duration::from_secs(args.probe_interval) * args.rest_periods;
     progress(&format!("at rest for {}s", length.as_secs()));
     std::thread::sleep(length);
     let seconds = started.elapsed().as_secs_f64();
+    let cost = Cost::now(Some(operator.pid())).since(&cost_before);
     let requests = targets.counts().since(&counts_before);
     let operator_counters = OperatorCounters::read(operator).since(&counters_before);
     let versions_after = runtime.block_on(resource_versions(client))?;
@@ -488,6 +531,7 @@ fn at_rest(
         changed_connectors: count("Connector "),
         changed_services: count("Service "),
         requests,
+        cost,
     })
 }
 
@@ -505,7 +549,7 @@ impl Report {
     fn render(&self, args: &Args) -> String {
         let mut out = String::new();
         let mut row = |phase: &str, figure: &str, value: String| {
-            out.push_str(&format!("| {phase:<8} | {figure:<44} | {value:>18} |\n"));
+            out.push_str(&format!("| {phase:<6} | {figure:<50} | {value:>22} |\n"));
         };
         row(
             "setup",
@@ -535,6 +579,7 @@ impl Report {
             "load average before / after",
             format!("{} / {}", self.floor_load.0, self.floor_load.1),
         );
+        row("floor", CPU_FIGURE, self.floor_cost.cpu_summary());
         row("floor", "clean-up", format!("{:.2}s", self.floor_cleanup_s));
         for (phase, r) in [("ready", &self.normal), ("hung", &self.hung)] {
             let answering = r.ready_each.len();
@@ -612,6 +657,7 @@ impl Report {
                 "load average before / after",
                 format!("{} / {}", r.load.0, r.load.1),
             );
+            row(phase, CPU_FIGURE, r.cost.cpu_summary());
             if let Some(rest) = &r.rest {
                 row(
                     "rest",
@@ -646,8 +692,26 @@ impl Report {
                     "reconciles per period",
                     format!("{:.1}", rest.operator.reconciles as f64 / rest.periods),
                 );
+                row("rest", CPU_FIGURE, rest.cost.cpu_summary());
             }
             row(phase, "clean-up", format!("{:.2}s", r.cleanup_s));
+        }
+        // Kinds of request the apiserver served at least once per 20 Connectors.
+        let min = (args.connectors / 20).max(1) as f64;
+        let mut requests = "apiserver requests by verb and resource:\n".to_string();
+        let phases = [
+            ("floor", Some(&self.floor_cost)),
+            ("ready", Some(&self.normal.cost)),
+            ("rest", self.normal.rest.as_ref().map(|r| &r.cost)),
+            ("hung", Some(&self.hung.cost)),
+        ];
+        for (phase, cost) in phases {
+            if let Some(cost) = cost {
+                requests.push_str(&format!(
+                    "  {phase}: {}\n",
+                    cost.request_lines(min).join(", ")
+                ));
+            }
         }
         let ratio = self.normal.ready_s / self.floor_s.max(f64::EPSILON);
         let rss = self.normal.rss_mib.max(self.hung.rss_mib);
@@ -678,8 +742,17 @@ impl Report {
             verdict(self.hung.ready_s <= hung_budget)
         ));
         format!(
-            "\n| phase    | figure                                       |              value |\n|----------|----------------------------------------------|--------------------|\n{out}\n{goals}bench connectors={} ready_s={:.2} floor_s={:.2} ratio={ratio:.2} rss_mib={rss:.1} writes_at_rest={writes} hung_ready_s={:.2}\n",
-            args.connectors, self.normal.ready_s, self.floor_s, self.hung.ready_s,
+            "\n| {:<6} | {:<50} | {:>22} |\n|{:-<8}|{:-<52}|{:-<24}|\n{out}\n{requests}\n{goals}bench connectors={} ready_s={:.2} floor_s={:.2} ratio={ratio:.2} rss_mib={rss:.1} writes_at_rest={writes} hung_ready_s={:.2}\n",
+            "phase",
+            "figure",
+            "value",
+            "",
+            "",
+            "",
+            args.connectors,
+            self.normal.ready_s,
+            self.floor_s,
+            self.hung.ready_s,
         )
     }
 }

@@ -14,7 +14,6 @@ use connectors_operator::controller::connector::{
 use connectors_operator::observe::{secret_facts, secret_lookup, secret_material};
 use connectors_operator::probe::ProbeOutcome;
 use connectors_operator::status::address::proxy_service_name;
-use connectors_operator::status::class::{AddressFacts, ClassFacts, decide_class_status};
 use connectors_operator::status::connector::{
     CaFacts, ClassFacts as ConnectorClassFacts, ConnectorFacts, ProxyServiceFacts,
     decide_connector_status,
@@ -154,29 +153,6 @@ pub async fn create(client: &Client, plan: &Plan<'_>) -> Result<Workload, BenchE
     )
     .await?;
     Ok(Workload { connectors })
-}
-
-/// The class as the operator's class reconcile would leave it (status included), for
-/// computing the exact Connector status the floor writes.
-pub fn class_with_status(mut class: ConnectorClass) -> ConnectorClass {
-    let proxy = match class.spec.proxy.as_ref().and_then(|p| p.uri.clone()) {
-        Some(url) => AddressFacts::Resolved {
-            url,
-            reachable: None,
-        },
-        None => AddressFacts::Absent,
-    };
-    let status = decide_class_status(
-        &ClassFacts {
-            class: &class,
-            api: AddressFacts::Absent,
-            proxy,
-            spec_errors: &[],
-        },
-        &connectors_operator::controller::now(),
-    );
-    class.status = Some(status);
-    class
 }
 
 /// The apiserver floor: the writes the operator must make for these Connectors (the
