@@ -95,6 +95,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Last probe results per Connector, reused while the inputs are unchanged.
     pub probe_memo: connector::ProbeMemo,
+    /// Proxy Service writes whose watch events must not trigger another reconcile.
+    pub own_service_writes: connector::OwnServiceWrites,
 }
 
 impl Context {
@@ -136,6 +138,7 @@ impl Context {
             compiled: Mutex::default(),
             failures: Mutex::default(),
             probe_memo: connector::ProbeMemo::default(),
+            own_service_writes: connector::OwnServiceWrites::default(),
         }
     }
 
@@ -361,7 +364,7 @@ async fn controllers(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
-    use futures::StreamExt;
+    use futures::{StreamExt, TryStreamExt};
     use kube::core::PartialObjectMeta;
     use kube::runtime::reflector::ObjectRef;
     use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
@@ -435,12 +438,21 @@ async fn controllers(
     )
     .default_backoff()
     .touched_objects();
+    // Owned proxy Services (metadata only, as `owns` watches them), minus the echo of
+    // the operator's own writes.
+    let service_events = watcher(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        watcher::Config::default().labels(connector::CONNECTOR_LABEL),
+    )
+    .default_backoff()
+    .touched_objects()
+    .try_filter({
+        let ctx = ctx.clone();
+        move |service| futures::future::ready(!ctx.own_service_writes.is_echo(&service.metadata))
+    });
     let connectors = Controller::for_stream(connector_events, connector_store)
         .with_config(config)
-        .owns(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default().labels(connector::CONNECTOR_LABEL),
-        )
+        .owns_stream(service_events)
         .watches_stream(class_events, move |class| {
             let name = class.metadata.name.clone().unwrap_or_default();
             by_class
