@@ -415,7 +415,8 @@ async fn controllers(
         watcher(
             Api::<Connector>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .modify(trim_cached_connector),
     )
     .default_backoff()
     .inspect({
@@ -527,6 +528,17 @@ fn error_policy_connector(
     )
 }
 
+/// Drops what the operator never reads from a cached Connector: managedFields and
+/// kubectl's last-applied copy of the object. With 10,000 Connectors this is a large
+/// part of the store's memory.
+fn trim_cached_connector(connector: &mut Connector) {
+    use kube::ResourceExt;
+    connector.managed_fields_mut().clear();
+    connector
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// Pure schedule: `failures == 0` gives the interval; otherwise min * 2^(n-1) capped at
 /// the interval; `jitter` in [-0.1, 0.1] spreads the load.
 pub fn backoff_delay(failures: u32, min: Duration, interval: Duration, jitter: f64) -> Duration {
@@ -567,6 +579,39 @@ mod tests {
             let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
             assert!(matches!(done, Ok(Ok(true))), "a waiter was never woken");
         }
+    }
+
+    #[test]
+    fn cached_connectors_keep_everything_the_operator_reads() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut connector = Connector::new(
+            "git",
+            serde_json::from_value(serde_json::json!({
+                "connectorClassName": "git",
+                "address": "https://github.com",
+            }))
+            .expect("spec"),
+        );
+        connector.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        connector.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+                ("team", "a"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        let before = connector.clone();
+        trim_cached_connector(&mut connector);
+        assert_eq!(connector.metadata.managed_fields, Some(vec![]));
+        assert_eq!(
+            connector.metadata.annotations,
+            Some([("team".to_string(), "a".to_string())].into())
+        );
+        assert_eq!(
+            (connector.spec, connector.status),
+            (before.spec, before.status)
+        );
     }
 
     #[test]
