@@ -18,8 +18,10 @@ crds:
 
 # The scale benchmark (docs/benchmarks.md) on its own local control plane: make bench N=10000
 N ?= 1000
+# One cargo invocation builds both, so nothing is rebuilt between them.
 bench:
-	cargo run --release -p connectors-e2e --bin bench -- --connectors $(N)
+	cargo build --release --locked -p connectors-operator -p connectors-e2e --bins
+	"$${CARGO_TARGET_DIR:-target}/release/bench" --connectors $(N) --operator-bin-dir "$${CARGO_TARGET_DIR:-target}/release"
 
 build:
 	cargo build --release --bin connectors-operator

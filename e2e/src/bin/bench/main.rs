@@ -72,6 +72,9 @@ struct Args {
     /// a scratch cluster: the benchmark creates and deletes many objects).
     #[arg(long)]
     existing: bool,
+    /// The operator's `RUST_LOG` (its JSON log goes to /tmp/connectors-e2e/).
+    #[arg(long, default_value = "info")]
+    operator_log: String,
     /// Directory of a built `connectors-operator` (default: build the release binary).
     #[arg(long, env = "BENCH_OPERATOR_BIN_DIR")]
     operator_bin_dir: Option<PathBuf>,
@@ -438,7 +441,7 @@ fn operator_run(
         lease_duration_seconds: 15,
         identity: identity.into(),
         extra_args: vec!["--workers".into(), args.workers.to_string()],
-        log_filter: "info".into(),
+        log_filter: args.operator_log.clone(),
     });
     runtime.block_on(watch.wait_for(
         &format!("{answering} Connectors to be Ready"),
