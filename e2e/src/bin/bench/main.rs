@@ -53,9 +53,12 @@ struct Args {
     /// The operator's `--workers`, also the floor client's concurrency.
     #[arg(long, default_value_t = 256)]
     workers: u16,
-    /// The operator's probe interval (the "short period" of the rest phase), seconds.
-    #[arg(long, default_value_t = 30)]
+    /// The operator's probe interval in the timed runs, seconds (its default).
+    #[arg(long, default_value_t = 300)]
     probe_interval: u64,
+    /// The short probe interval of the rest phase, seconds.
+    #[arg(long, default_value_t = 30)]
+    rest_interval: u64,
     /// The operator's probe timeout, seconds (its default).
     #[arg(long, default_value_t = 10)]
     probe_timeout: u64,
@@ -97,6 +100,8 @@ pub enum BenchError {
 }
 
 const CLASS: &str = "bench-git";
+/// What the operator logs when it stops being the leader.
+const LEASE_LOST: &str = "lost the leader Lease";
 const CPU_FIGURE: &str = "CPU s: apiserver / etcd / operator / bench";
 
 fn repo_root() -> PathBuf {
@@ -211,24 +216,6 @@ impl OperatorCounters {
             reconciles: m("reconciles_total{kind=\"Connector\"}"),
             reconcile_errors: m("reconcile_errors_total"),
             probes_shared: m("probes_shared_total"),
-        }
-    }
-
-    fn since(&self, earlier: &Self) -> Self {
-        OperatorCounters {
-            connector_status_writes: self
-                .connector_status_writes
-                .saturating_sub(earlier.connector_status_writes),
-            class_status_writes: self
-                .class_status_writes
-                .saturating_sub(earlier.class_status_writes),
-            service_writes: self.service_writes.saturating_sub(earlier.service_writes),
-            events: self.events.saturating_sub(earlier.events),
-            reconciles: self.reconciles.saturating_sub(earlier.reconciles),
-            reconcile_errors: self
-                .reconcile_errors
-                .saturating_sub(earlier.reconcile_errors),
-            probes_shared: self.probes_shared.saturating_sub(earlier.probes_shared),
         }
     }
 }
@@ -467,16 +454,19 @@ fn operator_run(
     };
     let ready_each = watch.ready_seconds(started);
 
-    let rest = if rest {
-        Some(at_rest(runtime, client, targets, args, &operator)?)
-    } else {
-        None
-    };
-    let rss_mib = peak_rss_mib(operator.pid());
-    let leader_lost = operator.logs().contains("lost the leader Lease");
+    let mut rss_mib = peak_rss_mib(operator.pid());
+    let mut leader_lost = operator.logs().contains(LEASE_LOST);
     let load_after = load_average();
     operator.terminate();
     drop(watch);
+    let rest = if rest {
+        let (rest, rest_rss_mib, lost) = at_rest(runtime, client, targets, args)?;
+        rss_mib = rss_mib.max(rest_rss_mib);
+        leader_lost |= lost;
+        Some(rest)
+    } else {
+        None
+    };
     progress(&format!("{identity}: cleaning up"));
     let cleanup_s = runtime.block_on(delete_all(client, usize::from(args.workers)))?;
     Ok(OperatorRun {
@@ -495,30 +485,45 @@ fn operator_run(
     })
 }
 
-/// Leaves the Ready Connectors alone for `rest_periods` probe intervals and counts
-/// what the operator wrote and sent meanwhile.
+/// Restarts the operator with the short `--rest-interval` and leaves the Ready
+/// Connectors alone for `--rest-periods` of it: what did it write, what did it send?
+/// The window includes the restart's first pass over every Connector, which must not
+/// write either. Returns the figures, the operator's peak RSS and whether it lost the
+/// Lease.
 fn at_rest(
     runtime: &tokio::runtime::Runtime,
     client: &Client,
     targets: &Targets,
     args: &Args,
-    operator: &Operator,
-) -> Result<Rest, BenchError> {
-    // Reconciles that made the last Connectors Ready may still be recording events.
-    std::thread::sleep(Duration::from_secs(2));
+) -> Result<(Rest, f64, bool), BenchError> {
     let versions_before = runtime.block_on(resource_versions(client))?;
-    let counters_before = OperatorCounters::read(operator);
     let counts_before = targets.counts();
-    let cost_before = Cost::now(Some(operator.pid()));
+    let cost_before = Cost::now(None);
     let started = Instant::now();
-    let length = Duration::from_secs(args.probe_interval) * args.rest_periods;
-    progress(&format!("at rest for {}s", length.as_secs()));
-    std::thread::sleep(length);
+    let length = Duration::from_secs(args.rest_interval) * args.rest_periods;
+    progress(&format!(
+        "at rest: operator restarted with a {}s probe interval, for {}s",
+        args.rest_interval,
+        length.as_secs()
+    ));
+    let mut operator = Operator::start(OperatorOptions {
+        probe_interval_seconds: args.rest_interval,
+        probe_timeout_seconds: args.probe_timeout,
+        lease_duration_seconds: 15,
+        identity: "bench-rest".into(),
+        extra_args: vec!["--workers".into(), args.workers.to_string()],
+        log_filter: args.operator_log.clone(),
+    });
+    std::thread::sleep(length.saturating_sub(started.elapsed()));
     let seconds = started.elapsed().as_secs_f64();
     let cost = Cost::now(Some(operator.pid())).since(&cost_before);
     let requests = targets.counts().since(&counts_before);
-    let operator_counters = OperatorCounters::read(operator).since(&counters_before);
+    // A fresh process: its counters are what it did at rest.
+    let operator_counters = OperatorCounters::read(&operator);
+    let rss_mib = peak_rss_mib(operator.pid());
+    let leader_lost = operator.logs().contains(LEASE_LOST);
     let versions_after = runtime.block_on(resource_versions(client))?;
+    operator.terminate();
     let changes = changed(&versions_before, &versions_after);
     let count = |kind: &str| changes.iter().filter(|k| k.starts_with(kind)).count();
     if !changes.is_empty() {
@@ -527,15 +532,16 @@ fn at_rest(
             progress(&format!("written at rest: {line}"));
         }
     }
-    Ok(Rest {
+    let rest = Rest {
         seconds,
-        periods: seconds / args.probe_interval as f64,
+        periods: seconds / args.rest_interval as f64,
         operator: operator_counters,
         changed_connectors: count("Connector "),
         changed_services: count("Service "),
         requests,
         cost,
-    })
+    };
+    Ok((rest, rss_mib, leader_lost))
 }
 
 impl Report {
@@ -561,10 +567,10 @@ impl Report {
         );
         row(
             "setup",
-            "workers / probe interval / probe timeout",
+            "workers / probe interval (rest) / probe timeout",
             format!(
-                "{} / {}s / {}s",
-                args.workers, args.probe_interval, args.probe_timeout
+                "{} / {}s ({}s) / {}s",
+                args.workers, args.probe_interval, args.rest_interval, args.probe_timeout
             ),
         );
         row(
