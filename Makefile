@@ -16,5 +16,12 @@ test:
 crds:
 	cargo run -q -- crds > crds/connectors.alauda.io.yaml
 
+# The scale benchmark (docs/benchmarks.md) on its own local control plane: make bench N=10000
+N ?= 1000
+# One cargo invocation builds both, so nothing is rebuilt between them.
+bench:
+	cargo build --release --locked -p connectors-operator -p connectors-e2e --bins
+	"$${CARGO_TARGET_DIR:-target}/release/bench" --connectors $(N) --operator-bin-dir "$${CARGO_TARGET_DIR:-target}/release"
+
 build:
 	cargo build --release --bin connectors-operator

@@ -129,7 +129,9 @@ pub struct OperatorOptions {
     /// Kubeconfig of the process (e.g. a ServiceAccount's from `sa_kubeconfig`);
     /// `None` inherits `KUBECONFIG` (admin).
     pub kubeconfig: Option<PathBuf>,
-    /// `RUST_LOG` of the process; `None` is debug for the operator and kube_client.
+    /// `RUST_LOG` of the process; `None` is debug for the operator and kube_client (the
+    /// tests read debug logs; the benchmark runs at `info` so logging does not weigh on
+    /// its figures).
     pub rust_log: Option<String>,
 }
 
@@ -149,8 +151,8 @@ impl Default for OperatorOptions {
     }
 }
 
-/// `connectors-operator run` against the e2e cluster (KUBECONFIG), logging at
-/// debug level in JSON to a file.
+/// `connectors-operator run` against the e2e cluster (KUBECONFIG), logging in JSON
+/// to a file (at debug level unless `rust_log` says otherwise).
 pub struct Operator {
     process: Option<Guarded>,
     pub options: OperatorOptions,

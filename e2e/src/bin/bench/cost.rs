@@ -1,0 +1,170 @@
+//! What a phase cost: CPU seconds of each process (from `/proc/<pid>/stat`) and the
+//! requests the apiserver served (its own `apiserver_request_total`), so the table
+//! shows where the time went, not only how long it took.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Processes whose CPU time is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Process {
+    Apiserver,
+    Etcd,
+    Operator,
+    Bench,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Cost {
+    cpu_seconds: BTreeMap<Process, f64>,
+    /// `VERB resource[/subresource]` -> requests.
+    requests: BTreeMap<String, f64>,
+}
+
+/// CPU seconds (user + system) of a process so far; `None` if it is gone.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The pid of a control-plane component started by `e2e/cluster.sh` (`$E2E_DIR/pids`).
+fn component_pid(name: &str) -> Option<u32> {
+    let dir = std::env::var_os("E2E_DIR")?;
+    std::fs::read_to_string(Path::new(&dir).join("pids").join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Sums `apiserver_request_total` by verb and resource (+ subresource).
+pub fn requests_by_verb(metrics: &str) -> BTreeMap<String, f64> {
+    let mut sums = BTreeMap::new();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split_once(&format!("{name}=\""))
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(v, _)| v.to_string())
+                .unwrap_or_default()
+        };
+        let resource = match label("subresource").as_str() {
+            "" => label("resource"),
+            sub => format!("{}/{sub}", label("resource")),
+        };
+        *sums
+            .entry(format!("{} {resource}", label("verb")))
+            .or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    sums
+}
+
+impl Cost {
+    /// Now: CPU of the control plane, the operator (if any) and the benchmark, and
+    /// the apiserver's request counters.
+    pub fn now(operator_pid: Option<u32>) -> Cost {
+        let mut cpu = BTreeMap::new();
+        let pids = [
+            (Process::Apiserver, component_pid("kube-apiserver")),
+            (Process::Etcd, component_pid("etcd")),
+            (Process::Operator, operator_pid),
+            (Process::Bench, Some(std::process::id())),
+        ];
+        for (process, pid) in pids {
+            if let Some(seconds) = pid.and_then(cpu_seconds) {
+                cpu.insert(process, seconds);
+            }
+        }
+        let metrics = connectors_e2e::kubectl(["get", "--raw", "/metrics"]);
+        Cost {
+            cpu_seconds: cpu,
+            requests: requests_by_verb(&String::from_utf8_lossy(&metrics.stdout)),
+        }
+    }
+
+    /// What was spent between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Cost) -> Cost {
+        Cost {
+            cpu_seconds: Self::minus(&self.cpu_seconds, &earlier.cpu_seconds),
+            requests: Self::minus(&self.requests, &earlier.requests),
+        }
+    }
+
+    /// `now - then` per key, dropping what did not grow.
+    fn minus<K: Ord + Clone>(now: &BTreeMap<K, f64>, then: &BTreeMap<K, f64>) -> BTreeMap<K, f64> {
+        now.iter()
+            .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v > 0.0)
+            .collect()
+    }
+
+    /// `apiserver 12.3 / etcd 4.5 / operator 6.7 / bench 1.2`
+    pub fn cpu_summary(&self) -> String {
+        let get = |p| self.cpu_seconds.get(&p).copied().unwrap_or(0.0);
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1}",
+            get(Process::Apiserver),
+            get(Process::Etcd),
+            get(Process::Operator),
+            get(Process::Bench)
+        )
+    }
+
+    /// The apiserver requests of a phase, most frequent first (watch and discovery
+    /// noise below `min` left out).
+    pub fn request_lines(&self, min: f64) -> Vec<String> {
+        let mut entries: Vec<(&String, &f64)> =
+            self.requests.iter().filter(|(_, n)| **n >= min).collect();
+        entries.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+        entries
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n:.0}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_requests_by_verb_and_resource() {
+        let text = r#"# HELP apiserver_request_total x
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="GET",version="v1"} 3
+apiserver_request_total{code="404",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="GET",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="connectors.alauda.io",resource="connectors",scope="resource",subresource="status",verb="APPLY",version="v1alpha1"} 7
+apiserver_request_duration_seconds_bucket{verb="GET",le="1"} 99
+"#;
+        let sums = requests_by_verb(text);
+        assert_eq!(sums.get("GET secrets"), Some(&5.0));
+        assert_eq!(sums.get("APPLY connectors/status"), Some(&7.0));
+        assert_eq!(sums.len(), 2);
+    }
+
+    #[test]
+    fn cpu_of_this_process_is_readable() {
+        let seconds = cpu_seconds(std::process::id());
+        assert!(seconds.is_some_and(|s| s >= 0.0), "{seconds:?}");
+    }
+}

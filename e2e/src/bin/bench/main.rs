@@ -1,0 +1,769 @@
+//! `bench`: the scale benchmark (issue #7; `docs/benchmarks.md` defines every figure).
+//!
+//! Against a local control plane (its own, through `e2e/cluster.sh with`, unless
+//! `--existing`) and an in-process probe target, on one control plane in one run:
+//! 1. the apiserver floor: a bare kube client makes the operator's minimal writes
+//!    (one proxy Service and one status write per Connector) at the operator's
+//!    concurrency;
+//! 2. the release operator, started with N Connectors already present: time until all
+//!    are Ready, peak RSS, requests at the target;
+//! 3. at rest for several probe periods: status and Service writes (metrics and
+//!    resourceVersions) and probe requests per period;
+//! 4. step 2 again with every tenth Connector on a target that never answers: time
+//!    until the others are Ready.
+//!
+//! Prints a table and, last, one machine-readable `bench ...` line.
+
+mod cost;
+mod ready;
+mod target;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use connectors_e2e::fixtures::{PROXY_CLASS_EXTRA, git_class};
+use connectors_e2e::process::{Operator, OperatorOptions, metric_value};
+use connectors_e2e::{apply_yaml, install_crds};
+use connectors_operator::api::ConnectorClass;
+use connectors_operator::controller::connector::class_proxy_host;
+use kube::Client;
+use kube::api::Api;
+
+use cost::Cost;
+use ready::{ReadyWatch, quantile};
+use target::{Counts, Targets};
+use workload::{Plan, changed, delete_all, floor_writes, resource_versions, writers};
+
+/// The scale benchmark: apiserver floor, time to Ready, writes at rest, a hanging tool.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "bench")]
+struct Args {
+    /// Connectors per run.
+    #[arg(long, default_value_t = 1000)]
+    connectors: usize,
+    /// Namespaces they are spread over (0: one per 100 Connectors).
+    #[arg(long, default_value_t = 0)]
+    namespaces: usize,
+    /// Distinct tool addresses (loopback ports); half the Connectors use the first.
+    #[arg(long, default_value_t = 8)]
+    tools: usize,
+    /// The operator's `--workers`, also the floor client's concurrency.
+    #[arg(long, default_value_t = 256)]
+    workers: u16,
+    /// The operator's probe interval in the timed runs, seconds (its default).
+    #[arg(long, default_value_t = 300)]
+    probe_interval: u64,
+    /// The short probe interval of the rest phase, seconds.
+    #[arg(long, default_value_t = 30)]
+    rest_interval: u64,
+    /// The operator's probe timeout, seconds (its default).
+    #[arg(long, default_value_t = 10)]
+    probe_timeout: u64,
+    /// Probe periods the Connectors are left at rest.
+    #[arg(long, default_value_t = 3)]
+    rest_periods: u32,
+    /// One Connector in this many points at the hanging target in the last run.
+    #[arg(long, default_value_t = 10)]
+    hung_every: usize,
+    /// Longest wait for any phase, seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Use the cluster of the current KUBECONFIG instead of starting one (it must be
+    /// a scratch cluster: the benchmark creates and deletes many objects).
+    #[arg(long)]
+    existing: bool,
+    /// The operator's `RUST_LOG` (its JSON log goes to /tmp/connectors-e2e/).
+    #[arg(long, default_value = "info")]
+    operator_log: String,
+    /// Directory of a built `connectors-operator` (default: build the release binary).
+    #[arg(long, env = "BENCH_OPERATOR_BIN_DIR")]
+    operator_bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("operator code: {0}")]
+    Operator(#[from] connectors_operator::controller::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("fixture YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout { what: String, after: Duration },
+    #[error("{0}")]
+    Command(String),
+}
+
+const CLASS: &str = "bench-git";
+/// What the operator logs when it stops being the leader.
+const LEASE_LOST: &str = "lost the leader Lease";
+const CPU_FIGURE: &str = "CPU s: apiserver / etcd / operator / bench";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+/// The directory of the release operator, building it unless one was given.
+fn operator_bin_dir(args: &Args) -> Result<PathBuf, BenchError> {
+    if let Some(dir) = &args.operator_bin_dir {
+        return Ok(dir.clone());
+    }
+    progress("building the release operator (cargo build --release --bin connectors-operator)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "connectors-operator",
+            "--bin",
+            "connectors-operator",
+        ])
+        .current_dir(repo_root())
+        .status()?;
+    if !status.success() {
+        return Err(BenchError::Command(format!("cargo build failed: {status}")));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join("release"))
+}
+
+/// Runs this same command with `--existing` under `e2e/cluster.sh with`, which starts
+/// a control plane in `$E2E_DIR` (default: a temp dir) and always tears it down.
+fn under_own_cluster(bin_dir: &PathBuf) -> Result<ExitCode, BenchError> {
+    let exe = std::env::current_exe()?;
+    let e2e_dir = std::env::var_os("E2E_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("connectors-bench"));
+    progress(&format!(
+        "starting a local control plane in {}",
+        e2e_dir.display()
+    ));
+    let status = Command::new(repo_root().join("e2e/cluster.sh"))
+        .args(["with", "--"])
+        .arg(exe)
+        .arg("--existing")
+        .args(std::env::args_os().skip(1))
+        .env("E2E_DIR", &e2e_dir)
+        .env("BENCH_OPERATOR_BIN_DIR", bin_dir)
+        .status()?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bin_dir = match operator_bin_dir(&args) {
+        Ok(dir) => dir,
+        Err(e) => return fail(e),
+    };
+    // SAFETY: start-up, no other thread exists yet. `Operator::start` finds the
+    // binary through this variable.
+    unsafe { std::env::set_var("E2E_BIN_DIR", &bin_dir) };
+    if !args.existing {
+        return under_own_cluster(&bin_dir).unwrap_or_else(fail);
+    }
+    match run(&args) {
+        Ok(report) => {
+            print!("{}", report.render(&args));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: BenchError) -> ExitCode {
+    eprintln!("bench: error: {e}");
+    ExitCode::from(1)
+}
+
+/// The operator's counters that the benchmark reads from `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+struct OperatorCounters {
+    connector_status_writes: u64,
+    class_status_writes: u64,
+    service_writes: u64,
+    events: u64,
+    reconciles: u64,
+    reconcile_errors: u64,
+    probes_shared: u64,
+}
+
+impl OperatorCounters {
+    fn read(operator: &Operator) -> Self {
+        let text = operator.metrics();
+        // Counters are whole numbers (an absent one sums to -0.0, hence the cast).
+        let m = |prefix: &str| {
+            metric_value(&text, &format!("connectors_operator_{prefix}")).max(0.0) as u64
+        };
+        OperatorCounters {
+            connector_status_writes: m("status_writes_total{kind=\"Connector\"}"),
+            class_status_writes: m("status_writes_total{kind=\"ConnectorClass\"}"),
+            service_writes: m("service_writes_total"),
+            events: m("events_total"),
+            reconciles: m("reconciles_total{kind=\"Connector\"}"),
+            reconcile_errors: m("reconcile_errors_total"),
+            probes_shared: m("probes_shared_total"),
+        }
+    }
+}
+
+/// `VmHWM` (peak resident set) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The 1-minute load average, to note how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Figures of the rest phase.
+#[derive(Debug)]
+struct Rest {
+    seconds: f64,
+    periods: f64,
+    operator: OperatorCounters,
+    changed_connectors: usize,
+    changed_services: usize,
+    requests: Counts,
+    cost: Cost,
+}
+
+/// Figures of one operator run (steps 2 to 4).
+#[derive(Debug)]
+struct OperatorRun {
+    setup_s: f64,
+    ready_s: f64,
+    /// Seconds until each answering Connector was Ready, sorted.
+    ready_each: Vec<f64>,
+    /// Seconds until every hanging Connector showed LivenessReady False.
+    hung_failed_s: Option<f64>,
+    requests: Counts,
+    operator: OperatorCounters,
+    rss_mib: f64,
+    rest: Option<Rest>,
+    leader_lost: bool,
+    cleanup_s: f64,
+    load: (String, String),
+    /// From operator start to all answering Connectors Ready.
+    cost: Cost,
+}
+
+struct Report {
+    namespaces: usize,
+    setup_s: f64,
+    floor_s: f64,
+    floor_cleanup_s: f64,
+    floor_load: (String, String),
+    floor_cost: Cost,
+    normal: OperatorRun,
+    hung: OperatorRun,
+}
+
+fn run(args: &Args) -> Result<Report, BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let targets = runtime.block_on(Targets::start(args.tools))?;
+    let client = runtime.block_on(Client::try_default())?;
+    install_crds();
+    apply_yaml("", &format!("{}{PROXY_CLASS_EXTRA}", git_class(CLASS)));
+    let concurrency = usize::from(args.workers);
+    let namespaces = if args.namespaces == 0 {
+        args.connectors.div_ceil(100).max(1)
+    } else {
+        args.namespaces
+    };
+    let plan = |prefix, hung_every| Plan {
+        class: CLASS,
+        connectors: args.connectors,
+        namespaces,
+        prefix,
+        tool_urls: &targets.tool_urls,
+        hung_every,
+        hung_url: &targets.hung_url,
+        concurrency,
+    };
+    // Whatever an interrupted run left on an existing cluster.
+    runtime.block_on(delete_all(&client, concurrency))?;
+    progress("letting the operator reconcile the class once");
+    let class = reconciled_class(runtime.handle(), &client)?;
+
+    // 1. The floor.
+    let load_before = load_average();
+    progress(&format!("floor: creating {} Connectors", args.connectors));
+    let started = Instant::now();
+    let floor_workload = runtime.block_on(workload::create(&client, &plan("bench-floor", 0)))?;
+    let setup_s = started.elapsed().as_secs_f64();
+    progress("floor: writing one proxy Service and one status per Connector");
+    let cost_before = Cost::now(None);
+    let floor = runtime.block_on(floor_writes(&client, &floor_workload, &class, concurrency))?;
+    let floor_cost = Cost::now(None).since(&cost_before);
+    let floor_load = (load_before, load_average());
+    progress(&format!("floor: {:.2}s; cleaning up", floor.as_secs_f64()));
+    let floor_cleanup_s = runtime
+        .block_on(delete_all(&client, concurrency))?
+        .as_secs_f64();
+
+    // 2 and 3. The operator, then at rest.
+    let normal = operator_run(
+        &runtime,
+        &client,
+        &targets,
+        args,
+        &plan("bench-run", 0),
+        "bench-normal",
+        true,
+    )?;
+    // 4. A tenth of the Connectors on a tool that never answers.
+    let hung = operator_run(
+        &runtime,
+        &client,
+        &targets,
+        args,
+        &plan("bench-hung", args.hung_every),
+        "bench-hung",
+        false,
+    )?;
+    Ok(Report {
+        namespaces,
+        setup_s,
+        floor_s: floor.as_secs_f64(),
+        floor_cleanup_s,
+        floor_load,
+        floor_cost,
+        normal,
+        hung,
+    })
+}
+
+/// The class after one operator reconcile (its proxy address resolved in its
+/// status), as in a cluster where the class was installed before the Connectors.
+/// Without it the first Connectors of the timed run would be judged against a class
+/// without status, and the floor could not compute the status the operator writes.
+fn reconciled_class(
+    runtime: &tokio::runtime::Handle,
+    client: &Client,
+) -> Result<ConnectorClass, BenchError> {
+    let mut operator = Operator::start(OperatorOptions {
+        identity: "bench-class".into(),
+        rust_log: Some("info".into()),
+        ..OperatorOptions::default()
+    });
+    let classes = Api::<ConnectorClass>::all(client.clone());
+    let started = Instant::now();
+    let timeout = Duration::from_secs(60);
+    let class = loop {
+        let class = runtime.block_on(classes.get(CLASS))?;
+        if class_proxy_host(&class).is_some() {
+            break class;
+        }
+        if started.elapsed() > timeout {
+            return Err(BenchError::Timeout {
+                what: format!("the operator to resolve the proxy of ConnectorClass {CLASS}"),
+                after: timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    operator.terminate();
+    Ok(class)
+}
+
+/// Creates the Connectors, starts the release operator and times Ready; optionally
+/// leaves them at rest; stops the operator and deletes everything.
+fn operator_run(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    targets: &Targets,
+    args: &Args,
+    plan: &Plan<'_>,
+    identity: &str,
+    rest: bool,
+) -> Result<OperatorRun, BenchError> {
+    let timeout = Duration::from_secs(args.timeout);
+    let load_before = load_average();
+    progress(&format!(
+        "{identity}: creating {} Connectors",
+        plan.connectors
+    ));
+    let started = Instant::now();
+    runtime.block_on(workload::create(client, plan))?;
+    let setup_s = started.elapsed().as_secs_f64();
+    let watch = runtime.block_on(ReadyWatch::start(client))?;
+    let answering = plan.answering();
+    let hanging = plan.connectors - answering;
+
+    progress(&format!("{identity}: starting the operator"));
+    let counts_before = targets.counts();
+    let cost_before = Cost::now(None);
+    let started = Instant::now();
+    let mut operator = Operator::start(OperatorOptions {
+        probe_interval_seconds: args.probe_interval,
+        probe_timeout_seconds: args.probe_timeout,
+        lease_duration_seconds: 15,
+        identity: identity.into(),
+        extra_args: vec!["--workers".into(), args.workers.to_string()],
+        rust_log: Some(args.operator_log.clone()),
+        ..OperatorOptions::default()
+    });
+    runtime.block_on(watch.wait_for(
+        &format!("{answering} Connectors to be Ready"),
+        timeout,
+        |t| t.tool_ready >= answering,
+    ))?;
+    let ready_s = started.elapsed().as_secs_f64();
+    let cost = Cost::now(Some(operator.pid())).since(&cost_before);
+    let requests = targets.counts().since(&counts_before);
+    let operator_counters = OperatorCounters::read(&operator);
+    progress(&format!(
+        "{identity}: all {answering} Ready in {ready_s:.2}s"
+    ));
+    let hung_failed_s = if hanging > 0 {
+        runtime.block_on(watch.wait_for(
+            &format!("{hanging} hanging Connectors to be LivenessReady False"),
+            timeout,
+            |t| t.hung_failed >= hanging,
+        ))?;
+        Some(started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let ready_each = watch.ready_seconds(started);
+
+    let mut rss_mib = peak_rss_mib(operator.pid());
+    let mut leader_lost = operator.logs().contains(LEASE_LOST);
+    let load_after = load_average();
+    operator.terminate();
+    drop(watch);
+    let rest = if rest {
+        let (rest, rest_rss_mib, lost) = at_rest(runtime, client, targets, args)?;
+        rss_mib = rss_mib.max(rest_rss_mib);
+        leader_lost |= lost;
+        Some(rest)
+    } else {
+        None
+    };
+    progress(&format!("{identity}: cleaning up"));
+    let cleanup_s = runtime.block_on(delete_all(client, usize::from(args.workers)))?;
+    Ok(OperatorRun {
+        setup_s,
+        ready_s,
+        ready_each,
+        hung_failed_s,
+        requests,
+        operator: operator_counters,
+        rss_mib,
+        rest,
+        leader_lost,
+        cleanup_s: cleanup_s.as_secs_f64(),
+        load: (load_before, load_after),
+        cost,
+    })
+}
+
+/// Restarts the operator with the short `--rest-interval` and leaves the Ready
+/// Connectors alone for `--rest-periods` of it: what did it write, what did it send?
+/// The window includes the restart's first pass over every Connector, which must not
+/// write either. Returns the figures, the operator's peak RSS and whether it lost the
+/// Lease.
+fn at_rest(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    targets: &Targets,
+    args: &Args,
+) -> Result<(Rest, f64, bool), BenchError> {
+    let versions_before = runtime.block_on(resource_versions(client))?;
+    let counts_before = targets.counts();
+    let cost_before = Cost::now(None);
+    let started = Instant::now();
+    let length = Duration::from_secs(args.rest_interval) * args.rest_periods;
+    progress(&format!(
+        "at rest: operator restarted with a {}s probe interval, for {}s",
+        args.rest_interval,
+        length.as_secs()
+    ));
+    let mut operator = Operator::start(OperatorOptions {
+        probe_interval_seconds: args.rest_interval,
+        probe_timeout_seconds: args.probe_timeout,
+        lease_duration_seconds: 15,
+        identity: "bench-rest".into(),
+        extra_args: vec!["--workers".into(), args.workers.to_string()],
+        rust_log: Some(args.operator_log.clone()),
+        ..OperatorOptions::default()
+    });
+    std::thread::sleep(length.saturating_sub(started.elapsed()));
+    let seconds = started.elapsed().as_secs_f64();
+    let cost = Cost::now(Some(operator.pid())).since(&cost_before);
+    let requests = targets.counts().since(&counts_before);
+    // A fresh process: its counters are what it did at rest.
+    let operator_counters = OperatorCounters::read(&operator);
+    let rss_mib = peak_rss_mib(operator.pid());
+    let leader_lost = operator.logs().contains(LEASE_LOST);
+    let versions_after = runtime.block_on(resource_versions(client))?;
+    operator.terminate();
+    let changes = changed(&versions_before, &versions_after);
+    let count = |kind: &str| changes.iter().filter(|k| k.starts_with(kind)).count();
+    if !changes.is_empty() {
+        // Name the writer: the managedFields of a few of the rewritten objects.
+        for line in runtime.block_on(writers(client, &changes[..changes.len().min(5)]))? {
+            progress(&format!("written at rest: {line}"));
+        }
+    }
+    let rest = Rest {
+        seconds,
+        periods: seconds / args.rest_interval as f64,
+        operator: operator_counters,
+        changed_connectors: count("Connector "),
+        changed_services: count("Service "),
+        requests,
+        cost,
+    };
+    Ok((rest, rss_mib, leader_lost))
+}
+
+impl Report {
+    fn writes_at_rest(&self) -> u64 {
+        self.normal.rest.as_ref().map_or(0, |r| {
+            let by_metrics = r.operator.connector_status_writes
+                + r.operator.class_status_writes
+                + r.operator.service_writes;
+            // The larger of the operator's own count and what the apiserver shows.
+            by_metrics.max((r.changed_connectors + r.changed_services) as u64)
+        })
+    }
+
+    fn render(&self, args: &Args) -> String {
+        let mut out = String::new();
+        let mut row = |phase: &str, figure: &str, value: String| {
+            out.push_str(&format!("| {phase:<6} | {figure:<50} | {value:>22} |\n"));
+        };
+        row(
+            "setup",
+            "connectors / namespaces / tool addresses",
+            format!("{} / {} / {}", args.connectors, self.namespaces, args.tools),
+        );
+        row(
+            "setup",
+            "workers / probe interval (rest) / probe timeout",
+            format!(
+                "{} / {}s ({}s) / {}s",
+                args.workers, args.probe_interval, args.rest_interval, args.probe_timeout
+            ),
+        );
+        row(
+            "setup",
+            "creating the Connectors (not timed below)",
+            format!("{:.2}s", self.setup_s),
+        );
+        row(
+            "floor",
+            "Service + status writes, bare client",
+            format!("{:.2}s", self.floor_s),
+        );
+        row(
+            "floor",
+            "load average before / after",
+            format!("{} / {}", self.floor_load.0, self.floor_load.1),
+        );
+        row("floor", CPU_FIGURE, self.floor_cost.cpu_summary());
+        row("floor", "clean-up", format!("{:.2}s", self.floor_cleanup_s));
+        for (phase, r) in [("ready", &self.normal), ("hung", &self.hung)] {
+            let answering = r.ready_each.len();
+            row(
+                phase,
+                "creating the Connectors (before the clock)",
+                format!("{:.2}s", r.setup_s),
+            );
+            row(
+                phase,
+                &format!("operator start -> {answering} Ready"),
+                format!("{:.2}s", r.ready_s),
+            );
+            row(
+                phase,
+                "Ready after p50 / p90 / p99",
+                format!(
+                    "{:.1} / {:.1} / {:.1}s",
+                    quantile(&r.ready_each, 0.5),
+                    quantile(&r.ready_each, 0.9),
+                    quantile(&r.ready_each, 0.99)
+                ),
+            );
+            if let Some(s) = r.hung_failed_s {
+                row(
+                    phase,
+                    "operator start -> hanging ones LivenessReady False",
+                    format!("{s:.2}s"),
+                );
+                row(
+                    phase,
+                    "connections to the hanging target",
+                    r.requests.hung_connections.to_string(),
+                );
+            }
+            row(
+                phase,
+                "requests at the target: liveness / auth",
+                format!(
+                    "{} / {}",
+                    r.requests.liveness,
+                    r.requests.auth_ok + r.requests.auth_denied
+                ),
+            );
+            row(
+                phase,
+                "status / Service writes, events (metrics)",
+                format!(
+                    "{} / {} / {}",
+                    r.operator.connector_status_writes + r.operator.class_status_writes,
+                    r.operator.service_writes,
+                    r.operator.events
+                ),
+            );
+            row(
+                phase,
+                "reconciles / errors / shared liveness",
+                format!(
+                    "{} / {} / {}",
+                    r.operator.reconciles, r.operator.reconcile_errors, r.operator.probes_shared
+                ),
+            );
+            row(
+                phase,
+                "operator peak RSS (VmHWM)",
+                format!("{:.1} MiB", r.rss_mib),
+            );
+            row(
+                phase,
+                "leader Lease lost during the run",
+                r.leader_lost.to_string(),
+            );
+            row(
+                phase,
+                "load average before / after",
+                format!("{} / {}", r.load.0, r.load.1),
+            );
+            row(phase, CPU_FIGURE, r.cost.cpu_summary());
+            if let Some(rest) = &r.rest {
+                row(
+                    "rest",
+                    "seconds (probe periods)",
+                    format!("{:.1} ({:.2})", rest.seconds, rest.periods),
+                );
+                row(
+                    "rest",
+                    "status / Service writes (metrics)",
+                    format!(
+                        "{} / {}",
+                        rest.operator.connector_status_writes + rest.operator.class_status_writes,
+                        rest.operator.service_writes
+                    ),
+                );
+                row(
+                    "rest",
+                    "Connectors / Services with a new resourceVersion",
+                    format!("{} / {}", rest.changed_connectors, rest.changed_services),
+                );
+                row(
+                    "rest",
+                    "probe requests per period: liveness / auth",
+                    format!(
+                        "{:.1} / {:.1}",
+                        rest.requests.liveness as f64 / rest.periods,
+                        (rest.requests.auth_ok + rest.requests.auth_denied) as f64 / rest.periods
+                    ),
+                );
+                row(
+                    "rest",
+                    "reconciles per period",
+                    format!("{:.1}", rest.operator.reconciles as f64 / rest.periods),
+                );
+                row("rest", CPU_FIGURE, rest.cost.cpu_summary());
+            }
+            row(phase, "clean-up", format!("{:.2}s", r.cleanup_s));
+        }
+        // Kinds of request the apiserver served at least once per 20 Connectors.
+        let min = (args.connectors / 20).max(1) as f64;
+        let mut requests = "apiserver requests by verb and resource:\n".to_string();
+        let phases = [
+            ("floor", Some(&self.floor_cost)),
+            ("ready", Some(&self.normal.cost)),
+            ("rest", self.normal.rest.as_ref().map(|r| &r.cost)),
+            ("hung", Some(&self.hung.cost)),
+        ];
+        for (phase, cost) in phases {
+            if let Some(cost) = cost {
+                requests.push_str(&format!(
+                    "  {phase}: {}\n",
+                    cost.request_lines(min).join(", ")
+                ));
+            }
+        }
+        let ratio = self.normal.ready_s / self.floor_s.max(f64::EPSILON);
+        let rss = self.normal.rss_mib.max(self.hung.rss_mib);
+        let writes = self.writes_at_rest();
+        let hung_budget = self.normal.ready_s + args.probe_timeout as f64;
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let mut goals = String::new();
+        goals.push_str(&format!(
+            "goal ready <= 1.5 x floor: ratio {ratio:.2}: {}\n",
+            verdict(ratio <= 1.5)
+        ));
+        goals.push_str(&format!(
+            "goal ready < 60s: {:.2}s: {}\n",
+            self.normal.ready_s,
+            verdict(self.normal.ready_s < 60.0)
+        ));
+        goals.push_str(&format!(
+            "goal zero writes at rest: {writes}: {}\n",
+            verdict(writes == 0)
+        ));
+        goals.push_str(&format!(
+            "goal peak RSS < 150 MiB: {rss:.1} MiB: {}\n",
+            verdict(rss < 150.0)
+        ));
+        goals.push_str(&format!(
+            "goal hung run <= ready + probe timeout ({hung_budget:.2}s): {:.2}s: {}\n",
+            self.hung.ready_s,
+            verdict(self.hung.ready_s <= hung_budget)
+        ));
+        format!(
+            "\n| {:<6} | {:<50} | {:>22} |\n|{:-<8}|{:-<52}|{:-<24}|\n{out}\n{requests}\n{goals}bench connectors={} ready_s={:.2} floor_s={:.2} ratio={ratio:.2} rss_mib={rss:.1} writes_at_rest={writes} hung_ready_s={:.2}\n",
+            "phase",
+            "figure",
+            "value",
+            "",
+            "",
+            "",
+            args.connectors,
+            self.normal.ready_s,
+            self.floor_s,
+            self.hung.ready_s,
+        )
+    }
+}
