@@ -299,7 +299,7 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
             } else {
                 EventType::Normal
             };
-            publish(&ctx, &reference, type_, &event.reason, &event.message).await;
+            publish(&ctx, &reference, type_, &event.reason, &event.message);
         }
         if stored_ca_changed(&stored, &status) {
             match &ca {
@@ -312,11 +312,10 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
                         "CACertSecretNotFound",
                         &note,
                     )
-                    .await
                 }
                 CaFacts::Invalid { name } => {
                     let note = format!("Secret {name:?} contains invalid PEM data");
-                    publish(&ctx, &reference, EventType::Warning, "InvalidCACert", &note).await
+                    publish(&ctx, &reference, EventType::Warning, "InvalidCACert", &note)
                 }
                 _ => {}
             }
@@ -335,8 +334,10 @@ fn stored_ca_changed(
     get(stored) != get(new)
 }
 
-async fn publish(
-    ctx: &Context,
+/// Records an event without holding the reconcile worker: events are best effort, and
+/// at scale their POSTs cost as much as the status writes (docs/benchmarks.md).
+fn publish(
+    ctx: &Arc<Context>,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
@@ -349,12 +350,15 @@ async fn publish(
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    match ctx.recorder.publish(&event, reference).await {
-        Ok(()) => {
-            ctx.metrics.events.inc();
+    let (ctx, reference, reason) = (ctx.clone(), reference.clone(), reason.to_string());
+    tokio::spawn(async move {
+        match ctx.recorder.publish(&event, &reference).await {
+            Ok(()) => {
+                ctx.metrics.events.inc();
+            }
+            Err(e) => tracing::warn!(error = %e, reason, "could not record event"),
         }
-        Err(e) => tracing::warn!(error = %e, reason, "could not record event"),
-    }
+    });
 }
 
 /// The class's resolved API URL from its status.
