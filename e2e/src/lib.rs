@@ -449,6 +449,40 @@ pub fn condition(object: &Value, type_: &str) -> Option<(String, String, String)
     Some((text("status"), text("reason"), text("message")))
 }
 
+/// Waits (reading with `kubectl get -o json`) until condition `type_` of `resource`
+/// `ns/name` ("" for cluster-scoped) has `status` and `reason`; returns the object.
+/// On timeout the panic shows the last state and `kubectl describe`.
+#[track_caller]
+pub fn wait_condition(
+    ns: &str,
+    resource: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Value {
+    let found = std::panic::catch_unwind(|| {
+        eventually(timeout, || {
+            let object = try_get_json(ns, resource, name)?.ok_or("not found")?;
+            let (s, r, m) = condition(&object, type_).unwrap_or_default();
+            if s == status && r == reason {
+                Ok(object)
+            } else {
+                Err(format!("{type_} is {s}/{r} ({m}), want {status}/{reason}"))
+            }
+        })
+    });
+    match found {
+        Ok(object) => object,
+        Err(e) => panic!(
+            "{resource} {ns}/{name}: {}\n--- describe ---\n{}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            describe(ns, resource, name)
+        ),
+    }
+}
+
 /// (type, lastTransitionTime) of every condition of a stored object.
 pub fn transition_times(object: &Value) -> Vec<(String, String)> {
     object["status"]["conditions"]

@@ -41,20 +41,9 @@ fn setup() -> String {
 
 /// (status, reason, message) of condition `kind`, empty strings when absent.
 fn condition(object: &Value, kind: &str) -> (String, String, String) {
-    let found = object["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
-    let text = |key: &str| {
-        found
-            .and_then(|c| c[key].as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    (text("status"), text("reason"), text("message"))
+    connectors_e2e::condition(object, kind).unwrap_or_default()
 }
 
-/// Waits (reading with `kubectl get -o json`) until condition `kind` has `status` and
-/// `reason`; returns the object.
 #[track_caller]
 fn wait_condition(
     ns: &str,
@@ -64,25 +53,7 @@ fn wait_condition(
     status: &str,
     reason: &str,
 ) -> Value {
-    let found = std::panic::catch_unwind(|| {
-        eventually(TIMEOUT, || {
-            let object = try_get_json(ns, resource, name)?.ok_or("not found")?;
-            let (s, r, m) = condition(&object, kind);
-            if s == status && r == reason {
-                Ok(object)
-            } else {
-                Err(format!("{kind} is {s}/{r} ({m}), want {status}/{reason}"))
-            }
-        })
-    });
-    match found {
-        Ok(object) => object,
-        Err(e) => panic!(
-            "{resource} {ns}/{name}: {}\n--- describe ---\n{}",
-            e.downcast_ref::<String>().cloned().unwrap_or_default(),
-            describe(ns, resource, name)
-        ),
-    }
+    connectors_e2e::wait_condition(ns, resource, name, kind, status, reason, TIMEOUT)
 }
 
 fn wait_connector(ns: &str, name: &str, kind: &str, status: &str, reason: &str) -> Value {

@@ -16,8 +16,7 @@ use connectors_e2e::process::{
     DemoTool, OPERATOR_NAMESPACE, Operator, OperatorOptions, ensure_operator_namespace,
 };
 use connectors_e2e::{
-    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl_ok, sa_kubeconfig,
-    try_get_json, wait,
+    TestNamespace, apply_yaml, describe, eventually, get_json, kubectl_ok, sa_kubeconfig, wait,
 };
 use rand::Rng;
 
@@ -91,15 +90,7 @@ fn token_connector(name: &str, class: &str, url: &str, secret: &str) -> String {
 }
 
 fn wait_condition(ns: &str, name: &str, kind: &str, status: &str, reason: &str) {
-    eventually(TIMEOUT, || {
-        let c = try_get_json(ns, "connector", name)?.ok_or("not found")?;
-        match connectors_e2e::condition(&c, kind) {
-            Some((s, r, _)) if s == status && r == reason => Ok(()),
-            other => Err(format!(
-                "{name}: {kind} is {other:?}, want {status}/{reason}"
-            )),
-        }
-    });
+    connectors_e2e::wait_condition(ns, "connector", name, kind, status, reason, TIMEOUT);
 }
 
 #[test]

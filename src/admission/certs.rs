@@ -129,7 +129,7 @@ pub fn renewal_reason(cert: &ServingCert, hosts: &[String], now: OffsetDateTime)
         Ok(ca) => ca,
         Err(why) => return Some(format!("CA: {why}")),
     };
-    let renew_at = now.unix_timestamp() + RENEW_BEFORE_DAYS * 86_400;
+    let renew_at = renew_at(now);
     if ca.not_after < renew_at {
         return Some("the CA expires soon".into());
     }
@@ -271,7 +271,7 @@ pub async fn ensure_secret(
             });
         };
         let renewed = match &stored {
-            Some(cert) if renewal_reason_is_leaf_only(cert, now) => reissue_leaf(cert, hosts, now)?,
+            Some(cert) if ca_reusable(cert, now) => reissue_leaf(cert, hosts, now)?,
             _ => issue(hosts, now)?,
         };
         let mut updated = secret.clone();
@@ -291,10 +291,14 @@ pub async fn ensure_secret(
     ))
 }
 
-/// The CA is sound and usable for re-issuing a leaf (so the CA bundle stays).
-fn renewal_reason_is_leaf_only(cert: &ServingCert, now: OffsetDateTime) -> bool {
-    let renew_at = now.unix_timestamp() + RENEW_BEFORE_DAYS * 86_400;
-    parse(&cert.ca_cert).is_ok_and(|ca| ca.not_after >= renew_at)
+/// A certificate expiring before this Unix time is renewed now.
+fn renew_at(now: OffsetDateTime) -> i64 {
+    now.unix_timestamp() + RENEW_BEFORE_DAYS * 86_400
+}
+
+/// The stored CA is sound and can sign a new leaf (so the CA bundle stays).
+fn ca_reusable(cert: &ServingCert, now: OffsetDateTime) -> bool {
+    parse(&cert.ca_cert).is_ok_and(|ca| ca.not_after >= renew_at(now))
         && KeyPair::from_pem(&cert.ca_key).is_ok()
 }
 

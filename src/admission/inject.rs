@@ -14,6 +14,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::controller::WatchBackoff;
+
 /// The patch that sets `ca_pem` on every webhook of `config`, or `None` when all of
 /// them already carry it.
 pub fn ca_bundle_patch(
@@ -48,7 +50,7 @@ pub async fn keep_ca_bundle(
     let api: Api<ValidatingWebhookConfiguration> = Api::all(client);
     let selector = format!("metadata.name={config_name}");
     let configs = watcher(api.clone(), watcher::Config::default().fields(&selector))
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .applied_objects();
     tokio::pin!(configs);
     tokio::pin!(shutdown);

@@ -254,7 +254,7 @@ async fn validate_connector(
 ) -> Json<AdmissionReview<DynamicObject>> {
     let (req, new, old) = match decode::<Connector>(review) {
         Ok(decoded) => decoded,
-        Err(response) => return state.answer("Connector", response),
+        Err(response) => return state.answer("Connector", "error", response),
     };
     let mut new = new;
     if new.metadata.namespace.is_none() {
@@ -277,7 +277,7 @@ async fn validate_connector(
         }
     };
     let verdict = review_connector(&new, old.as_ref(), lookup);
-    state.answer("Connector", respond(&req, verdict))
+    state.judged("Connector", respond(&req, verdict))
 }
 
 async fn validate_class(
@@ -286,7 +286,7 @@ async fn validate_class(
 ) -> Json<AdmissionReview<DynamicObject>> {
     let (req, new, old) = match decode::<ConnectorClass>(review) {
         Ok(decoded) => decoded,
-        Err(response) => return state.answer("ConnectorClass", response),
+        Err(response) => return state.answer("ConnectorClass", "error", response),
     };
     // Compiling CEL, Rego and templates is CPU work; keep it off the I/O threads.
     let verdict = tokio::task::spawn_blocking(move || review_class(&new, old.as_ref())).await;
@@ -294,22 +294,32 @@ async fn validate_class(
         Ok(verdict) => respond(&req, verdict),
         Err(e) => AdmissionResponse::from(&req).deny(format!("internal error: {e}")),
     };
-    state.answer("ConnectorClass", response)
+    state.judged("ConnectorClass", response)
 }
 
 impl WebhookState {
-    fn answer(
+    /// A response to a request that was read and judged.
+    fn judged(
         &self,
         kind: &'static str,
         response: AdmissionResponse,
     ) -> Json<AdmissionReview<DynamicObject>> {
         let result = if response.allowed {
             "allowed"
-        } else if response.result.reason == "InvalidRequest" {
-            "error"
         } else {
             "denied"
         };
+        self.answer(kind, result, response)
+    }
+
+    /// `result` is the metric label: `allowed`, `denied`, or `error` when the request
+    /// or its object could not be read.
+    fn answer(
+        &self,
+        kind: &'static str,
+        result: &'static str,
+        response: AdmissionResponse,
+    ) -> Json<AdmissionReview<DynamicObject>> {
         self.metrics
             .admission_reviews
             .get_or_create(&AdmissionLabels { kind, result })
