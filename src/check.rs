@@ -333,3 +333,71 @@ fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::tests::server::{Reply, serve};
+
+    /// SPEC section 4: without `spec.auth.name` the chosen auth type is the class's
+    /// first one, for the Secret checks and the auth probe alike.
+    #[tokio::test]
+    async fn unnamed_auth_uses_the_first_auth_type_for_the_probe() {
+        let tool = serve(|r| {
+            if r.target == "/user" && !r.header("authorization").is_empty() {
+                Reply::status(200)
+            } else {
+                Reply::status(401)
+            }
+        })
+        .await;
+        let yaml = format!(
+            r#"
+apiVersion: connectors.alauda.io/v1alpha1
+kind: ConnectorClass
+metadata: {{name: git}}
+spec:
+  auth:
+    types:
+    - {{name: basicAuth, secretType: kubernetes.io/basic-auth}}
+  authProbes:
+  - authName: basicAuth
+    probe:
+      http:
+        path: /user
+        httpHeaders:
+        - name: Authorization
+          value: '{{{{ printf "%s:%s" .Secret.StringData.username .Secret.StringData.password | b64enc | printf "Basic %s" }}}}'
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: default}}
+type: kubernetes.io/basic-auth
+stringData: {{username: u, password: p}}
+---
+apiVersion: connectors.alauda.io/v1alpha1
+kind: Connector
+metadata: {{name: git, namespace: default}}
+spec:
+  connectorClassName: git
+  address: {}
+  auth:
+    secretRef: {{name: creds}}
+"#,
+            tool.url("")
+        );
+        let dir = std::env::temp_dir().join(format!("check-unnamed-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("docs.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let docs = read_documents(&[file]).unwrap();
+        let results = check(&docs, ProbeSettings::default()).await;
+        let auth = crate::api::find_condition(&results[0].1.conditions, "AuthReady").unwrap();
+        assert_eq!(
+            (auth.status.as_str(), auth.reason.as_deref()),
+            ("True", None),
+            "{auth:?}"
+        );
+        assert_eq!(tool.recorded().len(), 1, "one auth request");
+    }
+}

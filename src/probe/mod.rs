@@ -44,7 +44,7 @@ mod template;
 mod trust;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 

@@ -7,7 +7,7 @@ mod net;
 mod requests;
 mod runner;
 mod secrets;
-mod server;
+pub(crate) mod server;
 mod templates;
 
 use std::collections::BTreeMap;
