@@ -8,17 +8,27 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
-use crate::api::{Connector, ConnectorClass, ConnectorStatus, KReference};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{Connector, ConnectorClass, ConnectorStatus};
+use crate::decide::class::{ClassFacts as ClassStatusFacts, decide_class_status};
+use crate::decide::connector::{ClassFacts, ProxyServiceFacts, decide_connector_status};
+use crate::decide::plan::probe_plan;
 use crate::observe::{
-    ca_facts, reachability, run_connector_probes, secret_facts, secret_lookup, secret_material,
+    ClassView, Objects, ServiceLookup, class_facts, connector_facts, observe_class, observe_inputs,
+    run_probes,
 };
-use crate::probe::{HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle};
-use crate::status::address::{Resolution, resolve};
-use crate::status::class::{AddressFacts, ClassFacts as ClassStatusFacts, decide_class_status};
-use crate::status::connector::{
-    ClassFacts, ConnectorFacts, ProxyServiceFacts, decide_connector_status,
+use crate::probe::{
+    CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
-use crate::validation::{spec_mismatch_errors, validate_class};
+use crate::types::FieldError;
+use crate::types::conditions::{READY, TRUE};
+use crate::validation::validate_class;
+
+/// The cluster domain `check` assumes for Service addresses.
+const CLUSTER_DOMAIN: &str = "cluster.local";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -123,47 +133,45 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
     Ok(docs)
 }
 
-/// Without a cluster a Service ref cannot be looked up; absolute URIs are checked.
-async fn offline_address(
-    field: &str,
-    reference: Option<&KReference>,
-    uri: Option<&str>,
-    prober: &HttpProber,
-) -> AddressFacts {
-    match resolve(field, reference, uri, None, "cluster.local") {
-        Resolution::Resolved(url) => {
-            let reachable = Some(reachability(prober, &url, &TrustBundle::empty()).await);
-            AddressFacts::Resolved { url, reachable }
-        }
-        Resolution::Unresolved(_) if reference.is_some() => AddressFacts::NotChecked(format!(
-            "{field}.ref is a Service: check runs without a cluster and does not resolve it"
-        )),
-        Resolution::Unresolved(why) => AddressFacts::Unresolved(why),
+/// The files as the observe step reads them: Secrets from the documents, no Services
+/// (without a cluster a Service ref cannot be looked up; absolute URIs are checked).
+struct FileObjects<'a>(&'a Documents);
+
+impl Objects for FileObjects<'_> {
+    type Error = std::convert::Infallible;
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Secret>>, Self::Error> {
+        let key = (namespace.to_string(), name.to_string());
+        Ok(self.0.secrets.get(&key).cloned().map(Arc::new))
+    }
+
+    async fn service(&self, _: &str, _: &str) -> Result<ServiceLookup, Self::Error> {
+        Ok(ServiceLookup::Unavailable)
     }
 }
 
-/// Computes the status of every Connector in `docs`, probing for real.
-pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector, ConnectorStatus)> {
-    let runner = ProbeRunner::new(HttpProber::new(settings), RunnerSettings::default());
-    let prober = runner.prober();
-    let now = crate::controller::now();
+/// A class with the status its controller would write, and its compiled form.
+struct CheckedClass {
+    class: ConnectorClass,
+    compiled: Result<Arc<CompiledClass>, Vec<FieldError>>,
+}
+
+/// Judges every class in `docs` as the class controller would.
+async fn check_classes(
+    docs: &Documents,
+    prober: &HttpProber,
+    now: &Time,
+) -> BTreeMap<String, CheckedClass> {
+    let objects = FileObjects(docs);
     let mut classes = BTreeMap::new();
     for (name, class) in &docs.classes {
-        let compiled = validate_class(class);
+        let compiled = validate_class(class).map(Arc::new);
         let spec_errors = compiled.as_ref().err().cloned().unwrap_or_default();
-        let api = match &class.spec.api {
-            None => AddressFacts::Absent,
-            Some(api) => {
-                offline_address("spec.api", api.ref_.as_ref(), api.uri.as_deref(), prober).await
-            }
-        };
-        let proxy = match &class.spec.proxy {
-            None => AddressFacts::Absent,
-            Some(p) => {
-                offline_address("spec.proxy", p.ref_.as_ref(), p.uri.as_deref(), prober).await
-            }
-        };
-        let api_url = api.url().map(str::to_string);
+        let Ok((api, proxy)) = observe_class(&objects, class, prober, CLUSTER_DOMAIN).await;
         let status = decide_class_status(
             &ClassStatusFacts {
                 class,
@@ -171,82 +179,61 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
                 proxy,
                 spec_errors: &spec_errors,
             },
-            &now,
+            now,
         );
         let mut observed = class.clone();
         observed.status = Some(status);
-        classes.insert(name.clone(), (observed, compiled, api_url));
+        classes.insert(
+            name.clone(),
+            CheckedClass {
+                class: observed,
+                compiled,
+            },
+        );
     }
+    classes
+}
 
+/// Computes the status of every Connector in `docs`, probing for real, through the
+/// observe and decide steps the controller runs.
+pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector, ConnectorStatus)> {
+    let runner = ProbeRunner::new(HttpProber::new(settings), RunnerSettings::default());
+    let now = crate::runtime::now();
+    let classes = check_classes(docs, runner.prober(), &now).await;
+    let objects = FileObjects(docs);
     let mut results = Vec::new();
     for connector in &docs.connectors {
-        let namespace = connector.metadata.namespace.clone().unwrap_or_default();
-        let lookup = secret_lookup(connector);
-        let material = match &lookup {
-            crate::observe::SecretLookup::InOwnNamespace(name) => docs
-                .secrets
-                .get(&(namespace.clone(), name.clone()))
-                .map(secret_material),
-            _ => None,
-        };
-        let secret = secret_facts(&lookup, material.as_ref());
-        let ca_name = connector
-            .spec
-            .ca_cert_secret_ref
-            .as_ref()
-            .map(|r| r.name.as_str());
-        let ca_secret = ca_name.and_then(|n| docs.secrets.get(&(namespace.clone(), n.to_string())));
-        let (ca, trust) = ca_facts(ca_name, ca_secret);
+        let Ok(inputs) = observe_inputs(&objects, connector, &TrustBundle::empty()).await;
         let class_name = &connector.spec.connector_class_name;
-        let mut liveness = None;
-        let mut auth = None;
-        let class_facts = match classes.get(class_name) {
-            None => ClassFacts::NotFound {
-                name: class_name.clone(),
-            },
-            Some((_, Err(errors), _)) => ClassFacts::Invalid {
-                message: crate::validation::join_errors(errors),
-            },
-            Some((class, Ok(compiled), api_url)) => {
-                let errors = spec_mismatch_errors(connector, class);
-                if errors.is_empty() {
-                    let (live, authn) = run_connector_probes(
-                        compiled,
-                        class,
-                        connector,
-                        material.as_ref(),
-                        &secret,
-                        api_url.as_deref(),
-                        &runner,
-                        &trust,
-                    )
-                    .await;
-                    liveness = live.map(|r| r.outcome);
-                    auth = authn.map(|r| r.outcome);
-                    ClassFacts::Usable { class }
-                } else {
-                    ClassFacts::Mismatch { errors }
-                }
-            }
-        };
-        let facts = ConnectorFacts {
+        let view = classes.get(class_name).map(|c| ClassView {
+            class: &c.class,
+            compiled: &c.compiled,
+        });
+        let facts = class_facts(connector, class_name, view.as_ref());
+        let mut outcomes = (None, None);
+        if let (ClassFacts::Usable { class }, Some(view), Some(Ok(compiled))) =
+            (&facts, &view, view.as_ref().map(|v| v.compiled))
+        {
+            let plan = probe_plan(connector, class, &inputs.secret);
+            let (live, auth) =
+                run_probes(&plan, compiled, connector, &inputs, view.api_url(), &runner).await;
+            outcomes = (live.map(|r| r.outcome), auth.map(|r| r.outcome));
+        }
+        let facts = connector_facts(
             connector,
-            class: class_facts,
-            secret,
-            liveness,
-            auth,
-            proxy_service: ProxyServiceFacts::NotChecked,
-            ca,
-            cluster_domain: "cluster.local",
-        };
-        let status = decide_connector_status(&facts, &now);
-        results.push((connector.clone(), status));
+            facts,
+            &inputs,
+            outcomes,
+            ProxyServiceFacts::NotChecked,
+            CLUSTER_DOMAIN,
+        );
+        results.push((connector.clone(), decide_connector_status(&facts, &now)));
     }
     results
 }
 
 pub fn is_ready(status: &ConnectorStatus) -> bool {
-    crate::api::find_condition(&status.conditions, "Ready").is_some_and(|c| c.status == "True")
+    crate::api::find_condition(&status.conditions, READY).is_some_and(|c| c.status == TRUE)
 }
 
 /// Renders results like `kubectl describe` does for conditions, or as YAML/JSON.

@@ -7,8 +7,13 @@ pub mod admission;
 pub mod api;
 pub mod check;
 pub mod controller;
+pub mod decide;
+pub mod inject;
 pub mod observe;
 pub mod probe;
-pub mod status;
+pub mod runtime;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod types;
 pub mod validation;

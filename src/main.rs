@@ -7,8 +7,9 @@ use connectors_operator::admission::{self, CertSource, WebhookSettings};
 use connectors_operator::check::{self, Output};
 use std::sync::Arc;
 
-use connectors_operator::controller::{LeaseSettings, Settings, Shutdown};
+use connectors_operator::controller::Settings;
 use connectors_operator::probe::{ProbeSettings, RunnerSettings};
+use connectors_operator::runtime::{LeaseSettings, Shutdown};
 use connectors_operator::telemetry::{self, LogFormat, Metrics, init_logging};
 
 /// Kubernetes operator for Connector and ConnectorClass (connectors.alauda.io/v1alpha1).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connectors_operator::admission::{self, CertSource, WebhookSettings, certs};
-use connectors_operator::controller::Shutdown;
+use connectors_operator::runtime::Shutdown;
 use connectors_operator::telemetry::Metrics;
 use serde_json::{Value, json};
 

@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::controller::WatchBackoff;
+use crate::runtime::WatchBackoff;
 
 /// The patch that sets `ca_pem` on every webhook of `config`, or `None` when all of
 /// them already carry it.

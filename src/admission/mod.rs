@@ -27,9 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{Connector, ConnectorClass};
-use crate::controller::Shutdown;
+use crate::runtime::Shutdown;
 use crate::telemetry::{AdmissionLabels, Metrics};
-use crate::validation::join_errors;
+use crate::types::join_errors;
 use review::{ClassLookup, Verdict, review_class, review_connector};
 use tls::ReloadableCert;
 

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use crate::api::{Connector, ConnectorClass};
-use crate::validation::{FieldError, validate_against_class, validate_class, validate_connector};
+use crate::types::FieldError;
+use crate::validation::{validate_against_class, validate_class, validate_connector};
 
 /// The webhook's judgement of one object.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -153,14 +154,7 @@ fn class_warnings(class: &ConnectorClass) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn connector(yaml: &str) -> Connector {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    fn class(yaml: &str) -> ConnectorClass {
-        serde_yaml::from_str(yaml).unwrap()
-    }
+    use crate::testing::{class_doc as class, connector_doc as connector};
 
     const GIT_CLASS: &str = r#"
 metadata: {name: git}

@@ -339,7 +339,27 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     })
 }
 
+/// The auth type a Connector uses (SPEC section 4): the name it gives in
+/// `spec.auth.name`, else the class's first auth type. The one rule for the Secret
+/// checks, the auth probe and the proxy.
+pub fn chosen_auth_name<'a>(named: Option<&'a str>, first: Option<&'a str>) -> Option<&'a str> {
+    named.filter(|n| !n.is_empty()).or(first)
+}
+
 impl ConnectorClass {
+    /// The auth type the Connector uses: see [`chosen_auth_name`]. `None` when it names
+    /// an auth type the class does not declare, or the class declares none.
+    pub fn chosen_auth_type(&self, connector: &super::Connector) -> Option<&AuthType> {
+        let first = self
+            .spec
+            .auth
+            .as_ref()
+            .and_then(|a| a.types.as_ref())
+            .and_then(|t| t.first())
+            .map(|t| t.name.as_str());
+        self.auth_type(chosen_auth_name(connector.auth_name(), first)?)
+    }
+
     /// The declared auth type of that name.
     pub fn auth_type(&self, name: &str) -> Option<&AuthType> {
         self.spec

@@ -31,6 +31,7 @@
 //! and `api`, `http` is used. Secret values (4 bytes or longer) are scrubbed from every
 //! outcome message, in their plain, URL-encoded and escaped forms.
 
+mod build;
 mod cel_check;
 mod compile;
 mod http;
@@ -46,10 +47,9 @@ mod trust;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::fmt;
-
 use crate::api::Connector;
 
+pub use crate::types::{FailureReason, ProbeKind, ProbeOutcome};
 pub use compile::CompiledClass;
 pub use http::{HttpProber, HttpResponse};
 pub use request::{ProbeRequest, RequestHeader};
@@ -57,92 +57,6 @@ pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;
 pub use settings::ProbeSettings;
 pub use trust::{TrustBundle, TrustError, parse_pem_certs};
-
-/// Which probe: the class's `livenessProbe`, or the `authProbes[]` entry of the
-/// Connector's `spec.auth.name`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProbeKind {
-    Liveness,
-    Auth,
-}
-
-impl ProbeKind {
-    /// Metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProbeKind::Liveness => "liveness",
-            ProbeKind::Auth => "auth",
-        }
-    }
-}
-
-/// Why a probe failed; the condition reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// Transport, DNS, TLS or timeout error.
-    ConnectionFailed,
-    /// The response was rejected (liveness, and API probes of either kind).
-    ProbeFailed,
-    /// The tool refused the credentials (auth probes).
-    AuthenticationFailed,
-    /// A template, the Rego generator or the CEL expression could not be evaluated.
-    ProbeError,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::ConnectionFailed => "ConnectionFailed",
-            FailureReason::ProbeFailed => "ProbeFailed",
-            FailureReason::AuthenticationFailed => "AuthenticationFailed",
-            FailureReason::ProbeError => "ProbeError",
-        }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The result of one probe. A message never holds a Secret value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeOutcome {
-    Passed,
-    Failed {
-        reason: FailureReason,
-        message: String,
-    },
-}
-
-impl ProbeOutcome {
-    pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
-        ProbeOutcome::Failed {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub fn is_passed(&self) -> bool {
-        matches!(self, ProbeOutcome::Passed)
-    }
-
-    pub fn reason(&self) -> Option<FailureReason> {
-        match self {
-            ProbeOutcome::Passed => None,
-            ProbeOutcome::Failed { reason, .. } => Some(*reason),
-        }
-    }
-
-    /// The failure message; empty when passed.
-    pub fn message(&self) -> &str {
-        match self {
-            ProbeOutcome::Passed => "",
-            ProbeOutcome::Failed { message, .. } => message,
-        }
-    }
-}
 
 /// What a probe is about: the Connector, its Secret (already read, same namespace,
 /// decoded) and the class's resolved API URL (`status.api.address.url`).

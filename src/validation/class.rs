@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::api::{ConnectorClass, ParamSpec, Probe};
 use crate::probe::CompiledClass;
 
-use super::FieldError;
+use crate::types::FieldError;
 
 /// Every rule of SPEC section 6 for a class, including compile errors of its CEL, Rego
 /// and templates. Returns the compiled class when there is no error.

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::api::{Connector, ConnectorClass, Param, ParamSpec, ParamType, ParamValue};
 
-use super::FieldError;
+use crate::types::FieldError;
 
 /// Field of the cross-namespace Secret rule: admission rejects it; on a stored
 /// Connector the SecretReady condition reports it (`CrossNamespaceSecret`).
@@ -257,14 +257,7 @@ fn list_or_none(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn connector(yaml: &str) -> Connector {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    fn class(yaml: &str) -> ConnectorClass {
-        serde_yaml::from_str(yaml).unwrap()
-    }
+    use crate::testing::{class_doc as class, connector_doc as connector};
 
     const GIT_CLASS: &str = r#"
 apiVersion: connectors.alauda.io/v1alpha1

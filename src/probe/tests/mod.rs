@@ -12,50 +12,11 @@ mod templates;
 
 use std::collections::BTreeMap;
 
-use crate::api::{Connector, ConnectorClass};
+use crate::api::Connector;
 
 use super::{CompiledClass, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget, SecretMaterial};
 
-pub(super) fn class(spec_yaml: &str) -> ConnectorClass {
-    let doc = format!(
-        "apiVersion: connectors.alauda.io/v1alpha1\nkind: ConnectorClass\nmetadata:\n  name: test\nspec:\n{}",
-        indent(spec_yaml)
-    );
-    serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("bad class yaml: {e}\n{doc}"))
-}
-
-pub(super) fn connector(spec_yaml: &str) -> Connector {
-    let doc = format!(
-        "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: my-git\n  namespace: team-a\nspec:\n{}",
-        indent(spec_yaml)
-    );
-    serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("bad connector yaml: {e}\n{doc}"))
-}
-
-fn indent(s: &str) -> String {
-    let s = unindent(s);
-    s.lines().map(|l| format!("  {l}\n")).collect()
-}
-
-/// Removes the common leading indentation of a raw string literal.
-pub(super) fn unindent(s: &str) -> String {
-    let min = s
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    s.lines()
-        .map(|l| {
-            if l.len() >= min {
-                &l[min..]
-            } else {
-                l.trim_start()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub(super) use crate::testing::{class, connector, unindent};
 
 pub(super) fn compiled(spec_yaml: &str) -> CompiledClass {
     match CompiledClass::compile(&class(spec_yaml)) {

@@ -190,12 +190,11 @@ fn no_probe_gives_none() {
     let target = ProbeTarget::new(&c);
     assert!(class.request(ProbeKind::Liveness, &target).is_none());
     assert!(class.request(ProbeKind::Auth, &target).is_none());
+    // Unnamed: the class's first auth type is chosen (SPEC section 4); this test
+    // asserted `None` here before that rule was applied to the engine.
     let c = connector("connectorClassName: test\naddress: https://g.io");
-    assert!(
-        class
-            .request(ProbeKind::Auth, &ProbeTarget::new(&c))
-            .is_none()
-    );
+    let first = build(&class, ProbeKind::Auth, &c, None);
+    assert_eq!(first.url().path(), "/user");
 }
 
 fn rego_class(rego: &str) -> crate::probe::CompiledClass {

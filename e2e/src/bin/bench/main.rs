@@ -28,7 +28,7 @@ use connectors_e2e::fixtures::{PROXY_CLASS_EXTRA, git_class};
 use connectors_e2e::process::{Operator, OperatorOptions, metric_value};
 use connectors_e2e::{apply_yaml, install_crds};
 use connectors_operator::api::ConnectorClass;
-use connectors_operator::controller::connector::class_proxy_host;
+use connectors_operator::decide::proxy_service::class_proxy_host;
 use kube::Client;
 use kube::api::Api;
 
@@ -89,6 +89,8 @@ pub enum BenchError {
     Kube(#[from] kube::Error),
     #[error("operator code: {0}")]
     Operator(#[from] connectors_operator::controller::Error),
+    #[error("operator code: {0}")]
+    Uid(#[from] connectors_operator::decide::proxy_service::MissingUid),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("fixture YAML: {0}")]

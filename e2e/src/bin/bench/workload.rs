@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use connectors_e2e::fixtures::{basic_secret, connector};
 use connectors_operator::api::{Connector, ConnectorClass};
-use connectors_operator::controller::class::apply_status;
-use connectors_operator::controller::connector::{
+use connectors_operator::controller::act::apply_status;
+use connectors_operator::decide::address::proxy_service_name;
+use connectors_operator::decide::connector::{
+    CaFacts, ClassFacts as ConnectorClassFacts, ConnectorFacts, ProxyServiceFacts,
+    decide_connector_status,
+};
+use connectors_operator::decide::proxy_service::{
     CONNECTOR_LABEL, class_proxy_host, desired_proxy_service,
 };
 use connectors_operator::observe::{secret_facts, secret_lookup, secret_material};
 use connectors_operator::probe::ProbeOutcome;
-use connectors_operator::status::address::proxy_service_name;
-use connectors_operator::status::connector::{
-    CaFacts, ClassFacts as ConnectorClassFacts, ConnectorFacts, ProxyServiceFacts,
-    decide_connector_status,
-};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -168,7 +168,7 @@ pub async fn floor_writes(
     let proxy_host = class_proxy_host(class);
     let secret: Secret = serde_yaml::from_str(&basic_secret(SECRET_NAME, PASSWORD))?;
     let material = secret_material(&secret);
-    let now = connectors_operator::controller::now();
+    let now = connectors_operator::runtime::now();
     let mut writes = Vec::with_capacity(workload.connectors.len());
     for c in &workload.connectors {
         let service = match &proxy_host {

@@ -1,19 +1,13 @@
-//! The observe step shared by the controller and the `check` CLI: turns fetched
-//! objects into the facts the decide step takes, and runs the probes in order.
+//! A Connector's Secrets as facts: the auth Secret (keys only, values kept in
+//! [`SecretMaterial`]) and CA bundles (global and `caCertSecretRef`).
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::api::{Connector, ConnectorClass};
-use crate::probe::{
-    CompiledClass, HttpProber, ProbeKind, ProbeOutcome, ProbeReport, ProbeRunner, ProbeTarget,
-    SecretMaterial, TrustBundle,
-};
-use crate::status::conditions::TRUE;
-use crate::status::connector::{
-    CaFacts, SecretFacts, has_auth_probe, has_liveness_probe, secret_condition,
-};
+use crate::api::Connector;
+use crate::decide::connector::{CaFacts, SecretFacts};
+use crate::probe::{SecretMaterial, TrustBundle};
 
 /// Label that marks a Secret in the operator's namespace as a global CA bundle.
 pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
@@ -117,53 +111,6 @@ pub fn ca_facts(reference: Option<&str>, found: Option<&Secret>) -> (CaFacts, Tr
         Some(Ok(bundle)) => (CaFacts::Valid { name }, bundle),
         Some(Err(InvalidPem)) => (CaFacts::Invalid { name }, TrustBundle::empty()),
     }
-}
-
-/// Runs the liveness probe, then the auth probe when the tool is live and the Secret
-/// is ready (no credentials are sent to a tool that is down). None: not run.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_connector_probes(
-    compiled: &CompiledClass,
-    class: &ConnectorClass,
-    connector: &Connector,
-    secret: Option<&SecretMaterial>,
-    secret_facts: &SecretFacts,
-    class_api_url: Option<&str>,
-    runner: &ProbeRunner,
-    trust: &TrustBundle,
-) -> (Option<ProbeReport>, Option<ProbeReport>) {
-    let target = ProbeTarget {
-        connector,
-        secret,
-        class_api_url,
-    };
-    let liveness = if has_liveness_probe(class) {
-        runner
-            .run(compiled, ProbeKind::Liveness, &target, trust)
-            .await
-    } else {
-        None
-    };
-    let live = liveness
-        .as_ref()
-        .is_none_or(|r| r.outcome == ProbeOutcome::Passed);
-    let secret_ready = secret_condition(connector, class, secret_facts).status == TRUE;
-    let auth = if live && secret_ready && has_auth_probe(connector, class) {
-        runner.run(compiled, ProbeKind::Auth, &target, trust).await
-    } else {
-        None
-    };
-    (liveness, auth)
-}
-
-/// Reachability of a class's API or proxy address: any HTTP response counts (this is
-/// reachability, not health); a transport error gives its message.
-pub async fn reachability(
-    prober: &HttpProber,
-    url: &str,
-    trust: &TrustBundle,
-) -> Result<(), String> {
-    prober.reach(url, trust).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{Addressable, ClassApiStatus, ConnectorClass, ConnectorClassStatus, ProxyStatus};
-use crate::validation::{FieldError, join_errors};
+use crate::types::{FieldError, join_errors};
 
 use super::conditions::{Desired, aggregate_ready, merge};
 
@@ -151,7 +151,7 @@ mod tests {
             proxy: AddressFacts::Absent,
             spec_errors: &[],
         };
-        let status = decide_class_status(&facts, &crate::controller::now());
+        let status = decide_class_status(&facts, &crate::testing::now());
         assert_eq!(
             conditions(&status),
             vec![
@@ -181,7 +181,7 @@ mod tests {
             proxy: AddressFacts::Unresolved("Service p not found in namespace sys".into()),
             spec_errors: &errors,
         };
-        let status = decide_class_status(&facts, &crate::controller::now());
+        let status = decide_class_status(&facts, &crate::testing::now());
         assert_eq!(
             conditions(&status),
             vec![

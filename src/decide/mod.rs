@@ -4,3 +4,6 @@ pub mod address;
 pub mod class;
 pub mod conditions;
 pub mod connector;
+pub mod events;
+pub mod plan;
+pub mod proxy_service;

@@ -10,10 +10,11 @@ use crate::api::{
     find_condition,
 };
 use crate::probe::ProbeOutcome;
-use crate::validation::{FieldError, join_errors};
+use crate::types::{FieldError, join_errors};
 
 use super::address::{connector_api_path, connector_proxy_url, proxy_service_name};
 use super::conditions::{Desired, TRUE, aggregate_ready, merge};
+use super::plan::probe_plan;
 
 /// Class annotation choosing how proxy URLs are formed.
 pub const PROXY_RESOLVER_ANNOTATION: &str = "connectors.cpaas.io/proxy-resolver";
@@ -94,32 +95,12 @@ pub struct ConnectorFacts<'a> {
     pub cluster_domain: &'a str,
 }
 
-/// The auth type a Connector uses: `spec.auth.name`, or the class's first auth type
-/// when the Connector names none.
+/// The auth type a Connector uses (SPEC section 4; the rule lives in the API types).
 pub fn chosen_auth_type<'a>(
     connector: &Connector,
     class: &'a ConnectorClass,
 ) -> Option<&'a AuthType> {
-    match connector.auth_name().filter(|n| !n.is_empty()) {
-        Some(name) => class.auth_type(name),
-        None => class.spec.auth.as_ref()?.types.as_ref()?.first(),
-    }
-}
-
-/// Whether the class defines a probe of each kind for this Connector.
-pub fn has_liveness_probe(class: &ConnectorClass) -> bool {
-    class
-        .spec
-        .liveness_probe
-        .as_ref()
-        .is_some_and(|p| p.http.is_some() || p.api.is_some())
-}
-
-pub fn has_auth_probe(connector: &Connector, class: &ConnectorClass) -> bool {
-    chosen_auth_type(connector, class)
-        .and_then(|t| class.auth_probe(&t.name))
-        .and_then(|p| p.probe.as_ref())
-        .is_some_and(|p| p.http.is_some() || p.api.is_some())
+    class.chosen_auth_type(connector)
 }
 
 /// Conventional keys of standard Secret types, used when the auth type declares none.
@@ -299,13 +280,14 @@ fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Ve
     let connector = facts.connector;
     let class_ready = Desired::ok("ConnectorClassReady", "", "");
     let secret = secret_condition(connector, class, &facts.secret);
+    let plan = probe_plan(connector, class, &facts.secret);
     let liveness = probe_condition(
         "LivenessReady",
         "NonLivenessProbe",
-        has_liveness_probe(class),
+        plan.liveness,
         &facts.liveness,
     );
-    let auth = if !has_auth_probe(connector, class) {
+    let auth = if !plan.auth {
         Desired::ok("AuthReady", "NonAuthProbe", "")
     } else if liveness.status == super::conditions::FALSE {
         Desired::unknown(
@@ -497,7 +479,7 @@ status:
             ca: CaFacts::NoRef,
             cluster_domain: "cluster.local",
         };
-        decide_connector_status(&facts, &crate::controller::now())
+        decide_connector_status(&facts, &crate::testing::now())
     }
 
     fn get<'a>(s: &'a ConnectorStatus, t: &str) -> (&'a str, &'a str, &'a str) {
@@ -727,7 +709,7 @@ status:
             ca: CaFacts::Invalid { name: "ca".into() },
             cluster_domain: "cluster.local",
         };
-        let s = decide_connector_status(&facts, &crate::controller::now());
+        let s = decide_connector_status(&facts, &crate::testing::now());
         assert_eq!(get(&s, "ProxyServiceReady").1, "ProxyServiceConflict");
         assert_eq!(
             get(&s, "CACertReady"),

@@ -1,0 +1,117 @@
+//! The act step: status writes, proxy Service writes and events. Writes only what
+//! the decide step says differs.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use serde::Serialize;
+
+use crate::decide::proxy_service::{ObservedService, ServiceAction, service_action};
+
+use super::{Context, Error};
+
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "connectors-operator";
+
+/// Writes `.status` with server-side apply, so fields the operator no longer sets are
+/// removed and nothing else is touched.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Carries out a proxy Service action. A create that finds a Service of that name
+/// reads it and decides again (someone else's is left alone). Returns the action
+/// finally taken; `None` when the Service vanished meanwhile (the next round sees).
+pub async fn ensure_service(
+    ctx: &Context,
+    desired: &Service,
+    action: ServiceAction,
+    owner_uid: &str,
+) -> Result<Option<ServiceAction>, Error> {
+    let namespace = desired.metadata.namespace.as_deref().unwrap_or_default();
+    let name = desired.metadata.name.as_deref().unwrap_or_default();
+    let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
+    let action = match action {
+        ServiceAction::Create => match api.create(&PostParams::default(), desired).await {
+            Ok(written) => {
+                record_service_write(ctx, &written);
+                return Ok(Some(ServiceAction::Create));
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = api.get_opt(name).await?;
+                match service_action(desired, &ObservedService::of(existing.as_ref(), owner_uid)) {
+                    // Deleted between the create and the read: the next round creates it.
+                    ServiceAction::Create => return Ok(None),
+                    other => other,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        },
+        other => other,
+    };
+    if action == ServiceAction::Apply {
+        let written = api
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(desired),
+            )
+            .await?;
+        record_service_write(ctx, &written);
+    }
+    Ok(Some(action))
+}
+
+fn record_service_write(ctx: &Context, written: &Service) {
+    ctx.own_service_writes.record(&written.metadata);
+    ctx.metrics.service_writes.inc();
+}
+
+/// Records an event without holding the reconcile worker: events are best effort, and
+/// at scale their POSTs cost as much as the status writes (docs/benchmarks.md).
+pub fn publish(
+    ctx: &Arc<Context>,
+    reference: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    let (ctx, reference, reason) = (ctx.clone(), reference.clone(), reason.to_string());
+    tokio::spawn(async move {
+        match ctx.recorder.publish(&event, &reference).await {
+            Ok(()) => {
+                ctx.metrics.events.inc();
+            }
+            Err(e) => tracing::warn!(error = %e, reason, "could not record event"),
+        }
+    });
+}

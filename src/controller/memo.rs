@@ -1,0 +1,181 @@
+//! What the Connector controller remembers between reconciles: recent probe results
+//! (reused while their inputs are unchanged) and its own Service writes (whose watch
+//! echo must not reconcile again).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::ObjectMeta;
+
+use crate::api::{Connector, ConnectorClass};
+use crate::probe::{ProbeOutcome, TrustBundle};
+
+/// Probe results of one Connector with a fingerprint of everything they depend on.
+struct Memo {
+    inputs: u64,
+    at: Instant,
+    liveness: Option<ProbeOutcome>,
+    auth: Option<ProbeOutcome>,
+}
+
+/// Last probe results per Connector. A reconcile caused by something that does not
+/// change the probes' inputs (its own proxy Service, an unrelated Secret edit, a
+/// relist) reuses them instead of probing again; periodic re-probes come after the
+/// reuse window and always probe.
+#[derive(Default)]
+pub struct ProbeMemo(Mutex<HashMap<String, Memo>>);
+
+/// Liveness and auth outcomes; `None`: not run.
+pub type Outcomes = (Option<ProbeOutcome>, Option<ProbeOutcome>);
+
+impl ProbeMemo {
+    pub fn get(
+        &self,
+        key: &str,
+        inputs: u64,
+        healthy_for: Duration,
+        failed_for: Duration,
+    ) -> Option<Outcomes> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let memo = map.get(key).filter(|m| m.inputs == inputs)?;
+        let passed = |o: &Option<ProbeOutcome>| o.as_ref().is_none_or(ProbeOutcome::is_passed);
+        let window = if passed(&memo.liveness) && passed(&memo.auth) {
+            healthy_for
+        } else {
+            failed_for
+        };
+        (memo.at.elapsed() < window).then(|| (memo.liveness.clone(), memo.auth.clone()))
+    }
+
+    pub fn put(&self, key: String, inputs: u64, outcomes: Outcomes) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(
+            key,
+            Memo {
+                inputs,
+                at: Instant::now(),
+                liveness: outcomes.0,
+                auth: outcomes.1,
+            },
+        );
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+/// Resource versions of the proxy Services this operator just wrote, so that the watch
+/// event of its own write (the echo) does not reconcile the owner again: that round
+/// would only read the Secret and the Service again to find nothing to do (a second
+/// reconcile per new Connector, a third of the API requests of a fresh start).
+#[derive(Default)]
+pub struct OwnServiceWrites(Mutex<HashMap<String, String>>);
+
+fn service_key(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+impl OwnServiceWrites {
+    /// Remembers the state a write of this operator produced.
+    pub fn record(&self, written: &ObjectMeta) {
+        if let Some(version) = &written.resource_version {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.insert(service_key(written), version.clone());
+        }
+    }
+
+    /// Whether a watched Service is exactly the state this operator wrote. Any event for
+    /// the Service clears the record, so every later change, by anyone, triggers.
+    pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let written = map.remove(&service_key(seen));
+        written.is_some() && written.as_deref() == seen.resource_version.as_deref()
+    }
+}
+
+/// Fingerprint of a probe's inputs: the Connector's spec, the class's spec and
+/// resolved API URL, the Secret's version and the trust bundle.
+pub fn probe_inputs(
+    connector: &Connector,
+    class: &ConnectorClass,
+    class_api_url: Option<&str>,
+    secret_version: Option<&str>,
+    trust: &TrustBundle,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    connector.metadata.uid.hash(&mut h);
+    connector.metadata.generation.hash(&mut h);
+    class.metadata.uid.hash(&mut h);
+    class.metadata.generation.hash(&mut h);
+    class_api_url.hash(&mut h);
+    secret_version.hash(&mut h);
+    trust.id().hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::FailureReason;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn only_the_exact_state_written_is_an_echo_and_only_once() {
+        let meta = |version: &str| ObjectMeta {
+            namespace: Some("dev".into()),
+            name: Some("c-git".into()),
+            resource_version: Some(version.into()),
+            ..Default::default()
+        };
+        let writes = OwnServiceWrites::default();
+        assert!(!writes.is_echo(&meta("1")), "nothing written yet");
+        writes.record(&meta("5"));
+        assert!(writes.is_echo(&meta("5")));
+        assert!(
+            !writes.is_echo(&meta("5")),
+            "a second event is not the echo"
+        );
+        writes.record(&meta("7"));
+        assert!(!writes.is_echo(&meta("8")), "someone else changed it since");
+        assert!(
+            !writes.is_echo(&meta("7")),
+            "the record is gone after any event"
+        );
+    }
+
+    #[test]
+    fn memo_reuses_results_only_for_the_same_inputs_and_within_the_window() {
+        let memo = ProbeMemo::default();
+        let passed = (Some(ProbeOutcome::Passed), Some(ProbeOutcome::Passed));
+        memo.put("c".into(), 1, passed.clone());
+        assert_eq!(memo.get("c", 1, HOUR, Duration::ZERO), Some(passed));
+        assert_eq!(memo.get("c", 2, HOUR, HOUR), None, "inputs changed");
+        assert_eq!(memo.get("other", 1, HOUR, HOUR), None);
+
+        let failed = (
+            Some(ProbeOutcome::Passed),
+            Some(ProbeOutcome::failed(
+                FailureReason::AuthenticationFailed,
+                "401",
+            )),
+        );
+        memo.put("c".into(), 1, failed.clone());
+        assert_eq!(
+            memo.get("c", 1, HOUR, Duration::ZERO),
+            None,
+            "failure window"
+        );
+        assert_eq!(memo.get("c", 1, Duration::ZERO, HOUR), Some(failed));
+        memo.forget("c");
+        assert_eq!(memo.get("c", 1, HOUR, HOUR), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! The watches of both controllers and how their events map to reconciles.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::Client;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+
+use crate::api::{Connector, ConnectorClass};
+use crate::observe::GLOBAL_CA_LABEL;
+use crate::runtime::{Shutdown, WatchBackoff};
+use crate::telemetry::{ErrorLabels, Metrics};
+
+use super::{Context, Error, Settings, class, connector};
+
+/// Runs both controllers until `shutdown`.
+pub(super) async fn controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
+    let (class_store, class_writer) = reflector::store::<ConnectorClass>();
+    let class_events = reflector(
+        class_writer,
+        watcher(
+            Api::<ConnectorClass>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects();
+    let (ca_store, ca_writer) = reflector::store::<Secret>();
+    let ca_events = reflector(
+        ca_writer,
+        watcher(
+            Api::<Secret>::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().labels(GLOBAL_CA_LABEL),
+        ),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects();
+    let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        class_store,
+        ca_store,
+    ));
+    let classes = Controller::new(
+        Api::<ConnectorClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(config.clone())
+    .trigger_backoff(WatchBackoff::default())
+    .graceful_shutdown_on(shutdown.clone().wait())
+    .run(class::reconcile, error_policy_class, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
+    let connectors = connector_controller(client, ctx, config, class_events, ca_events, shutdown)
+        .for_each(|_| futures::future::ready(()));
+    futures::join!(classes, connectors);
+}
+
+type Touched<K> = Result<K, watcher::Error>;
+
+/// The Connector controller: its own watch (generation changes only, so a status
+/// write does not trigger another round of probes), owned proxy Services, classes,
+/// global CA Secrets and the Secrets Connectors reference.
+fn connector_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    config: kube::runtime::controller::Config,
+    class_events: impl Stream<Item = Touched<ConnectorClass>> + Send + 'static,
+    ca_events: impl Stream<Item = Touched<Secret>> + Send + 'static,
+    shutdown: Shutdown,
+) -> impl Stream<Item = ()> {
+    let (store, writer) = reflector::store::<Connector>();
+    let connector_events = reflector(
+        writer,
+        watcher(
+            Api::<Connector>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(trim_cached_connector),
+    )
+    .backoff(WatchBackoff::default())
+    .inspect({
+        let ctx = ctx.clone();
+        move |event| {
+            if let Ok(watcher::Event::Delete(c)) = event {
+                ctx.forget(&connector::key_of(c));
+            }
+        }
+    })
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let (by_class, by_secret, all) = (store.clone(), store.clone(), store.clone());
+    Controller::for_stream(connector_events, store)
+        .with_config(config)
+        .trigger_backoff(WatchBackoff::default())
+        .owns_stream(owned_service_events(&client, &ctx))
+        .watches_stream(class_events, move |class| {
+            let name = class.metadata.name.clone().unwrap_or_default();
+            connectors_where(&by_class, |c| c.spec.connector_class_name == name)
+        })
+        .watches_stream(ca_events, move |_| connectors_where(&all, |_| true))
+        .watches_stream(secret_events(&client), move |secret| {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+            connectors_where(&by_secret, |c| {
+                c.metadata.namespace.as_deref() == Some(namespace.as_str())
+                    && connector::references_secret(c, &name)
+            })
+        })
+        .graceful_shutdown_on(shutdown.wait())
+        .run(connector::reconcile, error_policy_connector, ctx)
+        .map(|_| ())
+}
+
+fn connectors_where(
+    store: &Store<Connector>,
+    keep: impl Fn(&Connector) -> bool,
+) -> Vec<ObjectRef<Connector>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|c| keep(c))
+        .map(|c| ObjectRef::from_obj(&*c))
+        .collect()
+}
+
+/// Metadata only: which Secret changed, never its data.
+fn secret_events(
+    client: &Client,
+) -> impl Stream<Item = Touched<PartialObjectMeta<Secret>>> + Send + 'static {
+    watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects()
+}
+
+/// Owned proxy Services (metadata only, as `owns` watches them), minus the echo of
+/// the operator's own writes.
+fn owned_service_events(
+    client: &Client,
+    ctx: &Arc<Context>,
+) -> impl Stream<Item = Touched<PartialObjectMeta<Service>>> + Send + 'static {
+    let ctx = ctx.clone();
+    watcher(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        watcher::Config::default().labels(connector::CONNECTOR_LABEL),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects()
+    .try_filter(move |service| {
+        futures::future::ready(!ctx.own_service_writes.is_echo(&service.metadata))
+    })
+}
+
+fn count_error(ctx: &Context, kind: &'static str, error: &Error) {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            kind,
+            error: error.metric_label(),
+        })
+        .inc();
+}
+
+fn error_policy_class(class: Arc<ConnectorClass>, error: &Error, ctx: Arc<Context>) -> Action {
+    let name = class.metadata.name.as_deref().unwrap_or_default();
+    tracing::warn!(class = name, error = %error, kind = error.metric_label(), "reconcile failed");
+    count_error(&ctx, "ConnectorClass", error);
+    Action::requeue(ctx.next_check(&format!("class/{name}"), false))
+}
+
+fn error_policy_connector(connector: Arc<Connector>, error: &Error, ctx: Arc<Context>) -> Action {
+    let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
+    let name = connector.metadata.name.as_deref().unwrap_or_default();
+    tracing::warn!(namespace, name, error = %error, kind = error.metric_label(), "reconcile failed");
+    count_error(&ctx, "Connector", error);
+    Action::requeue(ctx.next_check(&connector::key_of(&connector), false))
+}
+
+/// Drops what the operator never reads from a cached Connector: managedFields and
+/// kubectl's last-applied copy of the object. With 10,000 Connectors this is a large
+/// part of the store's memory.
+fn trim_cached_connector(connector: &mut Connector) {
+    use kube::ResourceExt;
+    connector.managed_fields_mut().clear();
+    connector
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_connectors_keep_everything_the_operator_reads() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut connector = Connector::new(
+            "git",
+            serde_json::from_value(serde_json::json!({
+                "connectorClassName": "git",
+                "address": "https://github.com",
+            }))
+            .expect("spec"),
+        );
+        connector.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        connector.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+                ("team", "a"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        let before = connector.clone();
+        trim_cached_connector(&mut connector);
+        assert_eq!(connector.metadata.managed_fields, Some(vec![]));
+        assert_eq!(
+            connector.metadata.annotations,
+            Some([("team".to_string(), "a".to_string())].into())
+        );
+        assert_eq!(
+            (connector.spec, connector.status),
+            (before.spec, before.status)
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Observing one Connector: its Secrets, its class, and the probes of its plan.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::{Connector, ConnectorClass};
+use crate::decide::connector::{
+    CaFacts, ClassFacts, ConnectorFacts, ProxyServiceFacts, SecretFacts,
+};
+use crate::decide::plan::ProbePlan;
+use crate::probe::{
+    CompiledClass, ProbeKind, ProbeOutcome, ProbeReport, ProbeRunner, ProbeTarget, SecretMaterial,
+    TrustBundle,
+};
+use crate::types::{FieldError, join_errors};
+use crate::validation::spec_mismatch_errors;
+
+use super::class::ServiceLookup;
+use super::secrets::{SecretLookup, ca_facts, secret_facts, secret_lookup, secret_material};
+
+/// Where observe reads objects: the cluster (controllers) or files (`check`).
+pub trait Objects: Sync {
+    type Error;
+
+    /// The Secret `name` of `namespace`, if it exists.
+    fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Secret>>, Self::Error>> + Send;
+
+    /// The Service `name` of `namespace`, for class address resolution.
+    fn service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<ServiceLookup, Self::Error>> + Send;
+}
+
+/// A Connector's Secrets, as facts and as what the probes need.
+pub struct ConnectorInputs {
+    pub secret: SecretFacts,
+    /// Decoded auth Secret (values redacted in Debug).
+    pub material: Option<SecretMaterial>,
+    /// resourceVersion of the auth Secret, to tell when probe results are stale.
+    pub secret_version: Option<String>,
+    pub ca: CaFacts,
+    /// Global CA bundles plus the Connector's `caCertSecretRef`.
+    pub trust: TrustBundle,
+}
+
+/// Reads the auth Secret (own namespace only) and the CA Secret of a Connector.
+pub async fn observe_inputs<O: Objects>(
+    objects: &O,
+    connector: &Connector,
+    global_trust: &TrustBundle,
+) -> Result<ConnectorInputs, O::Error> {
+    let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
+    let lookup = secret_lookup(connector);
+    let found = match &lookup {
+        SecretLookup::InOwnNamespace(name) => objects.secret(namespace, name).await?,
+        _ => None,
+    };
+    let material = found.as_deref().map(secret_material);
+    let ca_name = connector
+        .spec
+        .ca_cert_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str());
+    let ca_secret = match ca_name {
+        Some(name) => objects.secret(namespace, name).await?,
+        None => None,
+    };
+    let (ca, ca_bundle) = ca_facts(ca_name, ca_secret.as_deref());
+    Ok(ConnectorInputs {
+        secret: secret_facts(&lookup, material.as_ref()),
+        secret_version: found.and_then(|s| s.metadata.resource_version.clone()),
+        material,
+        ca,
+        trust: global_trust.merged(&ca_bundle),
+    })
+}
+
+/// A class as a Connector sees it: the object (with the status its controller
+/// wrote), its compiled form and its resolved API URL.
+pub struct ClassView<'a> {
+    pub class: &'a ConnectorClass,
+    pub compiled: &'a Result<Arc<CompiledClass>, Vec<FieldError>>,
+}
+
+impl ClassView<'_> {
+    /// The class's resolved API URL (`status.api.address.url`).
+    pub fn api_url(&self) -> Option<&str> {
+        self.class
+            .status
+            .as_ref()?
+            .api
+            .as_ref()?
+            .address
+            .as_ref()?
+            .url
+            .as_deref()
+    }
+}
+
+/// The class facts of a Connector: not found, invalid, contract not met, or usable.
+pub fn class_facts<'a>(
+    connector: &Connector,
+    name: &str,
+    view: Option<&ClassView<'a>>,
+) -> ClassFacts<'a> {
+    let Some(view) = view else {
+        return ClassFacts::NotFound {
+            name: name.to_string(),
+        };
+    };
+    if let Err(errors) = view.compiled {
+        return ClassFacts::Invalid {
+            message: join_errors(errors),
+        };
+    }
+    let errors = spec_mismatch_errors(connector, view.class);
+    if errors.is_empty() {
+        ClassFacts::Usable { class: view.class }
+    } else {
+        ClassFacts::Mismatch { errors }
+    }
+}
+
+/// Runs the plan's probes in order: liveness, then auth when the plan allows it
+/// after the liveness outcome. `None`: not run.
+pub async fn run_probes(
+    plan: &ProbePlan<'_>,
+    compiled: &CompiledClass,
+    connector: &Connector,
+    inputs: &ConnectorInputs,
+    class_api_url: Option<&str>,
+    runner: &ProbeRunner,
+) -> (Option<ProbeReport>, Option<ProbeReport>) {
+    let target = ProbeTarget {
+        connector,
+        secret: inputs.material.as_ref(),
+        class_api_url,
+    };
+    let liveness = if plan.runs(ProbeKind::Liveness, None) {
+        runner
+            .run(compiled, ProbeKind::Liveness, &target, &inputs.trust)
+            .await
+    } else {
+        None
+    };
+    let live = liveness.as_ref().map(|r| &r.outcome);
+    let auth = if plan.runs(ProbeKind::Auth, live) {
+        runner
+            .run(compiled, ProbeKind::Auth, &target, &inputs.trust)
+            .await
+    } else {
+        None
+    };
+    (liveness, auth)
+}
+
+/// Everything the decide step needs about a Connector.
+pub fn connector_facts<'a>(
+    connector: &'a Connector,
+    class: ClassFacts<'a>,
+    inputs: &ConnectorInputs,
+    outcomes: (Option<ProbeOutcome>, Option<ProbeOutcome>),
+    proxy_service: ProxyServiceFacts,
+    cluster_domain: &'a str,
+) -> ConnectorFacts<'a> {
+    ConnectorFacts {
+        connector,
+        class,
+        secret: inputs.secret.clone(),
+        liveness: outcomes.0,
+        auth: outcomes.1,
+        proxy_service,
+        ca: inputs.ca.clone(),
+        cluster_domain,
+    }
+}

@@ -1,0 +1,14 @@
+//! What every process of the operator runs on: shutdown, leader election, the clock,
+//! watch and retry backoff, the caches gate. Knows no controller, webhook or proxy.
+
+mod backoff;
+mod caches;
+mod clock;
+mod leader;
+mod shutdown;
+
+pub use backoff::{WatchBackoff, backoff_delay};
+pub use caches::{CachesReady, CachesStopped};
+pub use clock::now;
+pub use leader::{LeaseSettings, run_while_leader};
+pub use shutdown::Shutdown;
