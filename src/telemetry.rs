@@ -95,69 +95,74 @@ impl Default for Metrics {
             admission_reviews: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "reconciles",
-            "Reconciles run, by kind",
-            m.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed, by kind and error",
-            m.reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Reconcile duration, probes included",
-            m.reconcile_duration.clone(),
-        );
-        registry.register(
-            "reconciles_in_flight",
-            "Reconciles running now (the work queue's active part)",
-            m.reconciles_in_flight.clone(),
-        );
-        registry.register(
-            "status_writes",
-            "Status writes sent to the API server",
-            m.status_writes.clone(),
-        );
-        registry.register(
-            "service_writes",
-            "Proxy Service creates and updates",
-            m.service_writes.clone(),
-        );
-        registry.register("events", "Events recorded", m.events.clone());
-        registry.register(
-            "probes",
-            "Probes run, by class, probe and result",
-            m.probes.clone(),
-        );
-        registry.register(
-            "probe_duration_seconds",
-            "Probe duration including the wait for a concurrency permit",
-            m.probe_duration.clone(),
-        );
-        registry.register(
-            "probes_shared",
-            "Liveness probes answered by another Connector's identical request",
-            m.probes_shared.clone(),
-        );
-        registry.register(
-            "probes_waiting",
-            "Probes waiting for a concurrency permit (the probe queue depth)",
-            m.probes_waiting.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this process holds the leader Lease",
-            m.leader.clone(),
-        );
-        registry.register(
-            "admission_reviews",
-            "Admission reviews answered by the webhook, by kind and result",
-            m.admission_reviews.clone(),
-        );
+        register(&mut registry, &m);
         Metrics { registry, ..m }
     }
+}
+
+/// Registers every metric of `m` under its name and help text.
+fn register(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "reconciles",
+        "Reconciles run, by kind",
+        m.reconciles.clone(),
+    );
+    registry.register(
+        "reconcile_errors",
+        "Reconciles that failed, by kind and error",
+        m.reconcile_errors.clone(),
+    );
+    registry.register(
+        "reconcile_duration_seconds",
+        "Reconcile duration, probes included",
+        m.reconcile_duration.clone(),
+    );
+    registry.register(
+        "reconciles_in_flight",
+        "Reconciles running now (the work queue's active part)",
+        m.reconciles_in_flight.clone(),
+    );
+    registry.register(
+        "status_writes",
+        "Status writes sent to the API server",
+        m.status_writes.clone(),
+    );
+    registry.register(
+        "service_writes",
+        "Proxy Service creates and updates",
+        m.service_writes.clone(),
+    );
+    registry.register("events", "Events recorded", m.events.clone());
+    registry.register(
+        "probes",
+        "Probes run, by class, probe and result",
+        m.probes.clone(),
+    );
+    registry.register(
+        "probe_duration_seconds",
+        "Probe duration including the wait for a concurrency permit",
+        m.probe_duration.clone(),
+    );
+    registry.register(
+        "probes_shared",
+        "Liveness probes answered by another Connector's identical request",
+        m.probes_shared.clone(),
+    );
+    registry.register(
+        "probes_waiting",
+        "Probes waiting for a concurrency permit (the probe queue depth)",
+        m.probes_waiting.clone(),
+    );
+    registry.register(
+        "leader",
+        "1 while this process holds the leader Lease",
+        m.leader.clone(),
+    );
+    registry.register(
+        "admission_reviews",
+        "Admission reviews answered by the webhook, by kind and result",
+        m.admission_reviews.clone(),
+    );
 }
 
 impl Metrics {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::api::{ConnectorClass, Probe, chosen_auth_name};
+use crate::api::{ApiProbe, ConnectorClass, HttpProbe, Probe, chosen_auth_name};
 use crate::types::FieldError;
 
 use super::cel_check::CelCheck;
@@ -199,88 +199,106 @@ fn compile_probe(
     settings: &ProbeSettings,
     errors: &mut Vec<FieldError>,
 ) -> Option<CompiledProbe> {
-    let parse =
-        |text: &str| template::parse(text, settings.template_output_cap, settings.eval_timeout);
     if let Some(http) = &probe.http {
-        let field = format!("{field}.http");
-        let before = errors.len();
-        let path =
-            parse(&http.path).map_err(|e| errors.push(FieldError::new(format!("{field}.path"), e)));
-        let mut headers = Vec::new();
-        for (i, h) in http.http_headers.iter().flatten().enumerate() {
-            match parse(&h.value) {
-                Ok(value) => headers.push(HeaderPart {
-                    name: HeaderName::from_bytes(h.name.trim().as_bytes())
-                        .map_err(|_| h.name.clone()),
-                    credential: CREDENTIAL_HEADERS
-                        .contains(&h.name.trim().to_ascii_lowercase().as_str())
-                        || value.fields().reads_secret(),
-                    value,
-                }),
-                Err(e) => errors.push(FieldError::new(
-                    format!("{field}.httpHeaders[{i}].value"),
-                    e,
-                )),
-            }
-        }
-        let cel = match http.response.as_ref().and_then(|r| r.cel.as_deref()) {
-            Some(src) if !src.trim().is_empty() => match CelCheck::compile(src) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    errors.push(FieldError::new(format!("{field}.response.cel"), e));
-                    None
-                }
-            },
-            _ => None,
-        };
-        let Ok(path) = path else { return None };
-        if errors.len() != before {
-            return None;
-        }
-        let fields = headers
-            .iter()
-            .fold(path.fields(), |f, h| f.union(h.value.fields()));
-        return Some(CompiledProbe::Http(HttpPart {
-            fields,
-            path,
-            host: http.host.clone(),
-            scheme: http.scheme.clone(),
-            method: http.method.clone(),
-            headers,
-            follow_redirects: !http.disable_redirect.unwrap_or(false),
-            check: Arc::new(ProbeCheck {
-                field: field.clone(),
-                api: false,
-                cel,
-            }),
-            field,
-        }));
+        return compile_http(&format!("{field}.http"), http, settings, errors)
+            .map(CompiledProbe::Http);
     }
     if let Some(api) = &probe.api {
-        let field = format!("{field}.api");
-        let path = match api.path.as_deref() {
-            Some(p) => match parse(p) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errors.push(FieldError::new(format!("{field}.path"), e));
-                    return None;
-                }
-            },
-            None => None,
-        };
-        return Some(CompiledProbe::Api(ApiPart {
-            fields: path
-                .as_ref()
-                .map(CompiledTemplate::fields)
-                .unwrap_or_default(),
-            path,
-            check: Arc::new(ProbeCheck {
-                field: field.clone(),
-                api: true,
-                cel: None,
-            }),
-            field,
-        }));
+        return compile_api(&format!("{field}.api"), api, settings, errors).map(CompiledProbe::Api);
     }
     None
+}
+
+fn parse_template(text: &str, settings: &ProbeSettings) -> Result<CompiledTemplate, String> {
+    template::parse(text, settings.template_output_cap, settings.eval_timeout)
+}
+
+fn compile_http(
+    field: &str,
+    http: &HttpProbe,
+    settings: &ProbeSettings,
+    errors: &mut Vec<FieldError>,
+) -> Option<HttpPart> {
+    let before = errors.len();
+    let path = parse_template(&http.path, settings)
+        .map_err(|e| errors.push(FieldError::new(format!("{field}.path"), e)));
+    let mut headers = Vec::new();
+    for (i, h) in http.http_headers.iter().flatten().enumerate() {
+        match parse_template(&h.value, settings) {
+            Ok(value) => headers.push(HeaderPart {
+                name: HeaderName::from_bytes(h.name.trim().as_bytes()).map_err(|_| h.name.clone()),
+                credential: CREDENTIAL_HEADERS
+                    .contains(&h.name.trim().to_ascii_lowercase().as_str())
+                    || value.fields().reads_secret(),
+                value,
+            }),
+            Err(e) => errors.push(FieldError::new(
+                format!("{field}.httpHeaders[{i}].value"),
+                e,
+            )),
+        }
+    }
+    let cel = match http.response.as_ref().and_then(|r| r.cel.as_deref()) {
+        Some(src) if !src.trim().is_empty() => match CelCheck::compile(src) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(FieldError::new(format!("{field}.response.cel"), e));
+                None
+            }
+        },
+        _ => None,
+    };
+    let Ok(path) = path else { return None };
+    if errors.len() != before {
+        return None;
+    }
+    let fields = headers
+        .iter()
+        .fold(path.fields(), |f, h| f.union(h.value.fields()));
+    Some(HttpPart {
+        fields,
+        path,
+        host: http.host.clone(),
+        scheme: http.scheme.clone(),
+        method: http.method.clone(),
+        headers,
+        follow_redirects: !http.disable_redirect.unwrap_or(false),
+        check: Arc::new(ProbeCheck {
+            field: field.to_string(),
+            api: false,
+            cel,
+        }),
+        field: field.to_string(),
+    })
+}
+
+fn compile_api(
+    field: &str,
+    api: &ApiProbe,
+    settings: &ProbeSettings,
+    errors: &mut Vec<FieldError>,
+) -> Option<ApiPart> {
+    let path = match api.path.as_deref() {
+        Some(p) => match parse_template(p, settings) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(FieldError::new(format!("{field}.path"), e));
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(ApiPart {
+        fields: path
+            .as_ref()
+            .map(CompiledTemplate::fields)
+            .unwrap_or_default(),
+        path,
+        check: Arc::new(ProbeCheck {
+            field: field.to_string(),
+            api: true,
+            cel: None,
+        }),
+        field: field.to_string(),
+    })
 }

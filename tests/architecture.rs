@@ -1,0 +1,269 @@
+//! Architecture test: the layer rules of `docs/architecture.md`, checked against the
+//! `use` declarations and `crate::` paths of `src/` (like ArchUnit). The rules are
+//! written once, here. Test code (`#[cfg(test)] mod tests`, `tests/` folders,
+//! `testing.rs`) is exempt; so are `main.rs` (the top) and the demo tool.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Each module of the library and the modules it may import, bottom to top.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("types", &[]),
+    ("api", &["types"]),
+    ("inject", &["types", "api"]),
+    ("probe", &["types", "api", "inject"]),
+    ("validation", &["types", "api", "probe"]),
+    ("decide", &["types", "api", "probe", "validation"]),
+    ("telemetry", &["types", "api", "probe"]),
+    ("runtime", &["types"]),
+    (
+        "observe",
+        &["types", "api", "inject", "probe", "validation", "decide"],
+    ),
+    // Processes: anything below, never another process.
+    (
+        "controller",
+        &[
+            "types",
+            "api",
+            "inject",
+            "probe",
+            "validation",
+            "decide",
+            "telemetry",
+            "runtime",
+            "observe",
+        ],
+    ),
+    (
+        "admission",
+        &[
+            "types",
+            "api",
+            "inject",
+            "probe",
+            "validation",
+            "decide",
+            "telemetry",
+            "runtime",
+            "observe",
+        ],
+    ),
+    (
+        "check",
+        &[
+            "types",
+            "api",
+            "inject",
+            "probe",
+            "validation",
+            "decide",
+            "telemetry",
+            "runtime",
+            "observe",
+        ],
+    ),
+];
+
+/// Paths the pure layers must not name: clients, sockets, files, the async runtime.
+const IO_PATHS: &[&str] = &[
+    "kube::Client",
+    "kube::Api",
+    "kube::api::Api",
+    "kube::runtime",
+    "tokio",
+    "reqwest",
+    "hyper",
+    "std::fs",
+    "std::net",
+    "std::process",
+];
+
+/// Layers that do no I/O.
+const PURE: &[&str] = &["types", "api", "inject", "validation", "decide"];
+
+/// The longest non-test function allowed, in lines.
+const MAX_FUNCTION_LINES: usize = 80;
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "tests" && n != "bin") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file belongs to (`src/probe/http.rs` -> `probe`).
+fn module_of(path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(src()).ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let module = first.trim_end_matches(".rs");
+    match module {
+        "lib" | "main" | "testing" | "tests" => None,
+        m if relative.to_string_lossy().ends_with("/tests.rs") => {
+            let _ = m;
+            None
+        }
+        m => Some(m.to_string()),
+    }
+}
+
+/// The file without its trailing `#[cfg(test)] mod tests { .. }`.
+fn production_code(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &text[..at],
+        None => text,
+    }
+}
+
+/// Every crate module named by `use crate::...` (groups included) or `crate::x::`.
+fn crate_imports(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue; // e.g. `my_crate::`
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    found.insert(name);
+                }
+            }
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+fn code_files() -> Vec<(PathBuf, String, String)> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let module = module_of(&path)?;
+            let text = std::fs::read_to_string(&path).expect("read file");
+            Some((path, module, production_code(&text).to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn imports_follow_the_layers() {
+    let mut wrong = Vec::new();
+    let files = code_files();
+    assert!(files.len() > 30, "src/ was not read: {} files", files.len());
+    for (path, module, code) in &files {
+        let Some((_, allowed)) = LAYERS.iter().find(|(m, _)| m == module) else {
+            wrong.push(format!(
+                "{}: module {module:?} has no layer",
+                path.display()
+            ));
+            continue;
+        };
+        for import in crate_imports(code) {
+            if import != *module && !allowed.contains(&import.as_str()) {
+                wrong.push(format!("{}: {module} imports {import}", path.display()));
+            }
+        }
+        if PURE.contains(&module.as_str()) {
+            for io in IO_PATHS {
+                if code.contains(&format!("{io}::")) || code.contains(&format!("use {io};")) {
+                    wrong.push(format!("{}: pure {module} names {io}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "wrong-way imports:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_rules_catch_a_wrong_way_import() {
+    let imports = crate_imports(
+        "use crate::{api::Connector, controller::Context};\nlet x = crate::observe::f();",
+    );
+    assert_eq!(
+        imports,
+        ["api", "controller", "observe"].map(String::from).into()
+    );
+    let (_, probe_allowed) = LAYERS.iter().find(|(m, _)| *m == "probe").expect("probe");
+    assert!(!probe_allowed.contains(&"validation"));
+}
+
+/// Start lines and lengths of the functions in `code` (brace matching on the
+/// function's own indentation).
+fn functions(code: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "pub(crate) async fn ",
+            "pub(super) async fn ",
+            "const fn ",
+        ]
+        .iter()
+        .any(|p| trimmed.starts_with(p));
+        if !is_fn {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let closing = " ".repeat(indent) + "}";
+        if let Some(end) = lines[i..].iter().position(|l| *l == closing) {
+            let name = trimmed.split('(').next().unwrap_or(trimmed).to_string();
+            out.push((i + 1, name, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn functions_are_short() {
+    let mut long = Vec::new();
+    for (path, _, code) in code_files() {
+        for (line, name, length) in functions(&code) {
+            if length > MAX_FUNCTION_LINES {
+                long.push(format!(
+                    "{}:{line}: {name} ({length} lines)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions longer than {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
