@@ -1,5 +1,6 @@
 //! ConnectorClass status (SPEC section 2), computed from observed facts. Pure.
 
+use crate::types::conditions::{API_READY, PROXY_READY, SPEC_VALID};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{Addressable, ClassApiStatus, ConnectorClass, ConnectorClassStatus, ProxyStatus};
@@ -40,23 +41,23 @@ pub struct ClassFacts<'a> {
 
 pub fn decide_class_status(facts: &ClassFacts, now: &Time) -> ConnectorClassStatus {
     let api = address_condition(
-        "APIReady",
+        API_READY,
         "NonAPI",
         "APIUnresolved",
         "APIUnreachable",
         &facts.api,
     );
     let proxy = address_condition(
-        "ProxyReady",
+        PROXY_READY,
         "NonProxy",
         "ProxyUnresolved",
         "ProxyUnreachable",
         &facts.proxy,
     );
     let spec_valid = if facts.spec_errors.is_empty() {
-        Desired::ok("SpecValid", "", "")
+        Desired::ok(SPEC_VALID, "", "")
     } else {
-        Desired::failed("SpecValid", "InvalidSpec", join_errors(facts.spec_errors))
+        Desired::failed(SPEC_VALID, "InvalidSpec", join_errors(facts.spec_errors))
     };
     let mut desired = vec![api, proxy, spec_valid];
     desired.push(aggregate_ready(&desired));

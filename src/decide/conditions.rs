@@ -1,13 +1,11 @@
 //! Knative-style conditions: building, aggregating, and merging with what is stored so
 //! that `lastTransitionTime` only moves when a condition's status changes.
 
+use crate::types::conditions::READY;
+pub use crate::types::conditions::{FALSE, TRUE, UNKNOWN};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::Condition;
-
-pub const TRUE: &str = "True";
-pub const FALSE: &str = "False";
-pub const UNKNOWN: &str = "Unknown";
 
 /// A desired condition before it is merged with the stored one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +56,11 @@ impl Desired {
 pub fn aggregate_ready(dependents: &[Desired]) -> Desired {
     let first = |status: &str| dependents.iter().find(|c| c.status == status);
     if let Some(c) = first(FALSE) {
-        Desired::failed("Ready", &c.reason, c.message.clone())
+        Desired::failed(READY, &c.reason, c.message.clone())
     } else if let Some(c) = first(UNKNOWN) {
-        Desired::unknown("Ready", &c.reason, c.message.clone())
+        Desired::unknown(READY, &c.reason, c.message.clone())
     } else {
-        Desired::ok("Ready", "", "")
+        Desired::ok(READY, "", "")
     }
 }
 
@@ -109,9 +107,9 @@ pub struct ReadyEvent {
 pub fn ready_transition(stored: &[Condition], merged: &[Condition]) -> Option<ReadyEvent> {
     let was = stored
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == READY)
         .map(|c| c.status.as_str());
-    let now = merged.iter().find(|c| c.type_ == "Ready")?;
+    let now = merged.iter().find(|c| c.type_ == READY)?;
     match (was, now.status.as_str()) {
         (Some(TRUE), TRUE) => None,
         (_, TRUE) => Some(ReadyEvent {

@@ -1,6 +1,10 @@
 //! Connector status (SPEC section 3), computed from observed facts. Pure: the
 //! controller and the `check` CLI observe, then call [`decide_connector_status`].
 
+use crate::types::conditions::{
+    API_READY, AUTH_READY, CA_CERT_READY, CONNECTOR_CLASS_READY, LIVENESS_READY,
+    PROXY_SERVICE_READY, SECRET_READY,
+};
 use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -13,7 +17,7 @@ use crate::probe::ProbeOutcome;
 use crate::types::{FieldError, join_errors};
 
 use super::address::{connector_api_path, connector_proxy_url, proxy_service_name};
-use super::conditions::{Desired, TRUE, aggregate_ready, merge};
+use super::conditions::{Desired, FALSE, TRUE, aggregate_ready, merge};
 use super::plan::probe_plan;
 
 /// Class annotation choosing how proxy URLs are formed.
@@ -130,7 +134,7 @@ pub fn secret_condition(
     class: &ConnectorClass,
     secret: &SecretFacts,
 ) -> Desired {
-    const T: &str = "SecretReady";
+    const T: &str = SECRET_READY;
     let auth_type = chosen_auth_type(connector, class);
     match secret {
         SecretFacts::CrossNamespace { namespace } => Desired::failed(
@@ -267,87 +271,87 @@ fn blocked_conditions(reason: &str, message: String) -> Vec<Desired> {
         )
     };
     vec![
-        Desired::failed("ConnectorClassReady", reason, message),
-        waiting("SecretReady"),
-        waiting("LivenessReady"),
-        waiting("AuthReady"),
-        waiting("ProxyServiceReady"),
-        waiting("APIReady"),
+        Desired::failed(CONNECTOR_CLASS_READY, reason, message),
+        waiting(SECRET_READY),
+        waiting(LIVENESS_READY),
+        waiting(AUTH_READY),
+        waiting(PROXY_SERVICE_READY),
+        waiting(API_READY),
     ]
 }
 
 fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Vec<Desired> {
     let connector = facts.connector;
-    let class_ready = Desired::ok("ConnectorClassReady", "", "");
+    let class_ready = Desired::ok(CONNECTOR_CLASS_READY, "", "");
     let secret = secret_condition(connector, class, &facts.secret);
     let plan = probe_plan(connector, class, &facts.secret);
     let liveness = probe_condition(
-        "LivenessReady",
+        LIVENESS_READY,
         "NonLivenessProbe",
         plan.liveness,
         &facts.liveness,
     );
     let auth = if !plan.auth {
-        Desired::ok("AuthReady", "NonAuthProbe", "")
-    } else if liveness.status == super::conditions::FALSE {
+        Desired::ok(AUTH_READY, "NonAuthProbe", "")
+    } else if liveness.status == FALSE {
         Desired::unknown(
-            "AuthReady",
+            AUTH_READY,
             "LivenessNotReady",
             "the tool is not live; credentials are not checked",
         )
     } else if secret.status != TRUE {
         Desired::unknown(
-            "AuthReady",
+            AUTH_READY,
             "SecretNotReady",
             "the Secret is not ready; credentials are not checked",
         )
     } else {
-        probe_condition("AuthReady", "NonAuthProbe", true, &facts.auth)
+        probe_condition(AUTH_READY, "NonAuthProbe", true, &facts.auth)
     };
     let proxy = if class.spec.proxy.is_none() {
-        Desired::ok("ProxyServiceReady", "NonProxy", "")
+        Desired::ok(PROXY_SERVICE_READY, "NonProxy", "")
     } else {
         match &facts.proxy_service {
             ProxyServiceFacts::ClassProxyUnresolved { message } => {
-                Desired::failed("ProxyServiceReady", "ProxyServiceNotFound", message.clone())
+                Desired::failed(PROXY_SERVICE_READY, "ProxyServiceNotFound", message.clone())
             }
             ProxyServiceFacts::Conflict { name } => Desired::failed(
-                "ProxyServiceReady",
+                PROXY_SERVICE_READY,
                 "ProxyServiceConflict",
                 format!(
                     "Service {name:?} exists and is not owned by this Connector; it is left untouched"
                 ),
             ),
-            ProxyServiceFacts::Ready { .. } => Desired::ok("ProxyServiceReady", "", ""),
+            ProxyServiceFacts::Ready { .. } => Desired::ok(PROXY_SERVICE_READY, "", ""),
             ProxyServiceFacts::Pending => Desired::unknown(
-                "ProxyServiceReady",
+                PROXY_SERVICE_READY,
                 "Checking",
                 "proxy Service is being created",
             ),
             ProxyServiceFacts::NotChecked => Desired::ok(
-                "ProxyServiceReady",
+                PROXY_SERVICE_READY,
                 "NotChecked",
                 "the proxy Service is created in a cluster, not by check",
             ),
         }
     };
     let api = if class.spec.api.is_none() {
-        Desired::ok("APIReady", "NonAPI", "")
+        Desired::ok(API_READY, "NonAPI", "")
     } else {
         let class_conditions = class
             .status
             .as_ref()
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default();
-        match find_condition(class_conditions, "APIReady") {
-            Some(c) if c.status == TRUE => Desired::ok("APIReady", "", ""),
-            Some(c) if c.status == super::conditions::FALSE => Desired::failed(
-                "APIReady",
+        match find_condition(class_conditions, API_READY) {
+            Some(c) if c.status == TRUE => Desired::ok(API_READY, "", ""),
+            Some(c) if c.status == FALSE => Desired::failed(
+                API_READY,
                 "APINotReady",
                 c.message.clone().unwrap_or_default(),
             ),
             _ => Desired::unknown(
-                "APIReady",
+                API_READY,
                 "Checking",
                 "the ConnectorClass API is being checked",
             ),
@@ -357,7 +361,7 @@ fn usable_class_conditions(facts: &ConnectorFacts, class: &ConnectorClass) -> Ve
 }
 
 fn ca_condition(ca: &CaFacts) -> Desired {
-    const T: &str = "CACertReady";
+    const T: &str = CA_CERT_READY;
     let d = match ca {
         CaFacts::NoRef => Desired::ok(T, "NoCACert", "no caCertSecretRef is set"),
         CaFacts::Valid { name } => Desired::ok(
