@@ -67,10 +67,10 @@ pub struct ConnectorClassSpec {
     pub proxy: Option<ConnectorClassProxy>,
 }
 
-/// API defines connectorclass plugin api address and openapi specification.
+/// The address fields shared by a class's `api` and `proxy`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ConnectorClassApi {
+pub struct ClassEndpoint {
     /// Ref points to an Addressable (a Service, with its namespace).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
     pub ref_: Option<KReference>,
@@ -86,6 +86,15 @@ pub struct ConnectorClassApi {
     /// Audience is the OIDC audience (stored, not acted on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+}
+
+/// API defines connectorclass plugin api address and openapi specification.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorClassApi {
+    /// Where the service is: ref, uri, CA certificates and audience.
+    #[serde(flatten)]
+    pub endpoint: ClassEndpoint,
     /// OpenAPI defines the openapi specification for the connectorclass api. Requests
     /// whose path is not in it are forwarded to the proxy of the connectorclass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,21 +110,9 @@ pub struct ConnectorClassApi {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorClassProxy {
-    /// Ref points to an Addressable (a Service, with its namespace).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
-    pub ref_: Option<KReference>,
-    /// URI can be an absolute URL (non-empty scheme and non-empty host) pointing to the
-    /// target or a relative URI. Relative URIs will be resolved using the base URI
-    /// retrieved from Ref.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// CACerts are Certification Authority (CA) certificates in PEM format according to
-    /// https://www.rfc-editor.org/rfc/rfc7468 (stored, not acted on).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "CACerts")]
-    pub ca_certs: Option<String>,
-    /// Audience is the OIDC audience (stored, not acted on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
+    /// Where the service is: ref, uri, CA certificates and audience.
+    #[serde(flatten)]
+    pub endpoint: ClassEndpoint,
     /// AuthExtractor specifies the method used to extract authentication data from
     /// incoming requests: a Rego policy in package `proxy` producing `auth.token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

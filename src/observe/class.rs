@@ -27,14 +27,14 @@ pub async fn observe_class<O: Objects>(
     let api = match &class.spec.api {
         None => AddressFacts::Absent,
         Some(api) => {
-            let (reference, uri) = (api.ref_.as_ref(), api.uri.as_deref());
+            let (reference, uri) = (api.endpoint.ref_.as_ref(), api.endpoint.uri.as_deref());
             address_facts(objects, "spec.api", reference, uri, prober, cluster_domain).await?
         }
     };
     let proxy = match &class.spec.proxy {
         None => AddressFacts::Absent,
         Some(p) => {
-            let (reference, uri) = (p.ref_.as_ref(), p.uri.as_deref());
+            let (reference, uri) = (p.endpoint.ref_.as_ref(), p.endpoint.uri.as_deref());
             address_facts(
                 objects,
                 "spec.proxy",
