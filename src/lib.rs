@@ -1,7 +1,8 @@
 //! connectors-operator: keeps the status of Connectors and ConnectorClasses true.
 //!
-//! observe (I/O: [`observe`], controllers) -> decide (pure: [`status`], [`validation`])
-//! -> act (I/O: write only what changed).
+//! observe (I/O: [`observe`], controllers) -> decide (pure: [`decide`], [`validation`])
+//! -> act (I/O: write only what changed). Layers: `docs/architecture.md`, checked by
+//! `tests/architecture.rs`.
 
 pub mod admission;
 pub mod api;

@@ -394,7 +394,8 @@ fn addresses(
         });
     let proxy = class.spec.proxy.as_ref().map(|proxy_spec| {
         let absolute = proxy_spec
-            .endpoint.uri
+            .endpoint
+            .uri
             .as_deref()
             .filter(|u| url::Url::parse(u).is_ok_and(|p| p.has_host()));
         let path_resolver = class
