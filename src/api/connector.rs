@@ -71,14 +71,36 @@ pub struct ConnectorAuth {
     /// SecretRef secret reference when doing authentication. The Secret must be in the
     /// Connector's namespace; a different namespace is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "secret_reference_schema")]
     pub secret_ref: Option<ObjectReference>,
+}
+
+/// A Kubernetes object name (a lowercase RFC 1123 subdomain): the CRD's pattern for
+/// Secret names, so a name is never something that changes an API path.
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// The ObjectReference schema with the object-name pattern on `name`.
+fn secret_reference_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = <ObjectReference as JsonSchema>::json_schema(generator);
+    if let Some(name) = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("name"))
+        .and_then(|n| n.as_object_mut())
+    {
+        name.insert("pattern".into(), OBJECT_NAME_PATTERN.into());
+        name.insert("maxLength".into(), 253.into());
+    }
+    // As for any other optional field of the spec.
+    schema.insert("nullable".into(), true.into());
+    schema
 }
 
 /// A reference to a Secret in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LocalSecretReference {
     /// Name of the Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), extend("pattern" = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 

@@ -15,6 +15,7 @@ use crate::api::{
 };
 use crate::probe::ProbeOutcome;
 use crate::types::{FieldError, join_errors};
+use crate::validation::{CA_SECRET_NAME_FIELD, SECRET_NAME_FIELD, object_name_error};
 
 use super::address::{connector_api_path, connector_proxy_url, proxy_service_name};
 use super::conditions::{Desired, FALSE, TRUE, aggregate_ready, merge};
@@ -49,6 +50,10 @@ pub enum SecretFacts {
     CrossNamespace {
         namespace: String,
     },
+    /// `secretRef.name` is not a valid object name: never read.
+    InvalidName {
+        name: String,
+    },
     NotFound {
         name: String,
     },
@@ -62,9 +67,19 @@ pub enum SecretFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaFacts {
     NoRef,
-    NotFound { name: String },
-    Invalid { name: String },
-    Valid { name: String },
+    /// `caCertSecretRef.name` is not a valid object name: never read.
+    InvalidName {
+        name: String,
+    },
+    NotFound {
+        name: String,
+    },
+    Invalid {
+        name: String,
+    },
+    Valid {
+        name: String,
+    },
 }
 
 /// The per-Connector proxy Service.
@@ -144,6 +159,11 @@ pub fn secret_condition(
                 "spec.auth.secretRef.namespace {namespace:?} differs from the Connector's namespace {:?}; the Secret is not read",
                 connector.metadata.namespace.as_deref().unwrap_or_default()
             ),
+        ),
+        SecretFacts::InvalidName { name } => Desired::failed(
+            T,
+            "InvalidSecretName",
+            format!("{SECRET_NAME_FIELD}: {}", object_name_error(name)),
         ),
         SecretFacts::NotReferenced => match auth_type {
             Some(t) if !t.optional.unwrap_or(false) => Desired::failed(
@@ -372,6 +392,11 @@ fn ca_condition(ca: &CaFacts) -> Desired {
         CaFacts::NotFound { name } => {
             Desired::failed(T, "SecretNotFound", format!("secrets {name:?} not found"))
         }
+        CaFacts::InvalidName { name } => Desired::failed(
+            T,
+            "InvalidSecretName",
+            format!("{CA_SECRET_NAME_FIELD}: {}", object_name_error(name)),
+        ),
         CaFacts::Invalid { name } => Desired::failed(
             T,
             "InvalidPEM",
@@ -562,6 +587,31 @@ status:
         assert_eq!(get(&s, "LivenessReady").1, "ConnectorClassNotReady");
         assert_eq!(get(&s, "Ready").1, "ConnectorClassNotFound");
         assert!(s.proxy.is_none());
+    }
+
+    #[test]
+    fn invalid_secret_names_are_reported_not_read() {
+        let class = class();
+        let c = connector("{name: basicAuth, secretRef: {name: '?watch=true'}}");
+        let s = decide(
+            &c,
+            ClassFacts::Usable { class: &class },
+            SecretFacts::InvalidName {
+                name: "?watch=true".into(),
+            },
+            Some(ProbeOutcome::Passed),
+            None,
+        );
+        let (status, reason, message) = get(&s, "SecretReady");
+        assert_eq!((status, reason), ("False", "InvalidSecretName"));
+        assert!(
+            message.starts_with(
+                r#"spec.auth.secretRef.name: "?watch=true" is not a valid Secret name"#
+            ),
+            "{message}"
+        );
+        assert_eq!(get(&s, "AuthReady").1, "SecretNotReady");
+        assert_eq!(get(&s, "Ready").1, "InvalidSecretName");
     }
 
     #[test]

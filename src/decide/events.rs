@@ -43,6 +43,10 @@ pub fn connector_events(stored: &[Condition], new: &[Condition], ca: &CaFacts) -
                 "InvalidCACert",
                 format!("Secret {name:?} contains invalid PEM data"),
             )),
+            CaFacts::InvalidName { name } => events.push(warning(
+                "InvalidCACert",
+                format!("{name:?} is not a valid Secret name"),
+            )),
             CaFacts::NoRef | CaFacts::Valid { .. } => {}
         }
     }

@@ -15,7 +15,7 @@ use crate::probe::{
     TrustBundle,
 };
 use crate::types::{FieldError, join_errors};
-use crate::validation::spec_mismatch_errors;
+use crate::validation::{is_object_name, spec_mismatch_errors};
 
 use super::class::ServiceLookup;
 use super::secrets::{SecretLookup, ca_facts, secret_facts, secret_lookup, secret_material};
@@ -69,7 +69,8 @@ pub async fn observe_inputs<O: Objects>(
         .ca_cert_secret_ref
         .as_ref()
         .map(|r| r.name.as_str());
-    let ca_secret = match ca_name {
+    // Only a valid object name is ever put into a request path.
+    let ca_secret = match ca_name.filter(|name| is_object_name(name)) {
         Some(name) => objects.secret(namespace, name).await?,
         None => None,
     };
@@ -180,5 +181,82 @@ pub fn connector_facts<'a>(
         proxy_service,
         ca: inputs.ca.clone(),
         cluster_domain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::testing::connector;
+
+    /// Records every name it is asked for; finds nothing.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<String>>);
+
+    impl Objects for Recording {
+        type Error = std::convert::Infallible;
+
+        async fn secret(&self, _: &str, name: &str) -> Result<Option<Arc<Secret>>, Self::Error> {
+            self.0.lock().unwrap().push(name.to_string());
+            Ok(None)
+        }
+
+        async fn service(&self, _: &str, _: &str) -> Result<ServiceLookup, Self::Error> {
+            Ok(ServiceLookup::Unavailable)
+        }
+    }
+
+    /// Hostile names (a query string, a path, spaces, escapes, unicode, too long) are
+    /// reported and never looked up: in a request path they would turn the GET into a
+    /// watch or a list.
+    #[tokio::test]
+    async fn invalid_secret_names_are_never_looked_up() {
+        let long = "a".repeat(254);
+        let hostile = [
+            "?watch=true",
+            "?",
+            "my secret",
+            "../other",
+            "a/b",
+            "creds%2Fx",
+            "Creds",
+            "crédits",
+            "-leading",
+            "trailing.",
+            "a..b",
+            long.as_str(),
+        ];
+        for name in hostile {
+            let quoted = serde_json::to_string(name).unwrap();
+            let c = connector(&format!(
+                "connectorClassName: test\naddress: https://g.io\nauth: {{secretRef: {{name: {quoted}}}}}\ncaCertSecretRef: {{name: {quoted}}}"
+            ));
+            let objects = Recording::default();
+            let Ok(inputs) = observe_inputs(&objects, &c, &TrustBundle::empty()).await;
+            assert!(
+                objects.0.lock().unwrap().is_empty(),
+                "{name:?} was looked up"
+            );
+            assert_eq!(
+                inputs.secret,
+                SecretFacts::InvalidName {
+                    name: name.to_string()
+                }
+            );
+            assert_eq!(
+                inputs.ca,
+                CaFacts::InvalidName {
+                    name: name.to_string()
+                }
+            );
+        }
+        let c = connector(
+            "connectorClassName: test\naddress: https://g.io\nauth: {secretRef: {name: my.creds-1}}",
+        );
+        let objects = Recording::default();
+        let Ok(_) = observe_inputs(&objects, &c, &TrustBundle::empty()).await;
+        assert_eq!(*objects.0.lock().unwrap(), ["my.creds-1"]);
     }
 }

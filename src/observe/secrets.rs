@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use crate::api::Connector;
 use crate::decide::connector::{CaFacts, SecretFacts};
 use crate::probe::{SecretMaterial, TrustBundle};
+use crate::validation::is_object_name;
 
 /// Label that marks a Secret in the operator's namespace as a global CA bundle.
 pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
@@ -17,6 +18,8 @@ pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
 pub enum SecretLookup {
     None,
     CrossNamespace(String),
+    /// Not a valid object name: never put into a request.
+    InvalidName(String),
     InOwnNamespace(String),
 }
 
@@ -28,6 +31,7 @@ pub fn secret_lookup(connector: &Connector) -> SecretLookup {
     match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         Some(ns) if ns != own => SecretLookup::CrossNamespace(ns.to_string()),
         _ => match reference.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) if !is_object_name(name) => SecretLookup::InvalidName(name.to_string()),
             Some(name) => SecretLookup::InOwnNamespace(name.to_string()),
             None => SecretLookup::None,
         },
@@ -60,6 +64,7 @@ pub fn secret_facts(lookup: &SecretLookup, found: Option<&SecretMaterial>) -> Se
         (SecretLookup::CrossNamespace(ns), _) => SecretFacts::CrossNamespace {
             namespace: ns.clone(),
         },
+        (SecretLookup::InvalidName(name), _) => SecretFacts::InvalidName { name: name.clone() },
         (SecretLookup::InOwnNamespace(name), None) => SecretFacts::NotFound { name: name.clone() },
         (SecretLookup::InOwnNamespace(name), Some(m)) => SecretFacts::Found {
             name: name.clone(),
@@ -106,6 +111,9 @@ pub fn ca_facts(reference: Option<&str>, found: Option<&Secret>) -> (CaFacts, Tr
         return (CaFacts::NoRef, TrustBundle::empty());
     };
     let name = name.to_string();
+    if !is_object_name(&name) {
+        return (CaFacts::InvalidName { name }, TrustBundle::empty());
+    }
     match found.map(ca_bundle_from_secret) {
         None => (CaFacts::NotFound { name }, TrustBundle::empty()),
         Some(Ok(bundle)) => (CaFacts::Valid { name }, bundle),

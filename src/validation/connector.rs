@@ -15,9 +15,62 @@ pub const SECRET_NAMESPACE_FIELD: &str = "spec.auth.secretRef.namespace";
 /// `SecretReady` reports. Shared by the controller and `check`.
 pub fn spec_mismatch_errors(connector: &Connector, class: &ConnectorClass) -> Vec<FieldError> {
     let mut errors = validate_connector(connector);
-    errors.retain(|e| e.path != SECRET_NAMESPACE_FIELD);
+    let reported_by_conditions = secret_name_errors(connector);
+    errors.retain(|e| e.path != SECRET_NAMESPACE_FIELD && !reported_by_conditions.contains(e));
     errors.extend(validate_against_class(connector, class));
     errors
+}
+
+/// Field of the auth Secret's name and of the CA Secret's name.
+pub const SECRET_NAME_FIELD: &str = "spec.auth.secretRef.name";
+pub const CA_SECRET_NAME_FIELD: &str = "spec.caCertSecretRef.name";
+
+/// Longest object name (a DNS subdomain).
+const MAX_OBJECT_NAME: usize = 253;
+
+/// Whether `name` is a valid Kubernetes object name (a lowercase RFC 1123 subdomain:
+/// `[a-z0-9]` labels joined by `.`, `-` inside labels, at most 253 characters). Only
+/// such names are ever put into an API path.
+pub fn is_object_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= MAX_OBJECT_NAME && name.split('.').all(label_ok)
+}
+
+/// Why a Secret name is refused (the value is quoted cut, escaped: names are not secret).
+pub fn object_name_error(name: &str) -> String {
+    let shown: String = name.chars().take(64).collect();
+    let cut = if shown.len() < name.len() { "..." } else { "" };
+    format!(
+        "{shown:?}{cut} is not a valid Secret name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most {MAX_OBJECT_NAME} characters"
+    )
+}
+
+/// The Secret names of a Connector that are not valid object names. On a stored
+/// Connector the conditions report them (`InvalidSecretName`); admission rejects them.
+pub fn secret_name_errors(connector: &Connector) -> Vec<FieldError> {
+    let auth = connector
+        .secret_ref()
+        .and_then(|r| r.name.as_deref())
+        .filter(|n| !n.is_empty())
+        .map(|n| (SECRET_NAME_FIELD, n));
+    let ca = connector
+        .spec
+        .ca_cert_secret_ref
+        .as_ref()
+        .map(|r| (CA_SECRET_NAME_FIELD, r.name.as_str()))
+        .filter(|(_, n)| !n.is_empty());
+    auth.into_iter()
+        .chain(ca)
+        .filter(|(_, name)| !is_object_name(name))
+        .map(|(field, name)| FieldError::new(field, object_name_error(name)))
+        .collect()
 }
 
 /// Rules that need only the Connector itself.
@@ -63,6 +116,7 @@ pub fn validate_connector(connector: &Connector) -> Vec<FieldError> {
         }
         check_unique_names("spec.auth.params", auth.params.as_deref(), &mut errors);
     }
+    errors.extend(secret_name_errors(connector));
     check_unique_names("spec.params", spec.params.as_deref(), &mut errors);
     check_unique_names(
         "spec.addressExtensions",
@@ -282,6 +336,38 @@ spec:
       http:
         path: /x
 "#;
+
+    #[test]
+    fn secret_names_must_be_object_names() {
+        for good in ["creds", "my.creds-1", "a", &"a".repeat(253)] {
+            assert!(is_object_name(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "?watch=true",
+            "?",
+            "my secret",
+            "a/b",
+            "A",
+            "a..b",
+            ".a",
+            "a-",
+            "é",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_object_name(bad), "{bad:?}");
+        }
+        let c = connector(
+            "metadata: {name: c, namespace: dev}\nspec: {connectorClassName: git, address: 'https://g.io', auth: {secretRef: {name: '?watch=true'}}, caCertSecretRef: {name: 'my secret'}}",
+        );
+        let errors = validate_connector(&c);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, [SECRET_NAME_FIELD, CA_SECRET_NAME_FIELD]);
+        assert!(errors[0].message.contains("is not a valid Secret name"));
+        // On a stored Connector the conditions report them, not the class contract.
+        let class = class("metadata: {name: git}\nspec: {}");
+        assert!(spec_mismatch_errors(&c, &class).is_empty());
+    }
 
     #[test]
     fn undeclared_param_names_the_field_and_the_declared_ones() {

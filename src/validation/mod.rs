@@ -5,6 +5,7 @@ pub mod connector;
 
 pub use class::{structural_errors, validate_class};
 pub use connector::{
-    SECRET_NAMESPACE_FIELD, check_http_url, spec_mismatch_errors, validate_against_class,
-    validate_connector,
+    CA_SECRET_NAME_FIELD, SECRET_NAME_FIELD, SECRET_NAMESPACE_FIELD, check_http_url,
+    is_object_name, object_name_error, secret_name_errors, spec_mismatch_errors,
+    validate_against_class, validate_connector,
 };
