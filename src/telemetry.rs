@@ -237,10 +237,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Log targets that print response bodies (kube-client logs the whole body of a
+/// response it cannot decode at WARN, and a body can hold Secret data): only their
+/// errors are logged, whatever `RUST_LOG` says.
+const BODY_LOGGING_TARGETS: &[&str] = &["kube_client::client"];
+
+/// The log filter: `RUST_LOG` (default `info`), minus the body-logging targets.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let mut filter = rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    for target in BODY_LOGGING_TARGETS {
+        if let Ok(directive) = format!("{target}=error").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the global subscriber: level from `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -288,6 +305,39 @@ impl Drop for ReconcileTimer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A subscriber with the operator's filter, writing into a buffer.
+    fn logged(rust_log: &str, emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(Some(rust_log)))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
+    }
+
+    #[test]
+    fn response_bodies_are_not_logged_even_at_trace() {
+        let out = logged("trace", || {
+            tracing::warn!(target: "kube_client::client", "{{\"data\":{{\"token\":\"c2VjcmV0\"}}}}, error");
+            tracing::warn!(target: "connectors_operator", "still logged");
+        });
+        assert!(!out.contains("c2VjcmV0"), "{out}");
+        assert!(out.contains("still logged"), "{out}");
+    }
     use crate::probe::{FailureReason, ProbeKind};
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::decide::proxy_service::{ObservedService, ServiceAction, service_action};
 
-use super::{Context, Error};
+use super::{API_REQUEST_DEADLINE, Context, Error, api_call};
 
 /// The field manager of every write the operator makes.
 pub const MANAGER: &str = "connectors-operator";
@@ -28,10 +28,10 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
+    let params = PatchParams::apply(MANAGER).force();
+    api_call(
+        "writing a status",
+        api.patch_status(name, &params, &Patch::Apply(&patch)),
     )
     .await?;
     Ok(())
@@ -50,13 +50,19 @@ pub async fn ensure_service(
     let name = desired.metadata.name.as_deref().unwrap_or_default();
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let action = match action {
-        ServiceAction::Create => match api.create(&PostParams::default(), desired).await {
+        ServiceAction::Create => match tokio::time::timeout(
+            API_REQUEST_DEADLINE,
+            api.create(&PostParams::default(), desired),
+        )
+        .await
+        .map_err(|_| Error::Deadline("creating a Service"))?
+        {
             Ok(written) => {
                 record_service_write(ctx, &written);
                 return Ok(Some(ServiceAction::Create));
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                let existing = api.get_opt(name).await?;
+                let existing = api_call("reading a Service", api.get_opt(name)).await?;
                 match service_action(desired, &ObservedService::of(existing.as_ref(), owner_uid)) {
                     // Deleted between the create and the read: the next round creates it.
                     ServiceAction::Create => return Ok(None),

@@ -3,11 +3,13 @@
 //! `crate::decide`) -> act (status, events; only what changed).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use rand::Rng;
 
 use crate::api::{Connector, ConnectorClass, ConnectorStatus, find_condition};
 use crate::decide::address::proxy_service_name;
@@ -27,7 +29,7 @@ use crate::types::conditions::{READY, TRUE};
 use super::act::{apply_status, ensure_service, publish};
 use super::memo::{Outcomes, probe_inputs};
 use super::objects::ClusterObjects;
-use super::{Context, Error};
+use super::{Context, Error, api_call};
 
 pub use crate::decide::proxy_service::{CONNECTOR_LABEL, desired_proxy_service};
 
@@ -50,7 +52,22 @@ pub fn references_secret(connector: &Connector, name: &str) -> bool {
             .is_some_and(|r| r.name == name)
 }
 
+/// A reconcile within the namespace's fair share of the workers and within its
+/// deadline. Over its share, a namespace's Connector comes back later instead of
+/// holding a worker while it waits.
 pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
+    let Some(_slot) = ctx.namespace_share.try_acquire(namespace) else {
+        let wait = Duration::from_millis(rand::rng().random_range(2_000..5_000));
+        return Ok(Action::requeue(wait));
+    };
+    tokio::time::timeout(ctx.reconcile_deadline(), reconcile_now(&connector, &ctx))
+        .await
+        .map_err(|_| Error::Deadline("the reconcile"))?
+}
+
+async fn reconcile_now(connector: &Arc<Connector>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let (connector, ctx) = (connector.clone(), ctx.clone());
     let _timer = ReconcileTimer::start(&ctx.metrics, "Connector");
     let name = connector
         .metadata
@@ -173,7 +190,8 @@ async fn proxy_service(
         let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
         let api =
             Api::<k8s_openapi::api::core::v1::Service>::namespaced(ctx.client.clone(), namespace);
-        ObservedService::of(api.get_opt(&service_name).await?.as_ref(), &owner_uid)
+        let found = api_call("reading a Service", api.get_opt(&service_name)).await?;
+        ObservedService::of(found.as_ref(), &owner_uid)
     } else {
         ObservedService::NotRead
     };

@@ -26,7 +26,8 @@ use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
 use crate::runtime::{
-    CachesReady, CachesStopped, LeaseSettings, Shutdown, backoff_delay, run_while_leader,
+    CachesReady, CachesStopped, FairShare, LeaseSettings, Shutdown, backoff_delay,
+    run_while_leader,
 };
 use crate::telemetry::Metrics;
 use crate::types::FieldError;
@@ -64,6 +65,8 @@ pub enum Error {
     CacheStopped(#[from] CachesStopped),
     #[error("compiling the class stopped unexpectedly")]
     CompileAborted,
+    #[error("{0} took longer than its deadline")]
+    Deadline(&'static str),
 }
 
 impl Error {
@@ -74,6 +77,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::CacheStopped(_) => "cache_stopped",
             Error::CompileAborted => "compile_aborted",
+            Error::Deadline(_) => "deadline",
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Context {
     pub probe_memo: ProbeMemo,
     /// Proxy Service writes whose watch events must not trigger another reconcile.
     pub own_service_writes: OwnServiceWrites,
+    /// Reconciles one namespace may run at once (and so probes it may hold).
+    pub namespace_share: FairShare,
 }
 
 impl Context {
@@ -137,6 +143,7 @@ impl Context {
                     && global_cas.wait_until_ready().await.is_ok()
             })
         };
+        let namespace_share = FairShare::new(namespace_share(&settings));
         Context {
             client,
             settings,
@@ -150,7 +157,14 @@ impl Context {
             failures: Mutex::default(),
             probe_memo: ProbeMemo::default(),
             own_service_writes: OwnServiceWrites::default(),
+            namespace_share,
         }
+    }
+
+    /// The longest a Connector reconcile may run: two probes (each waiting for a
+    /// permit at most as long as it may run) and a handful of API requests.
+    pub fn reconcile_deadline(&self) -> Duration {
+        self.settings.probe.timeout * 4 + API_REQUEST_DEADLINE * 4
     }
 
     /// The compiled class for its current generation, compiling it once, off the
@@ -221,6 +235,28 @@ impl Context {
         }
         self.probe_memo.forget(key);
     }
+}
+
+/// The longest one apiserver request of a reconcile may take.
+pub const API_REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+
+/// One apiserver request, bounded by [`API_REQUEST_DEADLINE`].
+pub async fn api_call<T>(
+    what: &'static str,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(API_REQUEST_DEADLINE, request).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::Deadline(what)),
+    }
+}
+
+/// A namespace's share of the workers: a quarter of the workers or of the probe
+/// permits, whichever is smaller, so a namespace full of hanging Connectors leaves
+/// three quarters to the others.
+fn namespace_share(settings: &Settings) -> usize {
+    let workers = usize::from(settings.workers);
+    (workers.min(settings.runner.max_concurrent) / 4).max(1)
 }
 
 /// Runs the controllers until `shutdown`: right away without leader election, or

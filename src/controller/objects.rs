@@ -9,7 +9,7 @@ use kube::api::Api;
 use crate::decide::address::ServicePort;
 use crate::observe::{Objects, ServiceLookup};
 
-use super::Error;
+use super::{Error, api_call};
 
 /// Reads objects with the operator's client.
 pub struct ClusterObjects<'a> {
@@ -21,12 +21,14 @@ impl Objects for ClusterObjects<'_> {
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Arc<Secret>>, Error> {
         let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
-        Ok(api.get_opt(name).await?.map(Arc::new))
+        Ok(api_call("reading a Secret", api.get_opt(name))
+            .await?
+            .map(Arc::new))
     }
 
     async fn service(&self, namespace: &str, name: &str) -> Result<ServiceLookup, Error> {
         let api = Api::<Service>::namespaced(self.client.clone(), namespace);
-        Ok(match api.get_opt(name).await? {
+        Ok(match api_call("reading a Service", api.get_opt(name)).await? {
             Some(service) => ServiceLookup::Found(first_port(&service)),
             None => ServiceLookup::Absent,
         })

@@ -4,11 +4,13 @@
 mod backoff;
 mod caches;
 mod clock;
+mod fair_share;
 mod leader;
 mod shutdown;
 
 pub use backoff::{WatchBackoff, backoff_delay};
 pub use caches::{CachesReady, CachesStopped};
 pub use clock::now;
+pub use fair_share::{FairShare, Slot};
 pub use leader::{LeaseSettings, run_while_leader};
 pub use shutdown::Shutdown;
