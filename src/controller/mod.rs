@@ -26,8 +26,7 @@ use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
 use crate::runtime::{
-    CachesReady, CachesStopped, FairShare, LeaseSettings, Shutdown, backoff_delay,
-    run_while_leader,
+    CachesReady, CachesStopped, FairShare, LeaseSettings, Shutdown, backoff_delay, run_while_leader,
 };
 use crate::telemetry::Metrics;
 use crate::types::FieldError;

@@ -28,10 +28,12 @@ impl Objects for ClusterObjects<'_> {
 
     async fn service(&self, namespace: &str, name: &str) -> Result<ServiceLookup, Error> {
         let api = Api::<Service>::namespaced(self.client.clone(), namespace);
-        Ok(match api_call("reading a Service", api.get_opt(name)).await? {
-            Some(service) => ServiceLookup::Found(first_port(&service)),
-            None => ServiceLookup::Absent,
-        })
+        Ok(
+            match api_call("reading a Service", api.get_opt(name)).await? {
+                Some(service) => ServiceLookup::Found(first_port(&service)),
+                None => ServiceLookup::Absent,
+            },
+        )
     }
 }
 

@@ -69,10 +69,17 @@ mod tests {
         let a2 = share.try_acquire("hostile");
         assert!(a1.is_some() && a2.is_some());
         assert!(share.try_acquire("hostile").is_none(), "over its share");
-        assert!(share.try_acquire("other").is_some(), "another key still gets one");
+        assert!(
+            share.try_acquire("other").is_some(),
+            "another key still gets one"
+        );
         drop(a1);
         assert!(share.try_acquire("hostile").is_some(), "released on drop");
         drop(a2);
-        assert_eq!(share.held.lock().unwrap().get("other"), None, "idle keys are forgotten");
+        assert_eq!(
+            share.held.lock().unwrap().get("other"),
+            None,
+            "idle keys are forgotten"
+        );
     }
 }
