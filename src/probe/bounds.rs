@@ -526,4 +526,47 @@ mod tests {
             Ok(2)
         );
     }
+
+    /// Waiting works from every place the operator and the CLI call it: a task on a
+    /// multi-thread runtime (where it must not stall the worker's other tasks),
+    /// `block_on` of either flavor, and a blocking thread.
+    #[test]
+    fn waits_from_any_runtime_context() {
+        let add = || run_bounded("adding", 64 * 1024, Duration::from_secs(5), || 2 + 2);
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(multi.block_on(async move { add() }), Ok(4));
+        let on_worker = multi.block_on(async move {
+            // One worker: a ticker on it keeps ticking while a task waits.
+            let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let t = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    t.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            let waited = tokio::spawn(async move {
+                run_bounded("sleeping", 64 * 1024, Duration::from_secs(5), || {
+                    std::thread::sleep(Duration::from_millis(300))
+                })
+            })
+            .await
+            .unwrap();
+            ticker.abort();
+            (waited, ticks.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        assert_eq!(on_worker.0, Ok(()));
+        assert!(on_worker.1 > 10, "the worker stalled: {} ticks", on_worker.1);
+        let blocking = multi.block_on(multi.spawn_blocking(add)).unwrap();
+        assert_eq!(blocking, Ok(4));
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(current.block_on(async move { add() }), Ok(4));
+    }
 }
