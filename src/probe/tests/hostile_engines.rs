@@ -500,3 +500,55 @@ fn rego_at_the_limits_compiles_quickly() {
         }
     }
 }
+
+/// Rules, functions and statements that each depend on the next: evaluation recurses
+/// along such a chain. The longest chains the scan lets through compile and evaluate
+/// on the engine threads; longer ones (they fit in 32 KiB) are refused.
+#[test]
+fn rego_dependency_chains_do_not_crash() {
+    let shapes: Vec<(&str, Generator)> = vec![
+        (
+            "rules",
+            Box::new(|n| {
+                let links: String = (0..n).map(|i| format!("r{i} := r{}\n", i + 1)).collect();
+                rego_generator("sprintf(\"%v\", [r0])") + &links + &format!("r{n} := 1\n")
+            }),
+        ),
+        (
+            "functions",
+            Box::new(|n| {
+                let links: String = (0..n)
+                    .map(|i| format!("f{i}(x) := f{}(x)\n", i + 1))
+                    .collect();
+                rego_generator("sprintf(\"%v\", [f0(1)])") + &links + &format!("f{n}(x) := x\n")
+            }),
+        ),
+        (
+            "statements",
+            Box::new(|n| {
+                let links: String = (0..n)
+                    .map(|i| format!("  x{} := x{i} + 1\n", i + 1))
+                    .collect();
+                format!(
+                    "package proxy\n\nauth := {{\"auth\": {{\"k\": sprintf(\"%v\", [x0])}}}} if {{\n  x0 := 0\n{links}}}\n"
+                )
+            }),
+        ),
+    ];
+    for (name, make) in shapes {
+        let n = largest_passing(Language::Rego, &*make);
+        let policy = make(n);
+        let len = policy.len();
+        let refused = check_source(&make(3 * n), Language::Rego, &REGO_LIMITS).unwrap_err();
+        assert!(refused.starts_with("too long"), "{name}: {refused}");
+        let started = Instant::now();
+        let result = on_worker_stack(Duration::from_secs(60), move || {
+            let p = RegoPolicy::compile_generator(&policy, Duration::from_millis(500))?;
+            p.evaluate(regorus::Value::new_object())
+        });
+        let elapsed = started.elapsed();
+        eprintln!("{name}: n={n}, {len} bytes, {elapsed:?}: {result:?}");
+        assert!(elapsed < Duration::from_secs(4), "{name}: took {elapsed:?}");
+        assert!(matches!(result, Ok(Some(_))), "{name}: {result:?}");
+    }
+}
