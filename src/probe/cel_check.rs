@@ -40,8 +40,8 @@ const COMPILE_STACK: usize = 64 * 1024 * 1024;
 const EVAL_STACK: usize = 16 * 1024 * 1024;
 /// Wall-clock bound of compiling one expression (it takes milliseconds).
 pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
-/// Default wall-clock bound of evaluating one expression (the operator passes
-/// `ProbeSettings::eval_timeout`).
+/// Wall-clock bound of evaluating one expression, with [`CelCheck::compile`] (the
+/// default `ProbeSettings::eval_timeout`; [`CelCheck::compile_with`] takes another).
 pub(crate) const DEFAULT_EVAL_DEADLINE: Duration = Duration::from_millis(500);
 /// Macros (`all`, `exists`, `exists_one`, `map`, `filter`) nested in one another at
 /// most: each level multiplies the cost by the size of a list.
@@ -100,7 +100,7 @@ impl CelCheck {
                     "macros (all, exists, exists_one, map, filter) nested {nesting} deep, at most {MAX_COMPREHENSION_NESTING} are allowed"
                 ));
             }
-            if expr.references().has_function("lists.range") {
+            if calls_lists_range(&expr) {
                 return Err("lists.range is not allowed".to_string());
             }
             instrument(&mut expr);
@@ -226,6 +226,23 @@ fn comprehension_nesting(e: &Expression) -> usize {
         deepest = deepest.max(comprehension_nesting(child));
     });
     own + deepest
+}
+
+/// Whether `lists.range(...)` is called anywhere (parsed as `range` on `lists`).
+fn calls_lists_range(e: &Expression) -> bool {
+    let here = match &e.expr {
+        Expr::Call(c) => {
+            c.func_name == "lists.range"
+                || (c.func_name == "range"
+                    && c.target.as_deref().is_some_and(
+                        |t| matches!(&t.expr, Expr::Ident(n) if n == "lists" || n == ".lists"),
+                    ))
+        }
+        _ => false,
+    };
+    let mut found = here;
+    for_each_child(e, &mut |child| found = found || calls_lists_range(child));
+    found
 }
 
 fn for_each_child<'e>(e: &'e Expression, f: &mut dyn FnMut(&'e Expression)) {

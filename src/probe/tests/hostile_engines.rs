@@ -216,6 +216,19 @@ fn costly_cel_evaluation_is_bounded() {
     }
 }
 
+/// `lists.range` allocates its whole result in one call, which no deadline interrupts.
+#[test]
+fn cel_lists_range_is_refused() {
+    for source in [
+        "lists.range(1000000000).size() > 0",
+        "[1].all(x, lists.range(x * 1000000000).size() > 0)",
+        ".lists.range(1000000000).size() > 0",
+    ] {
+        let err = CelCheck::compile(source).expect_err(source);
+        assert_eq!(err, "lists.range is not allowed", "{source}");
+    }
+}
+
 /// Two levels are allowed, but a wide enough body still meets the deadline.
 #[test]
 fn cel_evaluation_meets_its_deadline() {
