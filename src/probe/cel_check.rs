@@ -10,7 +10,7 @@ use cel::objects::{Key, Map};
 use cel::parser::Expression;
 use cel::{Context, Env, ExecutionError, Value};
 
-use super::bounds::{CEL_LIMITS, Language, check_source, run_bounded};
+use super::bounds::{CEL_LIMITS, Language, check_source, grace, run_bounded};
 use super::http::HttpResponse;
 
 /// The CEL environment: the standard library plus the strings, lists, math and
@@ -127,11 +127,12 @@ impl CelCheck {
         let run = move || {
             let mut ctx = Context::with_env(ENV.clone());
             ctx.add_variable_from_value("response", response_value(parts));
-            let end = Instant::now() + deadline;
+            // No deadline for one too far to represent.
+            let end = Instant::now().checked_add(deadline);
             let added = ctx.add_function(
                 DEADLINE_FN,
                 move |v: Value| -> Result<Value, ExecutionError> {
-                    if Instant::now() >= end {
+                    if end.is_some_and(|end| Instant::now() >= end) {
                         Err(ExecutionError::function_error(DEADLINE_FN, "deadline"))
                     } else {
                         Ok(v)
@@ -143,8 +144,7 @@ impl CelCheck {
             }
             ctx.resolve(&expr)
         };
-        let grace = deadline + deadline / 5 + Duration::from_millis(50);
-        match run_bounded("evaluation", EVAL_STACK, grace, run) {
+        match run_bounded("evaluation", EVAL_STACK, grace(deadline), run) {
             Ok(Ok(Value::Bool(true))) => CelVerdict::True,
             Ok(Ok(Value::Bool(false))) => CelVerdict::False,
             Ok(Ok(other)) => CelVerdict::NotBool(other.type_of().to_string()),

@@ -8,14 +8,14 @@ use std::time::Duration;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
-use super::bounds::{Language, REGO_LIMITS, check_source, run_bounded};
+use super::bounds::{Language, REGO_LIMITS, check_source, grace, run_bounded};
 
 /// Stack of the thread that compiles a policy: the parser and the analysis recurse
 /// per bracket and per operator; what passes [`REGO_LIMITS`] needs far less.
 const COMPILE_STACK: usize = 64 * 1024 * 1024;
 /// Stack of the thread that evaluates a policy: evaluation recurses along rules that
 /// depend on one another (about 20 KiB a rule in a debug build), which the names
-/// limit of [`REGO_LIMITS`] bounds to about 1,000.
+/// limit of [`REGO_LIMITS`] bounds to about 500.
 const EVAL_STACK: usize = 64 * 1024 * 1024;
 /// Wall-clock bound of compiling one policy (both syntaxes); it takes milliseconds.
 pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
@@ -150,8 +150,8 @@ impl RegoPolicy {
             e
         });
         let rule = self.rule.clone();
-        let grace = self.timeout + self.timeout / 5 + Duration::from_millis(50);
-        let (engine, value) = run_bounded("evaluation", EVAL_STACK, grace, move || {
+        let wait = grace(self.timeout);
+        let (engine, value) = run_bounded("evaluation", EVAL_STACK, wait, move || {
             engine.set_input(input);
             let value = engine.eval_rule(rule);
             // The input holds Secret data: do not keep it around in the pool.

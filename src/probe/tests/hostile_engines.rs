@@ -556,12 +556,24 @@ fn rego_dependency_chains_do_not_crash() {
         assert!(refused.starts_with("too long"), "{name}: {refused}");
         let started = Instant::now();
         let result = on_worker_stack(Duration::from_secs(60), move || {
-            let p = RegoPolicy::compile_generator(&policy, Duration::from_millis(500))?;
+            let p = RegoPolicy::compile_generator(&policy, Duration::from_secs(3))?;
             p.evaluate(regorus::Value::new_object())
         });
         let elapsed = started.elapsed();
         eprintln!("{name}: n={n}, {len} bytes, {elapsed:?}: {result:?}");
-        assert!(elapsed < Duration::from_secs(4), "{name}: took {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(8), "{name}: took {elapsed:?}");
         assert!(matches!(result, Ok(Some(_))), "{name}: {result:?}");
     }
+}
+
+/// A deadline too far to represent means none, not a panic.
+#[test]
+fn huge_deadlines_do_not_panic() {
+    let c = CelCheck::compile_with("response.statusCode == 200", Duration::MAX).unwrap();
+    assert_eq!(c.evaluate(&json_response("{}")), CelVerdict::True);
+    let p = RegoPolicy::compile_generator(&rego_generator("\"x\""), Duration::MAX).unwrap();
+    assert!(matches!(
+        p.evaluate(regorus::Value::new_object()),
+        Ok(Some(_))
+    ));
 }
