@@ -239,13 +239,15 @@ fn compile_http(
         }
     }
     let cel = match http.response.as_ref().and_then(|r| r.cel.as_deref()) {
-        Some(src) if !src.trim().is_empty() => match CelCheck::compile(src) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                errors.push(FieldError::new(format!("{field}.response.cel"), e));
-                None
+        Some(src) if !src.trim().is_empty() => {
+            match CelCheck::compile_with(src, settings.eval_timeout) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(FieldError::new(format!("{field}.response.cel"), e));
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     let Ok(path) = path else { return None };

@@ -31,6 +31,7 @@
 //! and `api`, `http` is used. Secret values (4 bytes or longer) are scrubbed from every
 //! outcome message, in their plain, URL-encoded and escaped forms.
 
+mod bounds;
 mod build;
 mod cel_check;
 mod compile;

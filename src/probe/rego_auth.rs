@@ -8,6 +8,18 @@ use std::time::Duration;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
+use super::bounds::{Language, REGO_LIMITS, check_source, grace, run_bounded};
+
+/// Stack of the thread that compiles a policy: the parser and the analysis recurse
+/// per bracket and per operator; what passes [`REGO_LIMITS`] needs far less.
+const COMPILE_STACK: usize = 64 * 1024 * 1024;
+/// Stack of the thread that evaluates a policy: evaluation recurses along rules that
+/// depend on one another (about 20 KiB a rule in a debug build), which the names
+/// limit of [`REGO_LIMITS`] bounds to about 500.
+const EVAL_STACK: usize = 64 * 1024 * 1024;
+/// Wall-clock bound of compiling one policy (both syntaxes); it takes milliseconds.
+pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// A compiled policy, ready to evaluate one rule. Evaluation runs on a clone of the
 /// prepared engine (kept in a small pool for reuse, since cloning costs more than
 /// evaluating), bounded by regorus' cooperative execution timer.
@@ -37,7 +49,14 @@ impl RegoPolicy {
         rule: &str,
         timeout: Duration,
     ) -> Result<RegoPolicy, String> {
-        Self::compile_inner(source, package, rule, timeout).map_err(|e| one_line(&e))
+        // Parsing and analysis recurse, and their time grows exponentially with the
+        // nesting: bound the source first, then compile off the caller's thread with
+        // a stack of its own and a deadline.
+        check_source(source, Language::Rego, &REGO_LIMITS)?;
+        let (source, package, rule) = (source.to_string(), package.to_string(), rule.to_string());
+        run_bounded("compiling", COMPILE_STACK, COMPILE_DEADLINE, move || {
+            Self::compile_inner(&source, &package, &rule, timeout).map_err(|e| one_line(&e))
+        })?
     }
 
     /// Like [`RegoPolicy::compile`], for a policy this operator evaluates itself:
@@ -120,7 +139,9 @@ impl RegoPolicy {
         })
     }
 
-    /// Evaluates the rule with `input`: `None` when it is undefined.
+    /// Evaluates the rule with `input`: `None` when it is undefined. Runs on a thread
+    /// of its own; the execution timer ends it at the timeout, and the wait gives up
+    /// shortly after in any case.
     pub(crate) fn evaluate(&self, input: Value) -> Result<Option<serde_json::Value>, String> {
         let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
         let mut engine = pooled.unwrap_or_else(|| {
@@ -128,13 +149,17 @@ impl RegoPolicy {
             e.set_execution_timer_config(timer(self.timeout));
             e
         });
-        engine.set_input(input);
+        let rule = self.rule.clone();
+        let wait = grace(self.timeout);
+        let (engine, value) = run_bounded("evaluation", EVAL_STACK, wait, move || {
+            engine.set_input(input);
+            let value = engine.eval_rule(rule);
+            // The input holds Secret data: do not keep it around in the pool.
+            engine.set_input(Value::new_object());
+            (engine, value)
+        })?;
         // An engine whose evaluation failed is dropped rather than reused.
-        let value = engine
-            .eval_rule(self.rule.clone())
-            .map_err(|e| one_line(&e.to_string()))?;
-        // The input holds Secret data: do not keep it around in the pool.
-        engine.set_input(Value::new_object());
+        let value = value.map_err(|e| one_line(&e.to_string()))?;
         if let Ok(mut pool) = self.pool.lock()
             && pool.len() < POOL_MAX
         {

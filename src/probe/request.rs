@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::ProbeKind;
-use super::cel_check::{CelCheck, canonical_header_name};
+use super::cel_check::CelCheck;
 use super::secret::{REDACTED, Redactor};
+use crate::inject::canonical_header_name;
 
 /// One request header. `credential` headers (Authorization, Cookie, any header whose
 /// template reads `.Secret`, any header a Rego generator injected) are dropped when a
