@@ -226,6 +226,9 @@ impl CompiledClass {
             .path
             .render(data.as_ref())
             .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?;
+        if part.path.fields().reads_secret() {
+            redactor.add(&path);
+        }
         let mut url = http_probe_url(
             target.connector.spec.address.as_deref(),
             part.host.as_deref(),
@@ -349,8 +352,13 @@ fn api_request(
                     part.fields,
                 )
             });
-            t.render(data.as_ref())
-                .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
+            let path = t
+                .render(data.as_ref())
+                .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?;
+            if t.fields().reads_secret() {
+                redactor.add(&path);
+            }
+            path
         }
         None => String::new(),
     };

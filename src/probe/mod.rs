@@ -17,7 +17,8 @@
 //! - `HttpProber::new(settings)`, `HttpProber::send(&ProbeRequest, &TrustBundle) -> Result<HttpResponse, ProbeOutcome>`
 //! - `run_probe(&CompiledClass, kind, &ProbeTarget, &HttpProber, &TrustBundle) -> Option<ProbeOutcome>`
 //! - `ProbeOutcome::{Passed, Failed { reason: FailureReason, message }}`
-//! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError}` with `as_str()`
+//! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError,
+//!   DestinationRefused}` with `as_str()`
 //! - `ProbeRequest::dedup_key()`: equal for identical liveness requests (method, URL,
 //!   headers, body, redirect flag), so Connectors can share one liveness request.
 //!
@@ -51,7 +52,7 @@ use std::fmt;
 use crate::api::Connector;
 
 pub use compile::CompiledClass;
-pub use http::{HttpProber, HttpResponse};
+pub use http::{DestinationPolicy, HttpProber, HttpResponse};
 pub use request::{ProbeRequest, RequestHeader};
 pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;
@@ -87,6 +88,9 @@ pub enum FailureReason {
     AuthenticationFailed,
     /// A template, the Rego generator or the CEL expression could not be evaluated.
     ProbeError,
+    /// The destination resolves only to addresses probes may not reach (loopback,
+    /// link-local, cloud metadata; see `DestinationPolicy`).
+    DestinationRefused,
 }
 
 impl FailureReason {
@@ -96,6 +100,7 @@ impl FailureReason {
             FailureReason::ProbeFailed => "ProbeFailed",
             FailureReason::AuthenticationFailed => "AuthenticationFailed",
             FailureReason::ProbeError => "ProbeError",
+            FailureReason::DestinationRefused => "DestinationRefused",
         }
     }
 }
