@@ -344,3 +344,55 @@ async fn redirect_to_a_refused_destination_is_refused() {
         .await;
     assert_eq!(allowed, Ok(200));
 }
+
+/// A template that fails on a transformed Secret value (which no redactor knows)
+/// does not quote it; a limit error still says which limit.
+#[tokio::test]
+async fn template_errors_on_transformed_secrets_are_withheld() {
+    let address = format!("http://127.0.0.1:{}", closed_port());
+    let p = prober(DestinationPolicy::Any);
+    let s = secret(&[("token", "lower-Ab7qZ-token")]);
+    for path in [
+        "/x/{{ fail (upper .Secret.StringData.token) }}",
+        "/x/{{ fail (printf \"%s!\" (.Secret.StringData.token | replace \"-\" \"_\")) }}",
+        "/x/{{ range (upper .Secret.StringData.token) }}{{ end }}",
+    ] {
+        let class = compiled(&auth_class(path));
+        let c = connector(&format!(
+            "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
+        ));
+        let target = ProbeTarget {
+            connector: &c,
+            secret: Some(&s),
+            class_api_url: None,
+        };
+        let o = run_probe(&class, ProbeKind::Auth, &target, &p, &TrustBundle::empty())
+            .await
+            .unwrap_or(ProbeOutcome::Passed);
+        assert_eq!(o.reason(), Some(FailureReason::ProbeError), "{path}: {o:?}");
+        assert!(
+            !o.message().to_ascii_lowercase().contains("ab7qz"),
+            "{path}: {o:?}"
+        );
+        assert!(
+            o.message().contains("spec.authProbes[0].probe.http.path"),
+            "{o:?}"
+        );
+    }
+    let class = compiled(&auth_class(
+        "/x/{{ range until 10000 }}{{ $.Secret.StringData.token }}{{ end }}",
+    ));
+    let c = connector(&format!(
+        "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
+    ));
+    let target = ProbeTarget {
+        connector: &c,
+        secret: Some(&s),
+        class_api_url: None,
+    };
+    let o = run_probe(&class, ProbeKind::Auth, &target, &p, &TrustBundle::empty())
+        .await
+        .unwrap_or(ProbeOutcome::Passed);
+    assert_eq!(o.reason(), Some(FailureReason::ProbeError), "{o:?}");
+    assert!(o.message().contains("65536 bytes allowed"), "{o:?}");
+}
