@@ -30,7 +30,9 @@
 //! Decisions: liveness templates see no `.Secret` (liveness carries no credentials);
 //! a header whose template renders empty is not sent; when a probe sets both `http`
 //! and `api`, `http` is used. Secret values (4 bytes or longer) are scrubbed from every
-//! outcome message, in their plain, URL-encoded and escaped forms.
+//! outcome message, in every form they are sent in (see `secret::Redactor`); messages
+//! are at most 1 KiB. `ProbeSettings::destinations` decides which addresses probes
+//! may reach (`DestinationRefused` otherwise).
 
 mod cel_check;
 mod compile;
