@@ -437,6 +437,9 @@ fn cause(e: &reqwest::Error) -> String {
         };
     }
     for s in &chain {
+        if let Some(refused) = s.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return tls_cause(tls);
         }

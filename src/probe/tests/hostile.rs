@@ -280,7 +280,8 @@ async fn public_policy_refuses_internal_destinations() {
             Some(FailureReason::DestinationRefused),
             "{address}: {o:?}"
         );
-        assert!(o.message().contains("destination refused"), "{o:?}");
+        assert!(o.message().contains(": destination refused: "), "{o:?}");
+        assert!(!o.message().contains("dns error"), "{o:?}");
     }
     assert!(s.recorded().is_empty(), "{:?}", s.recorded());
     // Allowed for local demos and tests; `Any` (the `check` CLI) too.
