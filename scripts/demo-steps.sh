@@ -17,6 +17,7 @@ webhook_port="${DEMO_WEBHOOK_PORT:-18443}"
 target/debug/connectors-operator run --probe-interval 30 --probe-timeout 3 \
   --metrics-addr 127.0.0.1:18081 --namespace connectors-system \
   --webhook-addr "127.0.0.1:$webhook_port" --webhook-hosts 127.0.0.1 \
+  --allow-loopback-destinations \
   >"$log_dir/operator.log" 2>&1 &
 operator=$!
 for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:18081/readyz && break; sleep 0.1; done

@@ -8,7 +8,7 @@ use connectors_operator::check::{self, Output};
 use std::sync::Arc;
 
 use connectors_operator::controller::Settings;
-use connectors_operator::probe::{ProbeSettings, RunnerSettings};
+use connectors_operator::probe::{DestinationPolicy, ProbeSettings, RunnerSettings};
 use connectors_operator::runtime::{LeaseSettings, Shutdown};
 use connectors_operator::telemetry::{self, LogFormat, Metrics, init_logging};
 
@@ -56,6 +56,10 @@ struct RunArgs {
     /// Largest response body read by a probe, in bytes.
     #[arg(long, env = "PROBE_BODY_CAP_BYTES", default_value_t = 1024 * 1024)]
     body_cap: usize,
+    /// Let probes reach loopback destinations (local demos and tests); link-local and
+    /// cloud-metadata addresses stay refused.
+    #[arg(long, env = "CONNECTORS_ALLOW_LOOPBACK_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_loopback_destinations: bool,
     /// Probe requests in flight at once.
     #[arg(long, env = "MAX_CONCURRENT_PROBES", default_value_t = 128)]
     max_concurrent_probes: usize,
@@ -229,6 +233,11 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         probe: ProbeSettings {
             timeout: Duration::from_secs(args.probe_timeout.max(1)),
             body_cap: args.body_cap,
+            destinations: if args.allow_loopback_destinations {
+                DestinationPolicy::AllowLoopback
+            } else {
+                DestinationPolicy::Public
+            },
             ..ProbeSettings::default()
         },
         runner: RunnerSettings {

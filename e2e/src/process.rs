@@ -126,6 +126,10 @@ pub struct OperatorOptions {
     /// `run` (controllers and webhook) or `webhook` (the webhook alone).
     pub command: &'static str,
     pub extra_args: Vec<String>,
+    /// `--allow-loopback-destinations`: the tools of the e2e tests and the benchmark
+    /// listen on 127.0.0.1, which the operator otherwise refuses (`DestinationRefused`).
+    /// Default true; false to test the refusal.
+    pub allow_loopback_destinations: bool,
     /// Kubeconfig of the process (e.g. a ServiceAccount's from `sa_kubeconfig`);
     /// `None` inherits `KUBECONFIG` (admin).
     pub kubeconfig: Option<PathBuf>,
@@ -145,6 +149,7 @@ impl Default for OperatorOptions {
             webhook_port: None,
             command: "run",
             extra_args: Vec::new(),
+            allow_loopback_destinations: true,
             kubeconfig: None,
             rust_log: None,
         }
@@ -195,6 +200,10 @@ impl Operator {
         ]
         .map(String::from)
         .to_vec();
+        args.push(format!(
+            "--allow-loopback-destinations={}",
+            options.allow_loopback_destinations
+        ));
         args.extend(options.extra_args.iter().cloned());
         let rust_log = options.rust_log.clone().unwrap_or_else(|| {
             "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug".to_string()

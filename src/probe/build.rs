@@ -68,6 +68,10 @@ impl CompiledClass {
             .path
             .render(data.as_ref())
             .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?;
+        // What a template made of the Secret is sent: redact that form too.
+        if part.path.fields().reads_secret() {
+            redactor.add(&path);
+        }
         let url = http_probe_url(
             target.connector.spec.address.as_deref(),
             part.host.as_deref(),
@@ -252,8 +256,13 @@ fn api_request(
                     part.fields,
                 )
             });
-            t.render(data.as_ref())
-                .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?
+            let path = t
+                .render(data.as_ref())
+                .map_err(|e| format!("{field}.path: the template could not be rendered: {e}"))?;
+            if t.fields().reads_secret() {
+                redactor.add(&path);
+            }
+            path
         }
         None => String::new(),
     };

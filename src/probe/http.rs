@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +12,25 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
+use super::secret::cut_message;
 use super::trust::TrustBundle;
 use super::{FailureReason, ProbeOutcome, ProbeRequest, ProbeSettings};
+
+/// Which destination addresses a probe may connect to (SPEC section 4, "Probe
+/// destinations"). Checked at connect time on the resolved addresses, and before each
+/// request (redirects included) on IP-literal hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DestinationPolicy {
+    /// Every address (the `check` CLI, run by a person on their own machine; tests).
+    #[default]
+    Any,
+    /// Refuses link-local and cloud-metadata addresses but allows loopback (local
+    /// demos and tests of the operator: `--allow-loopback-destinations`).
+    AllowLoopback,
+    /// Refuses loopback, link-local and cloud-metadata addresses (the running
+    /// operator).
+    Public,
+}
 
 /// A response as judged: status, headers, and the body read up to the cap.
 /// `Debug` shows header names and the body size only.
@@ -116,9 +134,11 @@ impl HttpProber {
         })?;
         let deadline = Instant::now() + self.settings.timeout;
         let stage = AtomicU8::new(STAGE_HEADERS);
-        let current = Mutex::new(request.url.clone());
-        let method_now = Mutex::new(request.method.clone());
-        let exchange = self.exchange(&client, request, &stage, &current, &method_now);
+        let hop = Mutex::new(Hop {
+            url: request.url.clone(),
+            redirects: 0,
+        });
+        let exchange = self.exchange(&client, request, &stage, &hop);
         let result = match tokio::time::timeout_at(deadline, exchange).await {
             Ok(r) => r,
             Err(_) => {
@@ -127,20 +147,14 @@ impl HttpProber {
                 } else {
                     "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                 };
-                let url = current
+                let hop = hop
                     .lock()
-                    .map(|u| u.clone())
+                    .map(|h| h.clone())
                     .unwrap_or_else(|e| e.into_inner().clone());
-                let method = method_now
-                    .lock()
-                    .map(|m| m.clone())
-                    .unwrap_or_else(|e| e.into_inner().clone());
-                Err(go_error(&method, &url, cause))
+                Err(Failure::connection(hop.error(request, cause)))
             }
         };
-        result.map_err(|message| {
-            ProbeOutcome::failed(FailureReason::ConnectionFailed, request.scrub(&message))
-        })
+        result.map_err(|f| ProbeOutcome::failed(f.reason, request.bounded(&f.message)))
     }
 
     /// Whether `url` answers at all (any HTTP status counts): one GET, no redirect
@@ -152,11 +166,18 @@ impl HttpProber {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("invalid URL {url:?}: scheme is not http or https"));
         }
+        if let Err(refused) = check_url(&parsed, self.settings.destinations) {
+            return Err(cut_message(&go_error(
+                &Method::GET,
+                &parsed,
+                &refused.to_string(),
+            )));
+        }
         let client = self
             .client(trust)
             .map_err(|e| format!("could not set up the HTTP client: {e}"))?;
         let send = client.get(parsed.clone()).send();
-        match tokio::time::timeout(self.settings.timeout, send).await {
+        let result = match tokio::time::timeout(self.settings.timeout, send).await {
             Ok(Ok(response)) => Ok(response.status().as_u16()),
             Ok(Err(e)) => Err(go_error(&Method::GET, &parsed, &cause(&e))),
             Err(_) => Err(go_error(
@@ -164,7 +185,8 @@ impl HttpProber {
                 &parsed,
                 "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
             )),
-        }
+        };
+        result.map_err(|e| cut_message(&e))
     }
 
     async fn exchange(
@@ -172,9 +194,8 @@ impl HttpProber {
         client: &reqwest::Client,
         request: &ProbeRequest,
         stage: &AtomicU8,
-        current: &Mutex<Url>,
-        method_now: &Mutex<Method>,
-    ) -> Result<HttpResponse, String> {
+        hop: &Mutex<Hop>,
+    ) -> Result<HttpResponse, Failure> {
         let origin = host_key(&request.url);
         let mut url = request.url.clone();
         let mut method = request.method.clone();
@@ -182,8 +203,17 @@ impl HttpProber {
         let mut with_credentials = true;
         let mut redirects = 0usize;
         loop {
-            set(current, url.clone());
-            set(method_now, method.clone());
+            let here = Hop {
+                url: url.clone(),
+                redirects,
+            };
+            set(hop, here.clone());
+            if let Err(refused) = check_url(&url, self.settings.destinations) {
+                return Err(Failure {
+                    reason: FailureReason::DestinationRefused,
+                    message: here.error(request, &refused.to_string()),
+                });
+            }
             if host_key(&url) != origin && with_credentials {
                 with_credentials = false;
                 if request.body_is_credential {
@@ -204,22 +234,27 @@ impl HttpProber {
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
             }
-            tracing::debug!(url = %request.scrub(url.as_str()), method = %method, "sending probe request");
+            tracing::debug!(url = %here.display(request), method = %method, "sending probe request");
             let response = rb
                 .send()
                 .await
-                .map_err(|e| go_error(&method, &url, &cause(&e)))?;
+                .map_err(|e| Failure::transport(&e, here.error(request, &cause(&e))))?;
             let status = response.status();
             if request.follow_redirects
                 && status.is_redirection()
                 && let Some(next) = location(&response, &url)
             {
                 if redirects >= self.settings.max_redirects {
-                    return Err(go_error(
-                        &method,
-                        &next,
-                        &format!("stopped after {} redirects", self.settings.max_redirects),
-                    ));
+                    let last = Hop {
+                        url: next,
+                        redirects: redirects + 1,
+                    };
+                    return Err(Failure::connection(format!(
+                        "{}: stopped after {} redirects (the last to host {})",
+                        go_request(request),
+                        self.settings.max_redirects,
+                        last.host()
+                    )));
                 }
                 redirects += 1;
                 // As Go does: 301/302/303 turn into a GET without body (but HEAD stays
@@ -239,8 +274,8 @@ impl HttpProber {
             let headers = response.headers().clone();
             let (body, truncated) = read_capped(response, self.settings.body_cap)
                 .await
-                .map_err(|e| go_error(&method, &url, &cause(&e)))?;
-            tracing::debug!(url = %request.scrub(url.as_str()), status = status.as_u16(), bytes = body.len(), truncated, "probe response");
+                .map_err(|e| Failure::transport(&e, here.error(request, &cause(&e))))?;
+            tracing::debug!(url = %here.display(request), status = status.as_u16(), bytes = body.len(), truncated, "probe response");
             return Ok(HttpResponse {
                 status: status.as_u16(),
                 headers,
@@ -249,6 +284,83 @@ impl HttpProber {
             });
         }
     }
+}
+
+/// Why a request failed, before it becomes an outcome (scrubbed and bounded then).
+struct Failure {
+    reason: FailureReason,
+    message: String,
+}
+
+impl Failure {
+    fn connection(message: String) -> Self {
+        Failure {
+            reason: FailureReason::ConnectionFailed,
+            message,
+        }
+    }
+
+    /// `DestinationRefused` when the resolver refused every address of the host.
+    fn transport(e: &reqwest::Error, message: String) -> Self {
+        let reason = if refusal(e).is_some() {
+            FailureReason::DestinationRefused
+        } else {
+            FailureReason::ConnectionFailed
+        };
+        Failure { reason, message }
+    }
+}
+
+/// Where a request is: its URL and how many redirects led there.
+#[derive(Clone)]
+struct Hop {
+    url: Url,
+    redirects: usize,
+}
+
+impl Hop {
+    /// The URL for logs and messages: the probe's own URL (scrubbed); after a
+    /// redirect, the host only (a Location may carry what an internal service
+    /// answered).
+    fn display(&self, request: &ProbeRequest) -> String {
+        if self.redirects == 0 {
+            request.scrub(self.url.as_str())
+        } else {
+            format!("{}://{}", self.url.scheme(), self.host())
+        }
+    }
+
+    /// `host:port` (the port when it is not the scheme's default).
+    fn host(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// Go's `url.Error` text for the probe's request, the redirect named by host:
+    /// `Get "https://host/path": cause`, or
+    /// `Get "https://host/path": after 2 redirects, to host other:8080: cause`.
+    fn error(&self, request: &ProbeRequest, cause: &str) -> String {
+        if self.redirects == 0 {
+            go_error(&request.method, &self.url, cause)
+        } else {
+            let plural = if self.redirects == 1 { "" } else { "s" };
+            format!(
+                "{}: after {} redirect{plural}, to host {}: {cause}",
+                go_request(request),
+                self.redirects,
+                self.host()
+            )
+        }
+    }
+}
+
+/// `Get "https://host/path"` of the probe's own request.
+fn go_request(request: &ProbeRequest) -> String {
+    let full = go_error(&request.method, &request.url, "");
+    full.trim_end_matches(": ").to_string()
 }
 
 fn set<T>(m: &Mutex<T>, v: T) {
@@ -325,6 +437,9 @@ fn cause(e: &reqwest::Error) -> String {
         };
     }
     for s in &chain {
+        if let Some(refused) = s.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return tls_cause(tls);
         }
@@ -375,8 +490,219 @@ fn tls_cause(e: &rustls::Error) -> String {
     }
 }
 
+// ---- destinations ---------------------------------------------------------------
+
+/// Why an address or a name is not a probe destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Internal {
+    Loopback,
+    LinkLocal,
+    Metadata,
+}
+
+impl Internal {
+    fn describe(self) -> &'static str {
+        match self {
+            Internal::Loopback => "a loopback address",
+            Internal::LinkLocal => "a link-local address",
+            Internal::Metadata => "a cloud metadata address",
+        }
+    }
+}
+
+impl DestinationPolicy {
+    /// Whether the policy refuses that kind of address.
+    fn refuses(self, kind: Internal) -> bool {
+        match self {
+            DestinationPolicy::Any => false,
+            DestinationPolicy::AllowLoopback => kind != Internal::Loopback,
+            DestinationPolicy::Public => true,
+        }
+    }
+}
+
+/// Cloud metadata endpoints (each also link-local or private, refused by address
+/// even under a name the list does not have).
+const METADATA_V4: &[Ipv4Addr] = &[
+    Ipv4Addr::new(169, 254, 169, 254), // AWS, GCP, Azure, OpenStack, DigitalOcean, ...
+    Ipv4Addr::new(169, 254, 170, 2),   // AWS ECS task metadata
+    Ipv4Addr::new(169, 254, 169, 253), // AWS DNS / time
+    Ipv4Addr::new(100, 100, 100, 200), // Alibaba Cloud
+    Ipv4Addr::new(192, 0, 0, 192),     // Oracle Cloud
+    Ipv4Addr::new(168, 63, 129, 16),   // Azure WireServer
+];
+
+const METADATA_V6: &[Ipv6Addr] = &[
+    Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254), // AWS IMDS over IPv6
+    Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23),  // AWS IPv6 DNS / time
+];
+
+/// Host names of metadata services (refused by name, before any lookup).
+const METADATA_NAMES: &[&str] = &[
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.tencentyun.com",
+    "metadata.platformequinix.com",
+];
+
+fn classify_v4(ip: Ipv4Addr) -> Option<Internal> {
+    if METADATA_V4.contains(&ip) {
+        Some(Internal::Metadata)
+    } else if ip.is_loopback() || ip.octets()[0] == 0 {
+        // 0.0.0.0/8 ("this host") connects to the local host.
+        Some(Internal::Loopback)
+    } else if ip.is_link_local() {
+        Some(Internal::LinkLocal)
+    } else {
+        None
+    }
+}
+
+/// The kind of an internal address, IPv4 addresses embedded in IPv6 ones included
+/// (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`).
+fn classify(ip: IpAddr) -> Option<Internal> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => {
+            if METADATA_V6.contains(&v6) {
+                return Some(Internal::Metadata);
+            }
+            if v6.is_loopback() || v6.is_unspecified() {
+                return Some(Internal::Loopback);
+            }
+            let seg = v6.segments();
+            if seg[0] & 0xffc0 == 0xfe80 {
+                return Some(Internal::LinkLocal);
+            }
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify_v4(v4);
+            }
+            let embedded = Ipv4Addr::new(
+                (seg[6] >> 8) as u8,
+                seg[6] as u8,
+                (seg[7] >> 8) as u8,
+                seg[7] as u8,
+            );
+            let compatible = seg[..6].iter().all(|s| *s == 0);
+            let nat64 = seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0);
+            if compatible || nat64 {
+                return classify_v4(embedded);
+            }
+            None
+        }
+    }
+}
+
+fn classify_name(name: &str) -> Option<Internal> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    METADATA_NAMES
+        .contains(&name.as_str())
+        .then_some(Internal::Metadata)
+}
+
+/// A refused destination; the resolver's error, found again in the error chain.
+#[derive(Debug)]
+struct Refused {
+    host: String,
+    kind: Internal,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "destination refused: {} is {}, which probes may not reach",
+            self.host,
+            self.kind.describe()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The check before each request: an IP-literal host (which no resolver sees) or a
+/// metadata host name. Names are checked again, on their addresses, by the resolver.
+fn check_url(url: &Url, policy: DestinationPolicy) -> Result<(), Refused> {
+    if policy == DestinationPolicy::Any {
+        return Ok(());
+    }
+    let kind = match url.host() {
+        Some(url::Host::Ipv4(ip)) => classify(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => classify(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => classify_name(name),
+        None => None,
+    };
+    match kind {
+        Some(kind) if policy.refuses(kind) => Err(Refused {
+            host: url.host_str().unwrap_or_default().to_string(),
+            kind,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The refusal in a transport error's chain, if the resolver refused the host.
+fn refusal(e: &reqwest::Error) -> Option<&Refused> {
+    use std::error::Error as StdError;
+    let mut next = e.source();
+    while let Some(s) = next {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return Some(r);
+        }
+        next = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => s.source(),
+        };
+    }
+    None
+}
+
+/// The system resolver, keeping only the addresses the policy allows: checked at
+/// connect time on what the name resolves to now (a name that resolves to 127.0.0.1,
+/// or is rebound to it, is refused; redirects go through it too).
+struct PolicyResolver {
+    policy: DestinationPolicy,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            if let Some(kind) = classify_name(&host).filter(|k| policy.refuses(*k)) {
+                return Err(Box::new(Refused { host, kind }) as Box<_>);
+            }
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match classify(a.ip()) {
+                    Some(kind) if policy.refuses(kind) => {
+                        refused.get_or_insert(kind);
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some(kind)) => Err(Box::new(Refused { host, kind }) as Box<_>),
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
 /// A client trusting the system roots plus the bundle, with rustls on the `ring`
-/// provider, no automatic redirects and no proxy.
+/// provider, no automatic redirects, no proxy (a proxy would connect to the
+/// destination unchecked) and, unless the policy is `Any`, a resolver that keeps only
+/// the addresses the policy allows.
 fn build_client(trust: &TrustBundle, settings: &ProbeSettings) -> Result<reqwest::Client, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -385,8 +711,15 @@ fn build_client(trust: &TrustBundle, settings: &ProbeSettings) -> Result<reqwest
         .with_root_certificates(trust.root_store())
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if settings.destinations != DestinationPolicy::Any {
+        builder = builder.dns_resolver(Arc::new(PolicyResolver {
+            policy: settings.destinations,
+        }));
+    }
+    builder
         .tls_backend_preconfigured(config)
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.timeout)
         .user_agent(concat!("connectors-operator/", env!("CARGO_PKG_VERSION")))

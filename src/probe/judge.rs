@@ -5,7 +5,7 @@ use super::{FailureReason, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest};
 
 /// API probe: 200 passes; 401/403 are `AuthenticationFailed` for auth probes; any
 /// other status fails. HTTP probe: `response.cel` must give `true`; without it, any
-/// 2xx passes. Messages are scrubbed of the request's secret values.
+/// 2xx passes. Messages are scrubbed of the request's secret values and bounded.
 pub(crate) fn judge(
     kind: ProbeKind,
     request: &ProbeRequest,
@@ -49,7 +49,7 @@ pub(crate) fn judge(
     match outcome {
         ProbeOutcome::Failed { reason, message } => ProbeOutcome::Failed {
             reason,
-            message: request.scrub(&message),
+            message: request.bounded(&message),
         },
         passed => passed,
     }

@@ -17,7 +17,8 @@
 //! - `HttpProber::new(settings)`, `HttpProber::send(&ProbeRequest, &TrustBundle) -> Result<HttpResponse, ProbeOutcome>`
 //! - `run_probe(&CompiledClass, kind, &ProbeTarget, &HttpProber, &TrustBundle) -> Option<ProbeOutcome>`
 //! - `ProbeOutcome::{Passed, Failed { reason: FailureReason, message }}`
-//! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError}` with `as_str()`
+//! - `FailureReason::{ConnectionFailed, ProbeFailed, AuthenticationFailed, ProbeError,
+//!   DestinationRefused}` with `as_str()`
 //! - `ProbeRequest::dedup_key()`: equal for identical liveness requests (method, URL,
 //!   headers, body, redirect flag), so Connectors can share one liveness request.
 //!
@@ -29,7 +30,9 @@
 //! Decisions: liveness templates see no `.Secret` (liveness carries no credentials);
 //! a header whose template renders empty is not sent; when a probe sets both `http`
 //! and `api`, `http` is used. Secret values (4 bytes or longer) are scrubbed from every
-//! outcome message, in their plain, URL-encoded and escaped forms.
+//! outcome message, in every form they are sent in (see `secret::Redactor`); messages
+//! are at most 1 KiB. `ProbeSettings::destinations` decides which addresses probes
+//! may reach (`DestinationRefused` otherwise).
 
 mod bounds;
 mod build;
@@ -52,7 +55,7 @@ use crate::api::Connector;
 
 pub use crate::types::{FailureReason, ProbeKind, ProbeOutcome};
 pub use compile::CompiledClass;
-pub use http::{HttpProber, HttpResponse};
+pub use http::{DestinationPolicy, HttpProber, HttpResponse};
 pub use request::{ProbeRequest, RequestHeader};
 pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;

@@ -93,6 +93,12 @@ impl ProbeRequest {
         self.redactor.scrub(text)
     }
 
+    /// `text` as an outcome message: scrubbed, cut to 1 KiB on a character boundary,
+    /// and scrubbed again after the cut (SPEC section 4).
+    pub(crate) fn bounded(&self, text: &str) -> String {
+        self.redactor.bounded(text)
+    }
+
     /// Equal for identical requests (method, URL, headers, body, redirect flag), so
     /// Connectors whose liveness requests are identical can share one request and
     /// its [`HttpResponse`](super::HttpResponse) (each still judges it with its own

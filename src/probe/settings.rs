@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::DestinationPolicy;
+
 /// Limits of one probe (SPEC section 4, "Limits").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeSettings {
@@ -18,6 +20,10 @@ pub struct ProbeSettings {
     pub eval_timeout: Duration,
     /// Largest output of one rendered template. Default 64 KiB.
     pub template_output_cap: usize,
+    /// Which destination addresses probes may connect to. Default `Any` (the `check`
+    /// CLI and tests); the running operator sets `Public` (refuses loopback,
+    /// link-local and cloud-metadata addresses), or `AllowLoopback` for local demos.
+    pub destinations: DestinationPolicy,
 }
 
 impl Default for ProbeSettings {
@@ -28,6 +34,7 @@ impl Default for ProbeSettings {
             max_redirects: 10,
             eval_timeout: Duration::from_millis(500),
             template_output_cap: 64 * 1024,
+            destinations: DestinationPolicy::Any,
         }
     }
 }

@@ -29,6 +29,20 @@ const EXTRA: &[(&str, Func)] = &[
     ("urlParse", url_parse as Func),
 ];
 
+/// Render errors that quote no value (gtmpl-ng's limit errors): kept for templates
+/// that read `.Secret`.
+const LIMIT_MESSAGES: &[&str] = &[
+    "iterations allowed",
+    "bytes allowed",
+    "a function produced a value",
+    "did not finish within",
+    "maximum template nesting depth",
+];
+
+/// The error of a template that reads `.Secret`, other than a limit.
+const WITHHELD: &str =
+    "the template reads .Secret, so its error is not shown (it may quote Secret data)";
+
 /// One parsed template, or a literal when the text has no action.
 pub(crate) enum CompiledTemplate {
     Literal(String),
@@ -88,14 +102,27 @@ impl CompiledTemplate {
     }
 
     /// Renders with `data` (needed unless the template is a literal); the error is the
-    /// executor's message.
+    /// executor's message, except for a template that reads `.Secret`: its errors
+    /// (`fail`, a failed conversion, a range over a value) may quote what it made of a
+    /// Secret value in a form no redactor knows (`upper`, `trunc`, ...), so only the
+    /// messages of the render limits, which quote no value, are kept.
     pub(crate) fn render(&self, data: Option<&Context>) -> Result<String, String> {
         match self {
             CompiledTemplate::Literal(s) => Ok(s.clone()),
-            CompiledTemplate::Go(t) => match data {
-                Some(ctx) => t.0.render(ctx).map_err(|e| e.to_string()),
-                None => t.0.render(&Context::empty()).map_err(|e| e.to_string()),
-            },
+            CompiledTemplate::Go(t) => {
+                let result = match data {
+                    Some(ctx) => t.0.render(ctx),
+                    None => t.0.render(&Context::empty()),
+                };
+                result.map_err(|e| {
+                    let message = e.to_string();
+                    if t.1.reads_secret() && !LIMIT_MESSAGES.iter().any(|m| message.contains(m)) {
+                        WITHHELD.to_string()
+                    } else {
+                        message
+                    }
+                })
+            }
         }
     }
 }

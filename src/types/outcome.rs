@@ -32,6 +32,9 @@ pub enum FailureReason {
     AuthenticationFailed,
     /// A template, the Rego generator or the CEL expression could not be evaluated.
     ProbeError,
+    /// The destination resolves only to addresses probes may not reach (loopback,
+    /// link-local, cloud metadata; see `probe::DestinationPolicy`).
+    DestinationRefused,
 }
 
 impl FailureReason {
@@ -41,6 +44,7 @@ impl FailureReason {
             FailureReason::ProbeFailed => "ProbeFailed",
             FailureReason::AuthenticationFailed => "AuthenticationFailed",
             FailureReason::ProbeError => "ProbeError",
+            FailureReason::DestinationRefused => "DestinationRefused",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! compile errors, judging, secrets) and I/O against in-process HTTP(S) servers.
 
 mod compile_errors;
+mod hostile;
 mod hostile_engines;
 mod judging;
 mod net;

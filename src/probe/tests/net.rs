@@ -116,7 +116,11 @@ async fn redirect_loop_stops_after_ten() {
         o,
         ProbeOutcome::failed(
             FailureReason::ConnectionFailed,
-            format!("Get \"{}\": stopped after 10 redirects", s.url("/health"))
+            format!(
+                "Get \"{}\": stopped after 10 redirects (the last to host 127.0.0.1:{})",
+                s.url("/health"),
+                s.addr.port()
+            )
         )
     );
     assert_eq!(s.recorded().len(), 11);
