@@ -196,41 +196,46 @@ impl Scanner<'_> {
                     self.last_continues = true;
                     self.pos += 1;
                 }
-                _ if is_word(b) => {
-                    let end = self.src[self.pos..]
-                        .iter()
-                        .position(|&c| !is_word(c))
-                        .map_or(self.src.len(), |n| self.pos + n);
-                    let word = &self.src[self.pos..end];
-                    let keyword = match self.language {
-                        Language::Cel => word == b"in",
-                        Language::Rego => matches!(word, b"in" | b"not" | b"with" | b"as"),
-                    };
-                    self.token(keyword)?;
-                    if !word[0].is_ascii_digit() {
-                        self.names += 1;
-                        if self.names > self.limits.max_names {
-                            return Err((
-                                self.pos,
-                                format!(
-                                    "too long: more than {} names and keywords",
-                                    self.limits.max_names
-                                ),
-                            ));
-                        }
-                    }
-                    self.pos = end;
-                    if keyword {
-                        self.operator()?;
-                        self.last_continues = true;
-                    }
-                }
+                _ if is_word(b) => self.word()?,
                 _ => {
                     // Anything else (`:`, `@`, `\`, ...) adds no depth.
                     self.token(false)?;
                     self.pos += 1;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A name, keyword or number: counted, and keywords that join expressions act as
+    /// operators.
+    fn word(&mut self) -> Result<(), ScanError> {
+        let end = self.src[self.pos..]
+            .iter()
+            .position(|&c| !is_word(c))
+            .map_or(self.src.len(), |n| self.pos + n);
+        let word = &self.src[self.pos..end];
+        let keyword = match self.language {
+            Language::Cel => word == b"in",
+            Language::Rego => matches!(word, b"in" | b"not" | b"with" | b"as"),
+        };
+        self.token(keyword)?;
+        if !word[0].is_ascii_digit() {
+            self.names += 1;
+            if self.names > self.limits.max_names {
+                return Err((
+                    self.pos,
+                    format!(
+                        "too long: more than {} names and keywords",
+                        self.limits.max_names
+                    ),
+                ));
+            }
+        }
+        self.pos = end;
+        if keyword {
+            self.operator()?;
+            self.last_continues = true;
         }
         Ok(())
     }

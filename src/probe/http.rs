@@ -220,20 +220,14 @@ impl HttpProber {
                     body = None;
                 }
             }
-            let mut rb = client.request(method.clone(), url.clone());
-            for h in &request.headers {
-                if h.credential && !with_credentials {
-                    continue;
-                }
-                if body.is_none() && h.name == http::header::CONTENT_TYPE && request.body.is_some()
-                {
-                    continue;
-                }
-                rb = rb.header(h.name.clone(), h.value.clone());
-            }
-            if let Some(b) = &body {
-                rb = rb.body(b.clone());
-            }
+            let rb = hop_request(
+                client,
+                request,
+                &method,
+                &url,
+                body.as_ref(),
+                with_credentials,
+            );
             tracing::debug!(url = %here.display(request), method = %method, "sending probe request");
             let response = rb
                 .send()
@@ -257,16 +251,7 @@ impl HttpProber {
                     )));
                 }
                 redirects += 1;
-                // As Go does: 301/302/303 turn into a GET without body (but HEAD stays
-                // HEAD); 307/308 repeat the method and body.
-                if matches!(
-                    status,
-                    StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER
-                ) && method != Method::HEAD
-                {
-                    method = Method::GET;
-                    body = None;
-                }
+                redirect_method(status, &mut method, &mut body);
                 url = next;
                 continue;
             }
@@ -283,6 +268,45 @@ impl HttpProber {
                 truncated,
             });
         }
+    }
+}
+
+/// One hop's request: credential headers only toward the original host, and no
+/// Content-Type once the body was dropped.
+fn hop_request(
+    client: &reqwest::Client,
+    request: &ProbeRequest,
+    method: &Method,
+    url: &url::Url,
+    body: Option<&bytes::Bytes>,
+    with_credentials: bool,
+) -> reqwest::RequestBuilder {
+    let mut rb = client.request(method.clone(), url.clone());
+    for h in &request.headers {
+        if h.credential && !with_credentials {
+            continue;
+        }
+        if body.is_none() && h.name == http::header::CONTENT_TYPE && request.body.is_some() {
+            continue;
+        }
+        rb = rb.header(h.name.clone(), h.value.clone());
+    }
+    if let Some(b) = body {
+        rb = rb.body(b.clone());
+    }
+    rb
+}
+
+/// As Go does: 301/302/303 turn into a GET without body (but HEAD stays HEAD);
+/// 307/308 repeat the method and body.
+fn redirect_method(status: StatusCode, method: &mut Method, body: &mut Option<bytes::Bytes>) {
+    if matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER
+    ) && *method != Method::HEAD
+    {
+        *method = Method::GET;
+        *body = None;
     }
 }
 
