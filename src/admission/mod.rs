@@ -16,15 +16,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::api::{Connector, ConnectorClass};
 use crate::controller::Shutdown;
@@ -38,8 +43,19 @@ const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Bound on reading the class, well inside the configuration's `timeoutSeconds: 5`, so
 /// the webhook answers (with a warning) before the API server gives up on it.
 const CLASS_READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB).
-const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+/// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB);
+/// a larger body is refused with 413 before it is buffered.
+pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
+/// The whole request body must arrive within this time after its head (408 otherwise).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request bodies buffered at once across all connections; a request waits (within
+/// its body read timeout, then 503) for its share, so many clients sending large
+/// bodies cannot make the process buffer more than this.
+pub const BODY_BUDGET_BYTES: usize = 24 * 1024 * 1024;
+/// The first bytes of every body are outside the budget, so ordinary reviews (a few
+/// KiB) never wait behind large ones. Bounded by the connection cap and HTTP/2's
+/// streams per connection (64 x 8 x 32 KiB = 16 MiB).
+pub const FREE_BODY_BYTES: usize = 32 * 1024;
 
 /// Where the serving certificate comes from.
 #[derive(Clone, Debug)]
@@ -107,14 +123,112 @@ struct WebhookState {
 
 /// The webhook's routes, without TLS (so they can be exercised directly).
 pub fn router(client: kube::Client, metrics: Arc<Metrics>) -> Router {
+    let budget = Arc::new(Semaphore::new(BODY_BUDGET_BYTES));
     Router::new()
         .route("/validate/connectors", post(validate_connector))
         .route("/validate/connectorclasses", post(validate_class))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .layer(axum::middleware::from_fn_with_state(budget, bounded_body))
         .with_state(WebhookState {
             classes: Api::all(client),
             metrics,
         })
+}
+
+/// Reads the whole request body before the handler runs: at most
+/// [`MAX_REVIEW_BYTES`] (413), within [`BODY_READ_TIMEOUT`] (408), holding its share of
+/// [`BODY_BUDGET_BYTES`] beyond [`FREE_BODY_BYTES`] until the response is produced
+/// (503 when none came in time).
+async fn bounded_body(
+    State(budget): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_REVIEW_BYTES} bytes"),
+        )
+            .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_REVIEW_BYTES as u64) {
+        return too_large();
+    }
+    let waiting_for_budget = std::sync::atomic::AtomicBool::new(false);
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut buffer = bytes::BytesMut::new();
+    let read = async {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+            if buffer.len() + chunk.len() > MAX_REVIEW_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            // What this chunk adds beyond the free allowance: at most MAX_REVIEW_BYTES,
+            // well within u32 and the budget.
+            let beyond = |len: usize| len.saturating_sub(FREE_BODY_BYTES);
+            let needed = beyond(buffer.len() + chunk.len()) - beyond(buffer.len());
+            let needed = u32::try_from(needed).map_err(|_| BodyError::TooLarge)?;
+            if needed > 0 {
+                waiting_for_budget.store(true, std::sync::atomic::Ordering::Relaxed);
+                let permit = budget
+                    .clone()
+                    .acquire_many_owned(needed)
+                    .await
+                    .map_err(|e| BodyError::Read(e.to_string()))?;
+                waiting_for_budget.store(false, std::sync::atomic::Ordering::Relaxed);
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Read(e))) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+                .into_response();
+        }
+        Err(_) if waiting_for_budget.load(std::sync::atomic::Ordering::Relaxed) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in flight; retry",
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+                .into_response();
+        }
+    }
+    let request = Request::from_parts(parts, Body::from(buffer.freeze()));
+    let response = next.run(request).await;
+    drop(held);
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
 }
 
 /// Binds the webhook's address; done before anything else starts, so a port in use
