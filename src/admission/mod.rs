@@ -24,8 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -35,7 +39,10 @@ use crate::api::{Connector, ConnectorClass};
 use crate::controller::Shutdown;
 use crate::telemetry::{AdmissionLabels, Metrics};
 use crate::validation::join_errors;
-use review::{ClassLookup, Verdict, review_class, review_connector};
+use review::{
+    ClassLookup, SecretAccess, SecretUse, Verdict, review_class, review_connector,
+    secret_access_errors, secrets_to_check,
+};
 use tls::ReloadableCert;
 
 /// How often the certificate source is checked for a renewal or a new certificate.
@@ -43,6 +50,9 @@ const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Bound on reading the class, well inside the configuration's `timeoutSeconds: 5`, so
 /// the webhook answers (with a warning) before the API server gives up on it.
 const CLASS_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on each SubjectAccessReview (made alongside the class read, same reason). One
+/// that cannot be made refuses the request: the webhook cannot tell it is safe.
+const ACCESS_REVIEW_TIMEOUT: Duration = Duration::from_secs(3);
 /// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB);
 /// a larger body is refused with 413 before it is buffered.
 pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
@@ -118,6 +128,7 @@ pub fn service_hosts(
 #[derive(Clone)]
 struct WebhookState {
     classes: Api<ConnectorClass>,
+    access_reviews: Api<SubjectAccessReview>,
     metrics: Arc<Metrics>,
 }
 
@@ -130,7 +141,8 @@ pub fn router(client: kube::Client, metrics: Arc<Metrics>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .layer(axum::middleware::from_fn_with_state(budget, bounded_body))
         .with_state(WebhookState {
-            classes: Api::all(client),
+            classes: Api::all(client.clone()),
+            access_reviews: Api::all(client),
             metrics,
         })
 }
@@ -375,13 +387,21 @@ async fn validate_connector(
         new.metadata.namespace.clone_from(&req.namespace);
     }
     let class_name = new.spec.connector_class_name.clone();
-    let read = if class_name.is_empty() {
-        Ok(None)
-    } else {
-        tokio::time::timeout(CLASS_READ_TIMEOUT, state.classes.get_opt(&class_name))
-            .await
-            .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())))
+    let read_class = async {
+        if class_name.is_empty() {
+            Ok(None)
+        } else {
+            tokio::time::timeout(CLASS_READ_TIMEOUT, state.classes.get_opt(&class_name))
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())))
+        }
     };
+    let secrets = secrets_to_check(&new, old.as_ref());
+    let check_secrets = futures::future::join_all(secrets.into_iter().map(|secret| async {
+        let access = state.secret_access(&req.user_info, &secret).await;
+        (secret, access)
+    }));
+    let (read, access) = tokio::join!(read_class, check_secrets);
     let lookup = match &read {
         Ok(Some(class)) => ClassLookup::Found(class),
         Ok(None) => ClassLookup::NotFound,
@@ -390,7 +410,9 @@ async fn validate_connector(
             ClassLookup::Unreadable(e.to_string())
         }
     };
-    let verdict = review_connector(&new, old.as_ref(), lookup);
+    let mut verdict = review_connector(&new, old.as_ref(), lookup);
+    let user = req.user_info.username.as_deref().unwrap_or_default();
+    verdict.errors.extend(secret_access_errors(user, &access));
     state.judged("Connector", respond(&req, verdict))
 }
 
@@ -412,6 +434,53 @@ async fn validate_class(
 }
 
 impl WebhookState {
+    /// Whether `user` may `get` `secret`, asked of the API server with a
+    /// SubjectAccessReview carrying the admission request's user info, within
+    /// [`ACCESS_REVIEW_TIMEOUT`].
+    async fn secret_access(&self, user: &UserInfo, secret: &SecretUse) -> SecretAccess {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: user.username.clone(),
+                groups: user.groups.clone(),
+                uid: user.uid.clone(),
+                extra: user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(secret.namespace.clone()),
+                    verb: Some("get".into()),
+                    group: Some(String::new()),
+                    resource: Some("secrets".into()),
+                    name: Some(secret.name.clone()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let created = tokio::time::timeout(
+            ACCESS_REVIEW_TIMEOUT,
+            self.access_reviews.create(&PostParams::default(), &review),
+        )
+        .await;
+        let access = match created {
+            Err(_) => SecretAccess::Unchecked(format!(
+                "the SubjectAccessReview timed out after {} s",
+                ACCESS_REVIEW_TIMEOUT.as_secs()
+            )),
+            Ok(Err(e)) => SecretAccess::Unchecked(format!("SubjectAccessReview failed: {e}")),
+            Ok(Ok(answer)) => match answer.status {
+                Some(status) if status.allowed && status.denied != Some(true) => {
+                    SecretAccess::Allowed
+                }
+                Some(status) => SecretAccess::Denied(status.reason.unwrap_or_default()),
+                None => SecretAccess::Unchecked("the SubjectAccessReview has no status".into()),
+            },
+        };
+        if let SecretAccess::Unchecked(why) = &access {
+            tracing::warn!(secret = %secret.name, namespace = %secret.namespace, error = %why, "admission could not check Secret access");
+        }
+        access
+    }
+
     /// A response to a request that was read and judged.
     fn judged(
         &self,
