@@ -32,14 +32,19 @@ impl Drop for Webhook {
 }
 
 pub async fn start(name: &str) -> Webhook {
+    start_with_api(name, "http://127.0.0.1:1").await
+}
+
+/// A webhook whose API server is `api` (e.g. one that never answers).
+pub async fn start_with_api(name: &str, api: &str) -> Webhook {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cert = certs::issue(&["127.0.0.1".to_string()], time::OffsetDateTime::now_utc()).unwrap();
     let dir = std::env::temp_dir().join(format!("webhook-limits-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tls.crt"), &cert.cert).unwrap();
     std::fs::write(dir.join("tls.key"), &cert.key).unwrap();
-    // A client for an API server that is never contacted by a class review.
-    let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+    // By default an API server that is never contacted by a class review.
+    let config = kube::Config::new(api.parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     let listener = admission::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -114,10 +119,16 @@ pub fn https(webhook: &Webhook) -> reqwest::Client {
 
 /// POSTs `body` as a class review with a fresh client; (status, body).
 pub async fn review(webhook: &Webhook, body: Vec<u8>) -> Result<(u16, Vec<u8>), reqwest::Error> {
-    let url = format!(
-        "https://127.0.0.1:{}/validate/connectorclasses",
-        webhook.addr.port()
-    );
+    review_at(webhook, "connectorclasses", body).await
+}
+
+/// POSTs `body` to `/validate/{kind}` with a fresh client; (status, body).
+pub async fn review_at(
+    webhook: &Webhook,
+    kind: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), reqwest::Error> {
+    let url = format!("https://127.0.0.1:{}/validate/{kind}", webhook.addr.port());
     let response = https(webhook)
         .post(&url)
         .header("content-type", "application/json")
