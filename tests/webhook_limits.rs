@@ -143,3 +143,28 @@ async fn slow_connections_beyond_the_cap_are_closed_and_do_not_keep_a_review_out
         "only {closed_early} slow connections were closed"
     );
 }
+
+#[tokio::test]
+async fn an_http2_connection_without_a_request_is_closed_after_the_idle_timeout() {
+    let webhook = start("h2-idle").await;
+    let mut conn = tls_connect(&webhook, b"h2").await;
+    assert_eq!(conn.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    // The client preface, empty SETTINGS, then the first 8 bytes of a 64-byte
+    // HEADERS frame on stream 1: a request head that never completes.
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    conn.write_all(&[0, 0, 64, 1, 4, 0, 0, 0, 1]).await.unwrap();
+    conn.write_all(&[0x82, 0x86, 0x84, 0x41, 0x8a, 0x08, 0x9d, 0x5c])
+        .await
+        .unwrap();
+    conn.flush().await.unwrap();
+    let limit = tls::IDLE_TIMEOUT + tls::HEADER_READ_TIMEOUT + Duration::from_secs(3);
+    let (_, closed) = read_until_closed(&mut conn, limit).await;
+    let closed = closed.expect("the HTTP/2 connection is still open after the idle timeout");
+    assert!(
+        closed >= tls::IDLE_TIMEOUT - Duration::from_secs(1),
+        "{closed:?}"
+    );
+}
