@@ -71,15 +71,18 @@ const DEFAULT_NAMESPACE: &str = "default";
 pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
     let mut docs = Documents::default();
     for path in paths {
-        let text = if path.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
-        } else {
-            std::fs::read_to_string(path)
-        }
-        .map_err(|source| CheckError::Read {
+        let text = read_bounded(path).map_err(|source| CheckError::Read {
             path: path.clone(),
             source,
         })?;
+        // The YAML parser's time grows with the square of flow nesting: bound it first.
+        if let Some(index) = too_deep(&text, MAX_DEPTH) {
+            return Err(CheckError::Parse {
+                path: path.clone(),
+                index,
+                message: format!("nesting deeper than {MAX_DEPTH}"),
+            });
+        }
         for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let parse_error = |message: String| CheckError::Parse {
                 path: path.clone(),
@@ -131,6 +134,183 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
         return Err(CheckError::NoConnector);
     }
     Ok(docs)
+}
+
+/// Inputs larger than this are refused before parsing.
+const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Nesting a document may have: block levels (indentation, `- ` items) plus flow
+/// levels (`{` and `[`). Kubernetes objects need about 20.
+const MAX_DEPTH: usize = 64;
+
+/// The file (or stdin for `-`) as text, refusing more than [`MAX_INPUT_BYTES`].
+fn read_bounded(path: &PathBuf) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path)?)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB; refusing to parse it",
+                MAX_INPUT_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
+/// A cheap, linear pre-scan of YAML text: the (1-based) document whose nesting goes
+/// deeper than `max`, counting block levels (indentation and `- ` items) plus flow
+/// levels (`{`, `[` outside quoted scalars, comments and block scalars). It only needs
+/// to be right for sane documents and never slow for hostile ones; the parser still
+/// judges the syntax.
+fn too_deep(text: &str, max: usize) -> Option<usize> {
+    let mut document = 1;
+    let mut has_content = false;
+    // Indentation of the open block levels.
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    // Indentation of the line that opened a literal or folded block scalar.
+    let mut block_scalar: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let trimmed = line.trim();
+        if let Some(parent) = block_scalar {
+            if trimmed.is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut rest = line;
+        let mut block_depth = indents.len();
+        if quote.is_none() && flow == 0 {
+            if line.starts_with("---") && (line.len() == 3 || line[3..].starts_with([' ', '\t'])) {
+                if has_content {
+                    document += 1;
+                }
+                has_content = false;
+                indents.clear();
+                rest = &line[3..];
+            } else if line == "..." {
+                indents.clear();
+                continue;
+            }
+            let content = rest.trim_start();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            has_content = true;
+            let indent = if rest.len() == line.len() { indent } else { 0 };
+            while indents.last().is_some_and(|&open| open >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            let mut items = content;
+            let mut dashes = 0;
+            while let Some(after) = items
+                .strip_prefix("- ")
+                .or_else(|| items.strip_prefix("? "))
+            {
+                dashes += 1;
+                items = after.trim_start();
+            }
+            block_depth = indents.len() + dashes;
+            if block_depth > max {
+                return Some(document);
+            }
+        }
+        // Flow levels, quoted scalars and comments, character by character.
+        let mut previous = ' ';
+        let mut significant = '\n';
+        let mut closed_single_at: Option<usize> = None;
+        let mut escaped = false;
+        let mut plain = false;
+        let mut comment_at = rest.len();
+        for (at, c) in rest.char_indices() {
+            match quote {
+                Some('\'') => {
+                    if c == '\'' {
+                        quote = None;
+                        closed_single_at = Some(at);
+                    }
+                }
+                Some(_) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    '#' if previous.is_whitespace() => {
+                        comment_at = at;
+                        break;
+                    }
+                    // `''` inside a single-quoted scalar is an escaped quote.
+                    '\'' if closed_single_at.is_some_and(|end| end + 1 == at) => {
+                        quote = Some(c);
+                    }
+                    '\'' | '"' if starts_value(significant) => quote = Some(c),
+                    // In block context a bracket opens a flow collection only as a
+                    // value's first character; elsewhere it is text of a plain scalar.
+                    '{' | '[' if flow > 0 || (!plain && starts_value(significant)) => {
+                        flow += 1;
+                        if block_depth + flow > max {
+                            return Some(document);
+                        }
+                    }
+                    '}' | ']' => flow = flow.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            if quote.is_none() && flow == 0 {
+                // A plain scalar runs to the next `:` (or the end of the line).
+                if c == ':' {
+                    plain = false;
+                } else if !c.is_whitespace()
+                    && !matches!(c, '{' | '[' | '}' | ']' | '\'' | '"' | '-' | '?' | ',')
+                {
+                    plain = true;
+                }
+            }
+            previous = c;
+            if !c.is_whitespace() {
+                significant = c;
+            }
+        }
+        if quote.is_none() && flow == 0 {
+            let last = rest[..comment_at]
+                .split_whitespace()
+                .next_back()
+                .unwrap_or_default();
+            let mut chars = last.chars();
+            if matches!(chars.next(), Some('|' | '>'))
+                && chars.all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+            {
+                block_scalar = Some(indent);
+            }
+        }
+    }
+    None
+}
+
+/// Whether a scalar or collection may start after this character (`\n`: line start).
+fn starts_value(previous_significant: char) -> bool {
+    matches!(
+        previous_significant,
+        ':' | '-' | '[' | '{' | ',' | '?' | '\n'
+    )
 }
 
 /// The files as the observe step reads them: Secrets from the documents, no Services
@@ -319,6 +499,82 @@ fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod read_limits_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn read_text(name: &str, text: &str) -> (Result<Documents, CheckError>, Duration) {
+        let path = std::env::temp_dir().join(format!("check-limits-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let start = Instant::now();
+        let result = read_documents(std::slice::from_ref(&path));
+        let took = start.elapsed();
+        let _ = std::fs::remove_file(&path);
+        (result, took)
+    }
+
+    const CONNECTOR: &str = "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {name: c}\nspec: {connectorClassName: git, address: 'https://x'}\n";
+
+    #[test]
+    fn deep_flow_nesting_is_refused_quickly() {
+        // Mappings, sequences and a mix, in the second document, as a value of a field.
+        for (name, open, close) in [
+            ("maps", "{a: ", "}"),
+            ("seqs", "[", "]"),
+            ("mixed", "{k: [", "]}"),
+        ] {
+            let depth = 40_000;
+            let hostile = format!(
+                "{CONNECTOR}---\nkind: Connector\nspec: {}1{}\n",
+                open.repeat(depth),
+                close.repeat(depth)
+            );
+            let (result, took) = read_text(name, &hostile);
+            let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.ends_with("document 2: nesting deeper than 64"),
+                "{name}: {message}"
+            );
+            assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
+        }
+    }
+
+    #[test]
+    fn deep_block_nesting_is_refused() {
+        let mut hostile = String::from("kind: Connector\n");
+        for level in 0..200 {
+            hostile.push_str(&format!("{}k{level}:\n", " ".repeat(level)));
+        }
+        let (result, _) = read_text("block", &hostile);
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.ends_with("document 1: nesting deeper than 64"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let padding = format!("# {}\n", "x".repeat(1023)).repeat(5 * 1024);
+        let (result, took) = read_text("big", &format!("{CONNECTOR}{padding}"));
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("larger than 4 MiB"), "{message}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn brackets_in_quotes_comments_and_block_scalars_do_not_count() {
+        let deep = "{".repeat(100);
+        let text = format!(
+            "{CONNECTOR}  # {deep}\nmetadata2: {{a: '{deep}', b: \"{deep}\\\"\", c: x}}\nnote: it's {deep}\nrego: |\n  {deep}\n  x := [{deep}\nafter: [[1]]\n"
+        );
+        let (result, _) = read_text("quoted", &text);
+        assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
+    }
 }
 
 #[cfg(test)]

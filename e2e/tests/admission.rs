@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use connectors_e2e::process::{Operator, OperatorOptions};
 use connectors_e2e::webhook::{Scope, register_for_process, wait_ca_bundles};
-use connectors_e2e::{TestNamespace, kubectl_ok, kubectl_stdin};
+use connectors_e2e::{TestNamespace, eventually, kubectl_ok, kubectl_stdin, sa_kubeconfig};
 
 const CONFIG: &str = "connectors-e2e-admission";
 const NS_LABEL: (&str, &str) = ("e2e-admission", "true");
@@ -383,6 +383,140 @@ fn connector_update_is_judged_on_what_it_changes() {
     );
     // ...while metadata-only edits always pass.
     kubectl_ok(["label", "-n", &ns, "connector", "c", "owner=me"]);
+}
+
+/// The confused deputy (SPEC section 6): a user who may create and edit Connectors but
+/// not read a Secret cannot have the operator send it to an address of their choice.
+/// The user is a ServiceAccount with a bound token (not impersonation), so the
+/// webhook's SubjectAccessReview carries exactly what the API server authenticated.
+#[test]
+fn connector_secret_the_author_may_not_get_is_refused() {
+    let ns = namespace("adm-deputy");
+    let user = format!("system:serviceaccount:{ns}:creator");
+    kubectl_ok(["create", "serviceaccount", "creator", "-n", &ns]);
+    let role = |secrets: &str| {
+        format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: connector-author}}
+rules:
+- apiGroups: [connectors.alauda.io]
+  resources: [connectors]
+  verbs: [get, list, watch, create, update, patch]
+{secrets}---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: connector-author}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: connector-author}}
+subjects:
+- {{kind: ServiceAccount, name: creator, namespace: {ns}}}
+"#
+        )
+    };
+    let may_get = |names: &str| {
+        format!(
+            "- apiGroups: [\"\"]\n  resources: [secrets]\n  resourceNames: [{names}]\n  verbs: [get]\n"
+        )
+    };
+    accepted(&ns, &role(""));
+    let kubeconfig = sa_kubeconfig(&ns, "creator");
+    let kubeconfig = kubeconfig.to_str().expect("utf-8 path").to_string();
+    let as_author = |yaml: &str| {
+        let out = kubectl_stdin(
+            ["--kubeconfig", &kubeconfig, "apply", "-n", &ns, "-f", "-"],
+            yaml,
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Retried while the new RBAC reaches the authorizer's cache.
+    let denied_with = |yaml: &str, expected: &str| {
+        eventually(Duration::from_secs(20), || match as_author(yaml) {
+            (false, stderr) if stderr.contains(expected) => Ok(()),
+            (ok, stderr) => Err(format!("accepted: {ok}; {stderr}")),
+        })
+    };
+    let admitted = |yaml: &str| {
+        eventually(Duration::from_secs(20), || match as_author(yaml) {
+            (true, _) => Ok(()),
+            (false, stderr) => Err(stderr),
+        })
+    };
+    let denial = |field: &str, secret: &str| {
+        format!(
+            r#"{CONNECTOR_DENIED}{field}: user "{user}" may not get Secret "{secret}" in namespace "{ns}""#
+        )
+    };
+
+    // May create Connectors, may not get Secret "s": refused, naming field, Secret, user.
+    denied_with(
+        &connector("c", GOOD_SPEC),
+        &denial("spec.auth.secretRef.name", "s"),
+    );
+    // Allowed to get "s" only: the CA Secret reference is checked too.
+    accepted(&ns, &role(&may_get("s")));
+    let with_ca = format!("{GOOD_SPEC}  caCertSecretRef: {{name: ca}}\n");
+    denied_with(
+        &connector("c", &with_ca),
+        &denial("spec.caCertSecretRef.name", "ca"),
+    );
+    admitted(&connector("c", GOOD_SPEC));
+    // UPDATE: switching to a Secret the author may not get is refused...
+    denied_with(
+        &connector("c", &GOOD_SPEC.replace("{name: s}", "{name: admin-token}")),
+        &denial("spec.auth.secretRef.name", "admin-token"),
+    );
+    // ...while edits that keep the references pass, even for an author who has since
+    // lost access to the Secret.
+    accepted(&ns, &role(""));
+    eventually(Duration::from_secs(20), || {
+        let out = kubectl_stdin(
+            [
+                "--kubeconfig",
+                &kubeconfig,
+                "label",
+                "-n",
+                &ns,
+                "connector",
+                "c",
+                "team=a",
+                "--overwrite",
+            ],
+            "",
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    // The admin (who may get every Secret) is not affected.
+    accepted(&ns, &connector("c2", &with_ca));
+}
+
+/// The shipped RBAC (`config/rbac`) lets the operator's ServiceAccount make the
+/// webhook's SubjectAccessReviews.
+#[test]
+fn operator_rbac_allows_subject_access_reviews() {
+    use connectors_e2e::process::{OPERATOR_NAMESPACE, ensure_operator_namespace};
+    ensure_operator_namespace();
+    let rbac = format!("{}/../config/rbac", env!("CARGO_MANIFEST_DIR"));
+    kubectl_ok(["apply", "--server-side", "--force-conflicts", "-k", &rbac]);
+    let account = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:connectors-operator");
+    eventually(Duration::from_secs(20), || {
+        let out = connectors_e2e::kubectl([
+            "auth",
+            "can-i",
+            "create",
+            "subjectaccessreviews.authorization.k8s.io",
+            "--as",
+            &account,
+        ]);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if answer == "yes" { Ok(()) } else { Err(answer) }
+    });
 }
 
 /// A class rule: the bad class is rejected with every phrase, the corrected class is

@@ -16,21 +16,33 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::api::{Connector, ConnectorClass};
 use crate::runtime::Shutdown;
 use crate::telemetry::{AdmissionLabels, Metrics};
 use crate::types::join_errors;
-use review::{ClassLookup, Verdict, review_class, review_connector};
+use review::{
+    ClassLookup, SecretAccess, SecretUse, Verdict, review_class, review_connector,
+    secret_access_errors, secrets_to_check,
+};
 use tls::ReloadableCert;
 
 /// How often the certificate source is checked for a renewal or a new certificate.
@@ -38,8 +50,22 @@ const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Bound on reading the class, well inside the configuration's `timeoutSeconds: 5`, so
 /// the webhook answers (with a warning) before the API server gives up on it.
 const CLASS_READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB).
-const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+/// Bound on each SubjectAccessReview (made alongside the class read, same reason). One
+/// that cannot be made refuses the request: the webhook cannot tell it is safe.
+const ACCESS_REVIEW_TIMEOUT: Duration = Duration::from_secs(3);
+/// An AdmissionReview holds the new and the old object (each up to etcd's 1.5 MiB);
+/// a larger body is refused with 413 before it is buffered.
+pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
+/// The whole request body must arrive within this time after its head (408 otherwise).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request bodies buffered at once across all connections; a request waits (within
+/// its body read timeout, then 503) for its share, so many clients sending large
+/// bodies cannot make the process buffer more than this.
+pub const BODY_BUDGET_BYTES: usize = 24 * 1024 * 1024;
+/// The first bytes of every body are outside the budget, so ordinary reviews (a few
+/// KiB) never wait behind large ones. Bounded by the connection cap and HTTP/2's
+/// streams per connection (64 x 8 x 32 KiB = 16 MiB).
+pub const FREE_BODY_BYTES: usize = 32 * 1024;
 
 /// Where the serving certificate comes from.
 #[derive(Clone, Debug)]
@@ -102,19 +128,119 @@ pub fn service_hosts(
 #[derive(Clone)]
 struct WebhookState {
     classes: Api<ConnectorClass>,
+    access_reviews: Api<SubjectAccessReview>,
     metrics: Arc<Metrics>,
 }
 
 /// The webhook's routes, without TLS (so they can be exercised directly).
 pub fn router(client: kube::Client, metrics: Arc<Metrics>) -> Router {
+    let budget = Arc::new(Semaphore::new(BODY_BUDGET_BYTES));
     Router::new()
         .route("/validate/connectors", post(validate_connector))
         .route("/validate/connectorclasses", post(validate_class))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .layer(axum::middleware::from_fn_with_state(budget, bounded_body))
         .with_state(WebhookState {
-            classes: Api::all(client),
+            classes: Api::all(client.clone()),
+            access_reviews: Api::all(client),
             metrics,
         })
+}
+
+/// Reads the whole request body before the handler runs: at most
+/// [`MAX_REVIEW_BYTES`] (413), within [`BODY_READ_TIMEOUT`] (408), holding its share of
+/// [`BODY_BUDGET_BYTES`] beyond [`FREE_BODY_BYTES`] until the response is produced
+/// (503 when none came in time).
+async fn bounded_body(
+    State(budget): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_REVIEW_BYTES} bytes"),
+        )
+            .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_REVIEW_BYTES as u64) {
+        return too_large();
+    }
+    let waiting_for_budget = std::sync::atomic::AtomicBool::new(false);
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut buffer = bytes::BytesMut::new();
+    let read = async {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+            if buffer.len() + chunk.len() > MAX_REVIEW_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            // What this chunk adds beyond the free allowance: at most MAX_REVIEW_BYTES,
+            // well within u32 and the budget.
+            let beyond = |len: usize| len.saturating_sub(FREE_BODY_BYTES);
+            let needed = beyond(buffer.len() + chunk.len()) - beyond(buffer.len());
+            let needed = u32::try_from(needed).map_err(|_| BodyError::TooLarge)?;
+            if needed > 0 {
+                waiting_for_budget.store(true, std::sync::atomic::Ordering::Relaxed);
+                let permit = budget
+                    .clone()
+                    .acquire_many_owned(needed)
+                    .await
+                    .map_err(|e| BodyError::Read(e.to_string()))?;
+                waiting_for_budget.store(false, std::sync::atomic::Ordering::Relaxed);
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Read(e))) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+                .into_response();
+        }
+        Err(_) if waiting_for_budget.load(std::sync::atomic::Ordering::Relaxed) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in flight; retry",
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+                .into_response();
+        }
+    }
+    let request = Request::from_parts(parts, Body::from(buffer.freeze()));
+    let response = next.run(request).await;
+    drop(held);
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
 }
 
 /// Binds the webhook's address; done before anything else starts, so a port in use
@@ -261,13 +387,21 @@ async fn validate_connector(
         new.metadata.namespace.clone_from(&req.namespace);
     }
     let class_name = new.spec.connector_class_name.clone();
-    let read = if class_name.is_empty() {
-        Ok(None)
-    } else {
-        tokio::time::timeout(CLASS_READ_TIMEOUT, state.classes.get_opt(&class_name))
-            .await
-            .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())))
+    let read_class = async {
+        if class_name.is_empty() {
+            Ok(None)
+        } else {
+            tokio::time::timeout(CLASS_READ_TIMEOUT, state.classes.get_opt(&class_name))
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())))
+        }
     };
+    let secrets = secrets_to_check(&new, old.as_ref());
+    let check_secrets = futures::future::join_all(secrets.into_iter().map(|secret| async {
+        let access = state.secret_access(&req.user_info, &secret).await;
+        (secret, access)
+    }));
+    let (read, access) = tokio::join!(read_class, check_secrets);
     let lookup = match &read {
         Ok(Some(class)) => ClassLookup::Found(class),
         Ok(None) => ClassLookup::NotFound,
@@ -276,7 +410,9 @@ async fn validate_connector(
             ClassLookup::Unreadable(e.to_string())
         }
     };
-    let verdict = review_connector(&new, old.as_ref(), lookup);
+    let mut verdict = review_connector(&new, old.as_ref(), lookup);
+    let user = req.user_info.username.as_deref().unwrap_or_default();
+    verdict.errors.extend(secret_access_errors(user, &access));
     state.judged("Connector", respond(&req, verdict))
 }
 
@@ -298,6 +434,53 @@ async fn validate_class(
 }
 
 impl WebhookState {
+    /// Whether `user` may `get` `secret`, asked of the API server with a
+    /// SubjectAccessReview carrying the admission request's user info, within
+    /// [`ACCESS_REVIEW_TIMEOUT`].
+    async fn secret_access(&self, user: &UserInfo, secret: &SecretUse) -> SecretAccess {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: user.username.clone(),
+                groups: user.groups.clone(),
+                uid: user.uid.clone(),
+                extra: user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(secret.namespace.clone()),
+                    verb: Some("get".into()),
+                    group: Some(String::new()),
+                    resource: Some("secrets".into()),
+                    name: Some(secret.name.clone()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let created = tokio::time::timeout(
+            ACCESS_REVIEW_TIMEOUT,
+            self.access_reviews.create(&PostParams::default(), &review),
+        )
+        .await;
+        let access = match created {
+            Err(_) => SecretAccess::Unchecked(format!(
+                "the SubjectAccessReview timed out after {} s",
+                ACCESS_REVIEW_TIMEOUT.as_secs()
+            )),
+            Ok(Err(e)) => SecretAccess::Unchecked(format!("SubjectAccessReview failed: {e}")),
+            Ok(Ok(answer)) => match answer.status {
+                Some(status) if status.allowed && status.denied != Some(true) => {
+                    SecretAccess::Allowed
+                }
+                Some(status) => SecretAccess::Denied(status.reason.unwrap_or_default()),
+                None => SecretAccess::Unchecked("the SubjectAccessReview has no status".into()),
+            },
+        };
+        if let SecretAccess::Unchecked(why) = &access {
+            tracing::warn!(secret = %secret.name, namespace = %secret.namespace, error = %why, "admission could not check Secret access");
+        }
+        access
+    }
+
     /// A response to a request that was read and judged.
     fn judged(
         &self,

@@ -1,5 +1,6 @@
 //! What the webhook decides, with no I/O: given the object (and the old one on UPDATE)
-//! and, for a Connector, its class as read at admission time, the errors that reject
+//! and, for a Connector, its class as read at admission time and whether the user may
+//! read the Secrets it references (SubjectAccessReview answers), the errors that reject
 //! it and the warnings that do not. Every rule comes from [`crate::validation`].
 
 use std::collections::BTreeSet;
@@ -62,6 +63,109 @@ pub fn review_class(new: &ConnectorClass, old: Option<&ConnectorClass>) -> Verdi
         errors,
         warnings: class_warnings(new),
     }
+}
+
+/// A Secret a Connector references, whose `get` by the requesting user is checked
+/// (SPEC section 6: creating a Connector must not let a user send a Secret they cannot
+/// read to an address they choose).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretUse {
+    /// The referencing field, e.g. `spec.auth.secretRef.name`.
+    pub field: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The answer of the SubjectAccessReview for one [`SecretUse`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretAccess {
+    Allowed,
+    /// The authorizer said no; its reason, possibly empty.
+    Denied(String),
+    /// The review could not be made (API error, timeout): the request is refused,
+    /// since the webhook cannot tell that it is safe.
+    Unchecked(String),
+}
+
+pub const SECRET_REF_FIELD: &str = "spec.auth.secretRef.name";
+pub const CA_SECRET_REF_FIELD: &str = "spec.caCertSecretRef.name";
+
+/// The Secrets whose `get` must be checked: `spec.auth.secretRef` and
+/// `spec.caCertSecretRef` (the operator reads both and uses them for the Connector's
+/// address), every one on CREATE, on UPDATE only those whose reference changed, so
+/// users who may edit a Connector but not read its Secret can still relabel it.
+pub fn secrets_to_check(new: &Connector, old: Option<&Connector>) -> Vec<SecretUse> {
+    let namespace = new.metadata.namespace.clone().unwrap_or_default();
+    let references = |c: &Connector| {
+        let auth = c.secret_ref().and_then(|r| {
+            let name = r.name.clone().filter(|n| !n.is_empty())?;
+            let ns = r.namespace.clone().filter(|n| !n.is_empty());
+            Some((SECRET_REF_FIELD, ns, name))
+        });
+        let ca = c
+            .spec
+            .ca_cert_secret_ref
+            .as_ref()
+            .filter(|r| !r.name.is_empty())
+            .map(|r| (CA_SECRET_REF_FIELD, None, r.name.clone()));
+        [auth, ca]
+    };
+    let before = old.map(references);
+    references(new)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, current)| {
+            let current = current?;
+            if before
+                .as_ref()
+                .is_some_and(|b| b[i] == Some(current.clone()))
+            {
+                return None;
+            }
+            let (field, ns, name) = current;
+            Some(SecretUse {
+                field,
+                namespace: ns.unwrap_or_else(|| namespace.clone()),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// The errors for the Secrets `user` may not `get`, or whose access could not be
+/// checked. Names the field, the Secret and the user; never a Secret value.
+pub fn secret_access_errors(user: &str, checks: &[(SecretUse, SecretAccess)]) -> Vec<FieldError> {
+    let user = if user.is_empty() {
+        "(unknown user)".to_string()
+    } else {
+        format!("{user:?}")
+    };
+    checks
+        .iter()
+        .filter_map(|(secret, access)| {
+            let what = format!(
+                "Secret {:?} in namespace {:?}",
+                secret.name, secret.namespace
+            );
+            let message = match access {
+                SecretAccess::Allowed => return None,
+                SecretAccess::Denied(reason) => {
+                    let reason = if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({reason})")
+                    };
+                    format!(
+                        "user {user} may not get {what}{reason}: a Connector may only reference Secrets its author can read"
+                    )
+                }
+                SecretAccess::Unchecked(why) => format!(
+                    "could not check whether user {user} may get {what} ({why}); refused until it can be checked, retry later"
+                ),
+            };
+            Some(FieldError::new(secret.field, message))
+        })
+        .collect()
 }
 
 fn connector_errors(connector: &Connector, class: &ClassLookup) -> Vec<FieldError> {
@@ -307,5 +411,75 @@ spec:
         assert_eq!(verdict.warnings.len(), 2, "{verdict:?}");
         assert!(verdict.warnings[0].starts_with("spec.authProbes[0].probe.http.scheme"));
         assert!(verdict.warnings[1].starts_with("spec.livenessProbe"));
+    }
+
+    #[test]
+    fn secrets_checked_on_create_and_only_changed_ones_on_update() {
+        let with_ca = connector(&format!("{GOOD}  caCertSecretRef: {{name: ca}}\n"));
+        let all = secrets_to_check(&with_ca, None);
+        assert_eq!(
+            all,
+            vec![
+                SecretUse {
+                    field: SECRET_REF_FIELD,
+                    namespace: "ns".into(),
+                    name: "s".into()
+                },
+                SecretUse {
+                    field: CA_SECRET_REF_FIELD,
+                    namespace: "ns".into(),
+                    name: "ca".into()
+                },
+            ]
+        );
+        let mut relabelled = with_ca.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(secrets_to_check(&relabelled, Some(&with_ca)).is_empty());
+        let switched = connector(
+            &format!("{GOOD}  caCertSecretRef: {{name: ca}}\n")
+                .replace("{name: s}", "{name: other}"),
+        );
+        let changed = secrets_to_check(&switched, Some(&with_ca));
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].name, "other");
+        // No reference, nothing to check.
+        assert!(
+            secrets_to_check(
+                &connector(&GOOD.replace(", secretRef: {name: s}", "")),
+                None
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn secret_access_denials_name_field_secret_and_user() {
+        let secret = |field, name: &str| SecretUse {
+            field,
+            namespace: "ns".into(),
+            name: name.into(),
+        };
+        let errors = secret_access_errors(
+            "system:serviceaccount:ns:creator",
+            &[
+                (
+                    secret(SECRET_REF_FIELD, "s"),
+                    SecretAccess::Denied(String::new()),
+                ),
+                (secret(CA_SECRET_REF_FIELD, "ca"), SecretAccess::Allowed),
+                (
+                    secret(CA_SECRET_REF_FIELD, "ca2"),
+                    SecretAccess::Unchecked("timed out after 3 s".into()),
+                ),
+            ],
+        );
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec![
+                r#"spec.auth.secretRef.name: user "system:serviceaccount:ns:creator" may not get Secret "s" in namespace "ns": a Connector may only reference Secrets its author can read"#,
+                r#"spec.caCertSecretRef.name: could not check whether user "system:serviceaccount:ns:creator" may get Secret "ca2" in namespace "ns" (timed out after 3 s); refused until it can be checked, retry later"#,
+            ]
+        );
     }
 }
