@@ -21,48 +21,22 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["types", "api", "inject", "probe", "validation", "decide"],
     ),
     // Processes: anything below, never another process.
-    (
-        "controller",
-        &[
-            "types",
-            "api",
-            "inject",
-            "probe",
-            "validation",
-            "decide",
-            "telemetry",
-            "runtime",
-            "observe",
-        ],
-    ),
-    (
-        "admission",
-        &[
-            "types",
-            "api",
-            "inject",
-            "probe",
-            "validation",
-            "decide",
-            "telemetry",
-            "runtime",
-            "observe",
-        ],
-    ),
-    (
-        "check",
-        &[
-            "types",
-            "api",
-            "inject",
-            "probe",
-            "validation",
-            "decide",
-            "telemetry",
-            "runtime",
-            "observe",
-        ],
-    ),
+    ("controller", BELOW_PROCESSES),
+    ("admission", BELOW_PROCESSES),
+    ("check", BELOW_PROCESSES),
+];
+
+/// What a process may import: every layer below the processes.
+const BELOW_PROCESSES: &[&str] = &[
+    "types",
+    "api",
+    "inject",
+    "probe",
+    "validation",
+    "decide",
+    "telemetry",
+    "runtime",
+    "observe",
 ];
 
 /// Paths the pure layers must not name: clients, sockets, files, the async runtime.

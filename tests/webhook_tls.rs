@@ -3,12 +3,10 @@
 //! AdmissionReview answer with the class's compile error. No cluster is involved: a
 //! ConnectorClass review needs no API call.
 
-use std::sync::Arc;
+mod webhook_support;
+
 use std::time::Duration;
 
-use connectors_operator::admission::{self, CertSource, WebhookSettings, certs};
-use connectors_operator::runtime::Shutdown;
-use connectors_operator::telemetry::Metrics;
 use serde_json::{Value, json};
 
 fn class_review() -> Value {
@@ -30,49 +28,12 @@ fn class_review() -> Value {
 
 #[tokio::test]
 async fn serves_reviews_over_tls_with_the_certificate_from_a_directory() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cert = certs::issue(&["127.0.0.1".to_string()], time::OffsetDateTime::now_utc()).unwrap();
-    let dir = std::env::temp_dir().join(format!("webhook-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("tls.crt"), &cert.cert).unwrap();
-    std::fs::write(dir.join("tls.key"), &cert.key).unwrap();
-
-    // A client for an API server that is never contacted by a class review.
-    let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
-    let client = kube::Client::try_from(config).unwrap();
-    let listener = admission::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let settings = WebhookSettings {
-        addr,
-        namespace: "unused".into(),
-        certs: CertSource::Directory(dir.clone()),
-    };
-    let (_stop, shutdown) = Shutdown::manual();
-    let server = tokio::spawn(admission::run(
-        client,
-        listener,
-        settings,
-        Arc::new(Metrics::default()),
-        shutdown,
-    ));
-
-    let mut roots = rustls::RootCertStore::empty();
-    for der in rustls_pemfile::certs(&mut cert.ca_cert.as_bytes()) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let webhook = webhook_support::start("tls").await;
+    // Trusts only the CA of the directory's certificate.
+    let https = webhook_support::https(&webhook);
     let url = format!(
         "https://127.0.0.1:{}/validate/connectorclasses",
-        addr.port()
+        webhook.addr.port()
     );
     let mut answer = None;
     for _ in 0..50 {
@@ -99,6 +60,4 @@ async fn serves_reviews_over_tls_with_the_certificate_from_a_directory() {
         message.starts_with("spec.livenessProbe.http.response.cel: "),
         "{message}"
     );
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
