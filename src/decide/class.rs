@@ -21,6 +21,8 @@ pub enum AddressFacts {
     },
     /// A Service ref that cannot be looked up (the `check` CLI has no cluster).
     NotChecked(String),
+    /// `spec.api` with neither `ref` nor `uri`: its operations go through the proxy.
+    ViaProxy,
 }
 
 impl AddressFacts {
@@ -101,6 +103,11 @@ fn address_condition(
     match facts {
         AddressFacts::Absent => Desired::ok(type_, absent, ""),
         AddressFacts::NotChecked(why) => Desired::ok(type_, "NotChecked", why.clone()),
+        AddressFacts::ViaProxy => Desired::ok(
+            type_,
+            "ViaProxy",
+            "spec.api sets neither ref nor uri: its operations are served through the proxy",
+        ),
         AddressFacts::Unresolved(why) => Desired::failed(type_, unresolved, why.clone()),
         AddressFacts::Resolved {
             reachable: None,
@@ -164,6 +171,21 @@ mod tests {
         );
         assert_eq!(status.observed_generation, Some(3));
         assert!(status.api.is_none());
+    }
+
+    #[test]
+    fn api_without_address_is_served_through_the_proxy() {
+        let c = class();
+        let facts = ClassFacts {
+            class: &c,
+            api: AddressFacts::ViaProxy,
+            proxy: AddressFacts::Absent,
+            spec_errors: &[],
+        };
+        let status = decide_class_status(&facts, &crate::testing::now());
+        assert_eq!(conditions(&status)[0], row("APIReady", "True", "ViaProxy"));
+        assert_eq!(conditions(&status)[3], row("Ready", "True", ""));
+        assert!(status.api.is_none(), "no address is set");
     }
 
     #[test]

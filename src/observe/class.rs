@@ -26,6 +26,13 @@ pub async fn observe_class<O: Objects>(
 ) -> Result<(AddressFacts, AddressFacts), O::Error> {
     let api = match &class.spec.api {
         None => AddressFacts::Absent,
+        // Only `openapi` and/or `permissions`: the tool's own API, through the proxy.
+        Some(api)
+            if api.endpoint.ref_.is_none()
+                && api.endpoint.uri.as_deref().unwrap_or_default().is_empty() =>
+        {
+            AddressFacts::ViaProxy
+        }
         Some(api) => {
             let (reference, uri) = (api.endpoint.ref_.as_ref(), api.endpoint.uri.as_deref());
             address_facts(objects, "spec.api", reference, uri, prober, cluster_domain).await?
@@ -88,4 +95,49 @@ async fn address_facts<O: Objects>(
             Resolution::Unresolved(why) => AddressFacts::Unresolved(why),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Secret;
+
+    use super::*;
+    use crate::probe::ProbeSettings;
+    use crate::testing::class;
+
+    struct NoCluster;
+
+    impl Objects for NoCluster {
+        type Error = std::convert::Infallible;
+
+        async fn secret(&self, _: &str, _: &str) -> Result<Option<Arc<Secret>>, Self::Error> {
+            Ok(None)
+        }
+
+        async fn service(&self, _: &str, _: &str) -> Result<ServiceLookup, Self::Error> {
+            Ok(ServiceLookup::Unavailable)
+        }
+    }
+
+    /// Published classes describe a tool's own API with only `openapi` and
+    /// `permissions` (SPEC section 2): served through the proxy, not unresolved.
+    #[tokio::test]
+    async fn api_with_only_openapi_is_via_proxy() {
+        let prober = HttpProber::new(ProbeSettings::default());
+        let only_openapi = class(
+            "api:\n  openapi: {openapi: 3.0.0, paths: {}}\n  permissions: {rego: 'package permissions'}",
+        );
+        let Ok((api, proxy)) =
+            observe_class(&NoCluster, &only_openapi, &prober, "cluster.local").await;
+        assert_eq!((api, proxy), (AddressFacts::ViaProxy, AddressFacts::Absent));
+        let proxy_without_address = class("proxy: {}");
+        let Ok((_, proxy)) =
+            observe_class(&NoCluster, &proxy_without_address, &prober, "cluster.local").await;
+        assert_eq!(
+            proxy,
+            AddressFacts::Unresolved("neither spec.proxy.ref nor spec.proxy.uri is set".into())
+        );
+    }
 }
