@@ -237,31 +237,35 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log targets that print response bodies (kube-client logs the whole body of a
-/// response it cannot decode at WARN, and a body can hold Secret data): only their
-/// errors are logged, whatever `RUST_LOG` says.
-const BODY_LOGGING_TARGETS: &[&str] = &["kube_client::client"];
+/// The log target that prints response bodies: kube-client logs the whole body of a
+/// response it cannot decode at WARN (and a body can hold Secret data). Only its
+/// errors are kept, whatever `RUST_LOG` says; its submodules (request traces, which
+/// carry paths only) are not affected.
+const BODY_LOGGING_TARGET: &str = "kube_client::client";
 
-/// The log filter: `RUST_LOG` (default `info`), minus the body-logging targets.
-pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
-    let mut filter = rust_log
-        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    for target in BODY_LOGGING_TARGETS {
-        if let Ok(directive) = format!("{target}=error").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    filter
+/// Whether an event may be logged: not a body-logging one.
+fn not_a_body_log(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() != BODY_LOGGING_TARGET || *meta.level() == tracing::Level::ERROR
 }
 
-/// Installs the global subscriber: level from `RUST_LOG` (default `info`).
+/// The log filter: `RUST_LOG` (default `info`).
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber: level from `RUST_LOG` (default `info`), minus the
+/// body logs of [`BODY_LOGGING_TARGET`].
 pub fn init_logging(format: LogFormat) {
-    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use tracing_subscriber::prelude::*;
+    let registry = tracing_subscriber::registry()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
+        .with(tracing_subscriber::filter::filter_fn(not_a_body_log));
+    let layer = tracing_subscriber::fmt::layer();
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(layer).init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).init(),
     }
 }
 
@@ -319,12 +323,13 @@ mod tests {
                 Ok(())
             }
         }
+        use tracing_subscriber::prelude::*;
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(log_filter(Some(rust_log)))
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter(Some(rust_log)))
+            .with(tracing_subscriber::filter::filter_fn(not_a_body_log))
+            .with(tracing_subscriber::fmt::layer().with_writer(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, emit);
         String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
     }
@@ -334,9 +339,11 @@ mod tests {
         let out = logged("trace", || {
             tracing::warn!(target: "kube_client::client", "{{\"data\":{{\"token\":\"c2VjcmV0\"}}}}, error");
             tracing::warn!(target: "connectors_operator", "still logged");
+            tracing::debug!(target: "kube_client::client::builder", "GET /api/v1/namespaces/a/secrets/creds");
         });
         assert!(!out.contains("c2VjcmV0"), "{out}");
         assert!(out.contains("still logged"), "{out}");
+        assert!(out.contains("/secrets/creds"), "request traces stay: {out}");
     }
     use crate::probe::{FailureReason, ProbeKind};
 
