@@ -12,6 +12,7 @@ use cel::parser::Expression;
 use cel::{Context, Env, ExecutionError, Value};
 
 use super::bounds::{CEL_LIMITS, Language, check_source, grace, run_bounded};
+use super::cel_names::check_names;
 use super::http::HttpResponse;
 
 /// The CEL environment: the standard library plus the strings, lists, math and
@@ -106,6 +107,7 @@ impl CelCheck {
             if calls_lists_range(&expr) {
                 return Err("lists.range is not allowed".to_string());
             }
+            check_names(&expr, &ENV)?;
             instrument(&mut expr);
             Ok(expr)
         })??;

@@ -37,6 +37,7 @@
 mod bounds;
 mod build;
 mod cel_check;
+mod cel_names;
 mod compile;
 mod http;
 mod judge;
