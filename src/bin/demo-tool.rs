@@ -1,5 +1,7 @@
 //! A tiny stand-in for a Git server, used by the demo and the e2e tests: liveness at
-//! `/`, and `/{org}/{repo}/info/refs` that accepts only HTTP Basic `demo:demo-password`.
+//! `/`, `/{org}/{repo}/info/refs` that accepts only HTTP Basic `demo:demo-password`, and
+//! a class API route `/plugin/check` that checks the same credentials in
+//! `X-Plugin-Secret`.
 //!
 //! Under `/misbehave/` it also answers the way broken tools do, so the e2e bad-input
 //! corpus (`e2e/corpus/`) can probe them: error statuses, huge, non-UTF-8 and invalid
@@ -46,6 +48,34 @@ async fn info_refs(
         (StatusCode::OK, "001e# service=git-upload-pack\n")
     } else {
         (StatusCode::UNAUTHORIZED, "authentication required\n")
+    }
+}
+
+/// `/plugin/check`: a class API as the gateway and the API probe call it (SPEC section
+/// 4): 200 when `X-Plugin-Secret` (base64 JSON of the Secret's data, values base64)
+/// holds `demo` / `demo-password`, 401 otherwise; it needs `X-Plugin-Meta` too.
+async fn plugin_check(headers: HeaderMap) -> impl IntoResponse {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decoded = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| b64.decode(v.as_bytes()).ok())
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    };
+    let field = |data: &serde_json::Value, key: &str| {
+        data[key]
+            .as_str()
+            .and_then(|v| b64.decode(v).ok())
+            .and_then(|v| String::from_utf8(v).ok())
+    };
+    let meta = decoded("x-plugin-meta");
+    let secret = decoded("x-plugin-secret").unwrap_or_default();
+    let valid = field(&secret, "username").as_deref() == Some(USER)
+        && field(&secret, "password").as_deref() == Some(PASSWORD);
+    match (meta, valid) {
+        (None, _) => (StatusCode::BAD_REQUEST, "X-Plugin-Meta missing\n"),
+        (Some(_), true) => (StatusCode::OK, "credentials accepted\n"),
+        (Some(_), false) => (StatusCode::UNAUTHORIZED, "credentials refused\n"),
     }
 }
 
@@ -174,6 +204,7 @@ fn app() -> Router {
     Router::new()
         .route("/", get(health))
         .route("/{org}/{repo}/info/refs", get(info_refs))
+        .route("/plugin/check", get(plugin_check))
         .route("/misbehave/status/{code}", get(status))
         .route("/misbehave/huge/{mib}", get(huge))
         .route("/misbehave/non-utf8", get(non_utf8))

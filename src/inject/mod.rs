@@ -83,6 +83,57 @@ pub struct RequestView<'a> {
     pub body: &'a str,
 }
 
+/// Headers a class API receives (SPEC.md section 4, SPEC-proxy.md section 8): the
+/// tool's address always; with a Secret, its type and its data (values base64, as in
+/// the Secret object). The same builder serves the API probe and the gateway.
+pub const PLUGIN_META: &str = "x-plugin-meta";
+pub const PLUGIN_AUTH: &str = "x-plugin-auth";
+pub const PLUGIN_SECRET: &str = "x-plugin-secret";
+
+/// A Secret as the class API sees it: its type and its decoded data.
+pub struct PluginSecret<'a> {
+    pub type_: &'a str,
+    pub data: &'a BTreeMap<String, String>,
+}
+
+/// One header for a class API; `credential` ones carry Secret material.
+pub struct PluginHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    pub credential: bool,
+}
+
+/// `X-Plugin-Meta: base64({"baseURL": address})`, and with a Secret
+/// `X-Plugin-Auth: base64(type)` and `X-Plugin-Secret: base64(JSON of the data, values
+/// base64)`. Base64 output is always a valid header value.
+pub fn plugin_headers(address: &str, secret: Option<&PluginSecret<'_>>) -> Vec<PluginHeader> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let header = |name: &'static str, value: String, credential: bool| {
+        HeaderValue::from_str(&value)
+            .ok()
+            .map(|value| PluginHeader {
+                name: HeaderName::from_static(name),
+                value,
+                credential,
+            })
+    };
+    let meta = serde_json::json!({ "baseURL": address }).to_string();
+    let mut headers: Vec<PluginHeader> = header(PLUGIN_META, b64(meta.as_bytes()), false)
+        .into_iter()
+        .collect();
+    if let Some(secret) = secret {
+        let data: JsonMap<String, Json> = secret
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(b64(v.as_bytes()))))
+            .collect();
+        let data = Json::Object(data).to_string();
+        headers.extend(header(PLUGIN_AUTH, b64(secret.type_.as_bytes()), true));
+        headers.extend(header(PLUGIN_SECRET, b64(data.as_bytes()), true));
+    }
+    headers
+}
+
 /// Secret types that carry credentials without a generator (SPEC-proxy section 4).
 pub const BASIC_AUTH_SECRET_TYPE: &str = "kubernetes.io/basic-auth";
 pub const BEARER_TOKEN_SECRET_TYPE: &str = "connectors.cpaas.io/bearer-token";

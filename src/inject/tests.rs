@@ -144,3 +144,39 @@ fn generator_input_has_canonical_headers_and_query_lists() {
     );
     assert_eq!(json["data"]["token"], "t");
 }
+
+#[test]
+fn plugin_headers_for_a_class_api() {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let decode = |v: &HeaderValue| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let meta_only = plugin_headers("https://g.io/base", None);
+    assert_eq!(meta_only.len(), 1);
+    assert_eq!(meta_only[0].name, PLUGIN_META);
+    assert!(!meta_only[0].credential);
+    assert_eq!(
+        decode(&meta_only[0].value),
+        r#"{"baseURL":"https://g.io/base"}"#
+    );
+
+    let data = BTreeMap::from([("password".to_string(), "p w".to_string())]);
+    let secret = PluginSecret {
+        type_: BASIC_AUTH_SECRET_TYPE,
+        data: &data,
+    };
+    let all = plugin_headers("https://g.io", Some(&secret));
+    let names: Vec<&str> = all.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, [PLUGIN_META, PLUGIN_AUTH, PLUGIN_SECRET]);
+    assert_eq!(decode(&all[1].value), BASIC_AUTH_SECRET_TYPE);
+    assert_eq!(
+        decode(&all[2].value),
+        format!(r#"{{"password":"{}"}}"#, b64("p w"))
+    );
+    assert!(all[1].credential && all[2].credential);
+}

@@ -231,6 +231,33 @@ fn template_secret<'a>(kind: ProbeKind, target: &ProbeTarget<'a>) -> Option<&'a 
     }
 }
 
+/// What a class API receives: the tool's address, and for an auth probe the Secret
+/// (its type and data, redacted like every other credential).
+fn plugin_headers(
+    kind: ProbeKind,
+    target: &ProbeTarget<'_>,
+    redactor: &mut RedactorBuilder,
+) -> Vec<RequestHeader> {
+    let address = target.connector.spec.address.as_deref().unwrap_or_default();
+    let secret = template_secret(kind, target).map(|s| inject::PluginSecret {
+        type_: &s.type_,
+        data: &s.data,
+    });
+    inject::plugin_headers(address, secret.as_ref())
+        .into_iter()
+        .map(|h| {
+            if h.credential {
+                redactor.add_credential(h.value.to_str().unwrap_or_default());
+            }
+            RequestHeader {
+                name: h.name,
+                value: h.value,
+                credential: h.credential,
+            }
+        })
+        .collect()
+}
+
 fn api_request(
     kind: ProbeKind,
     part: &ApiPart,
@@ -267,11 +294,12 @@ fn api_request(
         None => String::new(),
     };
     let url = api_probe_url(base, &path).map_err(|e| format!("{field}: {e}"))?;
+    let headers = plugin_headers(kind, target, redactor);
     Ok(ProbeRequest {
         kind,
         method: Method::GET,
         url,
-        headers: Vec::new(),
+        headers,
         body: None,
         body_is_credential: false,
         follow_redirects: true,

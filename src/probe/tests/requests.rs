@@ -460,3 +460,66 @@ fn liveness_templates_see_no_secret() {
     assert!(header_values(&r, "authorization").is_empty());
     assert_eq!(header_values(&r, "x-has-secret"), vec!["no"]);
 }
+
+/// Issue 13 item 4: a class API gets what the gateway would send it, so it can check
+/// the tool credentials; the Secret's forms are credentials (redacted, dropped on a
+/// redirect to another host) and liveness carries none.
+#[test]
+fn api_probes_carry_the_plugin_headers() {
+    use base64::Engine as _;
+    let decode = |v: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default()
+    };
+    let class = compiled(
+        r#"
+        api: {uri: "http://api.svc"}
+        auth:
+          types: [{name: basicAuth}]
+        livenessProbe: {api: {path: /live}}
+        authProbes:
+        - authName: basicAuth
+          probe: {api: {path: /auth}}
+        "#,
+    );
+    let c = connector(
+        "connectorClassName: test\naddress: https://g.io\nauth: {name: basicAuth, secretRef: {name: creds}}",
+    );
+    let s = secret(&[("username", "demo"), ("password", "pw-Secret-1")]);
+    let target = ProbeTarget {
+        connector: &c,
+        secret: Some(&s),
+        class_api_url: Some("http://api.svc"),
+    };
+    let auth = match class.request(ProbeKind::Auth, &target) {
+        Some(Ok(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let meta = header_values(&auth, "x-plugin-meta");
+    assert_eq!(decode(&meta[0]), r#"{"baseURL":"https://g.io"}"#);
+    let kind = header_values(&auth, "x-plugin-auth");
+    assert_eq!(decode(&kind[0]), "kubernetes.io/basic-auth");
+    let data: serde_json::Value =
+        serde_json::from_str(&decode(&header_values(&auth, "x-plugin-secret")[0])).unwrap();
+    assert_eq!(data["password"], "cHctU2VjcmV0LTE=", "values stay base64");
+    let credentials: Vec<&str> = auth
+        .headers()
+        .iter()
+        .filter(|h| h.credential)
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(credentials, ["x-plugin-auth", "x-plugin-secret"]);
+    let shown = format!("{auth:?}");
+    assert!(!shown.contains("cHctU2VjcmV0LTE"), "{shown}");
+
+    let live = match class.request(ProbeKind::Liveness, &target) {
+        Some(Ok(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(header_values(&live, "x-plugin-meta").len(), 1);
+    assert!(header_values(&live, "x-plugin-secret").is_empty());
+}
