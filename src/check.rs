@@ -173,136 +173,221 @@ fn read_bounded(path: &PathBuf) -> std::io::Result<String> {
 /// to be right for sane documents and never slow for hostile ones; the parser still
 /// judges the syntax.
 fn too_deep(text: &str, max: usize) -> Option<usize> {
-    let mut document = 1;
-    let mut has_content = false;
-    // Indentation of the open block levels.
-    let mut indents: Vec<usize> = Vec::new();
-    let mut flow = 0usize;
-    let mut quote: Option<char> = None;
-    // Indentation of the line that opened a literal or folded block scalar.
-    let mut block_scalar: Option<usize> = None;
+    let mut scan = DepthScan::new(max);
     for line in text.lines() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let trimmed = line.trim();
-        if let Some(parent) = block_scalar {
-            if trimmed.is_empty() || indent > parent {
-                continue;
-            }
-            block_scalar = None;
-        }
-        let mut rest = line;
-        let mut block_depth = indents.len();
-        if quote.is_none() && flow == 0 {
-            if line.starts_with("---") && (line.len() == 3 || line[3..].starts_with([' ', '\t'])) {
-                if has_content {
-                    document += 1;
-                }
-                has_content = false;
-                indents.clear();
-                rest = &line[3..];
-            } else if line == "..." {
-                indents.clear();
-                continue;
-            }
-            let content = rest.trim_start();
-            if content.is_empty() || content.starts_with('#') {
-                continue;
-            }
-            has_content = true;
-            let indent = if rest.len() == line.len() { indent } else { 0 };
-            while indents.last().is_some_and(|&open| open >= indent) {
-                indents.pop();
-            }
-            indents.push(indent);
-            let mut items = content;
-            let mut dashes = 0;
-            while let Some(after) = items
-                .strip_prefix("- ")
-                .or_else(|| items.strip_prefix("? "))
-            {
-                dashes += 1;
-                items = after.trim_start();
-            }
-            block_depth = indents.len() + dashes;
-            if block_depth > max {
-                return Some(document);
-            }
-        }
-        // Flow levels, quoted scalars and comments, character by character.
-        let mut previous = ' ';
-        let mut significant = '\n';
-        let mut closed_single_at: Option<usize> = None;
-        let mut escaped = false;
-        let mut plain = false;
-        let mut comment_at = rest.len();
-        for (at, c) in rest.char_indices() {
-            match quote {
-                Some('\'') => {
-                    if c == '\'' {
-                        quote = None;
-                        closed_single_at = Some(at);
-                    }
-                }
-                Some(_) => {
-                    if escaped {
-                        escaped = false;
-                    } else if c == '\\' {
-                        escaped = true;
-                    } else if c == '"' {
-                        quote = None;
-                    }
-                }
-                None => match c {
-                    '#' if previous.is_whitespace() => {
-                        comment_at = at;
-                        break;
-                    }
-                    // `''` inside a single-quoted scalar is an escaped quote.
-                    '\'' if closed_single_at.is_some_and(|end| end + 1 == at) => {
-                        quote = Some(c);
-                    }
-                    '\'' | '"' if starts_value(significant) => quote = Some(c),
-                    // In block context a bracket opens a flow collection only as a
-                    // value's first character; elsewhere it is text of a plain scalar.
-                    '{' | '[' if flow > 0 || (!plain && starts_value(significant)) => {
-                        flow += 1;
-                        if block_depth + flow > max {
-                            return Some(document);
-                        }
-                    }
-                    '}' | ']' => flow = flow.saturating_sub(1),
-                    _ => {}
-                },
-            }
-            if quote.is_none() && flow == 0 {
-                // A plain scalar runs to the next `:` (or the end of the line).
-                if c == ':' {
-                    plain = false;
-                } else if !c.is_whitespace()
-                    && !matches!(c, '{' | '[' | '}' | ']' | '\'' | '"' | '-' | '?' | ',')
-                {
-                    plain = true;
-                }
-            }
-            previous = c;
-            if !c.is_whitespace() {
-                significant = c;
-            }
-        }
-        if quote.is_none() && flow == 0 {
-            let last = rest[..comment_at]
-                .split_whitespace()
-                .next_back()
-                .unwrap_or_default();
-            let mut chars = last.chars();
-            if matches!(chars.next(), Some('|' | '>'))
-                && chars.all(|c| c.is_ascii_digit() || c == '+' || c == '-')
-            {
-                block_scalar = Some(indent);
-            }
+        if scan.line(line).is_err() {
+            return Some(scan.document);
         }
     }
     None
+}
+
+/// The nesting of the text scanned went deeper than the limit.
+struct TooDeep;
+
+/// State of [`too_deep`] that carries from one line to the next.
+struct DepthScan {
+    max: usize,
+    /// The (1-based) document being scanned.
+    document: usize,
+    has_content: bool,
+    /// Indentation of the open block levels.
+    indents: Vec<usize>,
+    flow: usize,
+    quote: Option<char>,
+    /// Indentation of the line that opened a literal or folded block scalar.
+    block_scalar: Option<usize>,
+}
+
+/// State of the character step that starts afresh on every line.
+struct LineChars {
+    previous: char,
+    /// The last non-whitespace character (`\n` at the line start).
+    significant: char,
+    closed_single_at: Option<usize>,
+    escaped: bool,
+    /// Inside a plain scalar, where a bracket is text.
+    plain: bool,
+}
+
+impl DepthScan {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            document: 1,
+            has_content: false,
+            indents: Vec::new(),
+            flow: 0,
+            quote: None,
+            block_scalar: None,
+        }
+    }
+
+    /// One line: block levels, then flow levels and quotes, then whether it opens a
+    /// block scalar.
+    fn line(&mut self, line: &str) -> Result<(), TooDeep> {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(parent) = self.block_scalar {
+            // A block scalar's content is text, whatever it looks like.
+            if line.trim().is_empty() || indent > parent {
+                return Ok(());
+            }
+            self.block_scalar = None;
+        }
+        let (rest, block_depth) = if self.quote.is_none() && self.flow == 0 {
+            match self.block_levels(line, indent)? {
+                Some(found) => found,
+                None => return Ok(()),
+            }
+        } else {
+            // Inside a multi-line quoted scalar or flow collection indentation means nothing.
+            (line, self.indents.len())
+        };
+        let comment_at = self.flow_and_quotes(rest, block_depth)?;
+        if self.quote.is_none() && self.flow == 0 && opens_block_scalar(&rest[..comment_at]) {
+            self.block_scalar = Some(indent);
+        }
+        Ok(())
+    }
+
+    /// The block-level step of a line outside quotes and flow collections: document
+    /// markers, indentation and `- `/`? ` items. Returns the text left for the character
+    /// step and the block depth it starts at; `None` when nothing is left (a blank or
+    /// comment line, a document end).
+    fn block_levels<'a>(
+        &mut self,
+        line: &'a str,
+        indent: usize,
+    ) -> Result<Option<(&'a str, usize)>, TooDeep> {
+        let mut rest = line;
+        if line.starts_with("---") && (line.len() == 3 || line[3..].starts_with([' ', '\t'])) {
+            // Only a document with content counts: a leading `---` starts the first one.
+            if self.has_content {
+                self.document += 1;
+            }
+            self.has_content = false;
+            self.indents.clear();
+            rest = &line[3..];
+        } else if line == "..." {
+            self.indents.clear();
+            return Ok(None);
+        }
+        let content = rest.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            return Ok(None);
+        }
+        self.has_content = true;
+        // Content after `---` on the same line is at the top level.
+        let indent = if rest.len() == line.len() { indent } else { 0 };
+        while self.indents.last().is_some_and(|&open| open >= indent) {
+            self.indents.pop();
+        }
+        self.indents.push(indent);
+        let mut items = content;
+        let mut dashes = 0;
+        while let Some(after) = items
+            .strip_prefix("- ")
+            .or_else(|| items.strip_prefix("? "))
+        {
+            dashes += 1;
+            items = after.trim_start();
+        }
+        let block_depth = self.indents.len() + dashes;
+        if block_depth > self.max {
+            return Err(TooDeep);
+        }
+        Ok(Some((rest, block_depth)))
+    }
+
+    /// Flow levels and quoted scalars of `rest`, character by character. Returns where
+    /// a comment starts (the end of `rest` when none does).
+    fn flow_and_quotes(&mut self, rest: &str, block_depth: usize) -> Result<usize, TooDeep> {
+        let mut line = LineChars {
+            previous: ' ',
+            significant: '\n',
+            closed_single_at: None,
+            escaped: false,
+            plain: false,
+        };
+        for (at, c) in rest.char_indices() {
+            if self.quote.is_none() && c == '#' && line.previous.is_whitespace() {
+                return Ok(at);
+            }
+            self.character(&mut line, at, c, block_depth)?;
+        }
+        Ok(rest.len())
+    }
+
+    /// One character outside comments: opens or closes a quoted scalar or flow level.
+    fn character(
+        &mut self,
+        line: &mut LineChars,
+        at: usize,
+        c: char,
+        block_depth: usize,
+    ) -> Result<(), TooDeep> {
+        match self.quote {
+            Some('\'') => {
+                if c == '\'' {
+                    self.quote = None;
+                    line.closed_single_at = Some(at);
+                }
+            }
+            Some(_) => {
+                if line.escaped {
+                    line.escaped = false;
+                } else if c == '\\' {
+                    line.escaped = true;
+                } else if c == '"' {
+                    self.quote = None;
+                }
+            }
+            None => match c {
+                // `''` inside a single-quoted scalar is an escaped quote.
+                '\'' if line.closed_single_at.is_some_and(|end| end + 1 == at) => {
+                    self.quote = Some(c);
+                }
+                '\'' | '"' if starts_value(line.significant) => self.quote = Some(c),
+                // In block context a bracket opens a flow collection only as a
+                // value's first character; elsewhere it is text of a plain scalar.
+                '{' | '[' if self.flow > 0 || (!line.plain && starts_value(line.significant)) => {
+                    self.flow += 1;
+                    if block_depth + self.flow > self.max {
+                        return Err(TooDeep);
+                    }
+                }
+                '}' | ']' => self.flow = self.flow.saturating_sub(1),
+                _ => {}
+            },
+        }
+        if self.quote.is_none() && self.flow == 0 {
+            // A plain scalar runs to the next `:` (or the end of the line).
+            if c == ':' {
+                line.plain = false;
+            } else if !c.is_whitespace()
+                && !matches!(c, '{' | '[' | '}' | ']' | '\'' | '"' | '-' | '?' | ',')
+            {
+                line.plain = true;
+            }
+        }
+        line.previous = c;
+        if !c.is_whitespace() {
+            line.significant = c;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a line's text before its comment ends with a block scalar header
+/// (`|`, `>`, with optional indentation and chomping indicators).
+fn opens_block_scalar(before_comment: &str) -> bool {
+    let last = before_comment
+        .split_whitespace()
+        .next_back()
+        .unwrap_or_default();
+    let mut chars = last.chars();
+    matches!(chars.next(), Some('|' | '>'))
+        && chars.all(|c| c.is_ascii_digit() || c == '+' || c == '-')
 }
 
 /// Whether a scalar or collection may start after this character (`\n`: line start).

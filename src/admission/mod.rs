@@ -156,91 +156,133 @@ async fn bounded_body(
     request: Request,
     next: Next,
 ) -> Response {
-    let too_large = || {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {MAX_REVIEW_BYTES} bytes"),
-        )
-            .into_response()
-    };
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_REVIEW_BYTES as u64) {
+    if declared_length(&parts.headers).is_some_and(|len| len > MAX_REVIEW_BYTES as u64) {
         return too_large();
     }
-    let waiting_for_budget = std::sync::atomic::AtomicBool::new(false);
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut buffer = bytes::BytesMut::new();
-    let read = async {
+    let mut read = BodyRead::new(budget);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read.read_all(body)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return body_error_response(error),
+        Err(_) => return read_timed_out(read.waiting_for_budget),
+    }
+    let BodyRead { buffer, held, .. } = read;
+    let request = Request::from_parts(parts, Body::from(buffer.freeze()));
+    let response = next.run(request).await;
+    // The budget covers the body until the handler is done with it.
+    drop(held);
+    response
+}
+
+/// The `Content-Length` a request declares, if it is a number.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A request body being read within [`MAX_REVIEW_BYTES`], with the share of the memory
+/// budget it holds.
+struct BodyRead {
+    budget: Arc<Semaphore>,
+    buffer: bytes::BytesMut,
+    held: Option<OwnedSemaphorePermit>,
+    /// Set while waiting for budget, so that a timeout then means "busy" (503) rather
+    /// than "slow client" (408).
+    waiting_for_budget: bool,
+}
+
+impl BodyRead {
+    fn new(budget: Arc<Semaphore>) -> Self {
+        Self {
+            budget,
+            buffer: bytes::BytesMut::new(),
+            held: None,
+            waiting_for_budget: false,
+        }
+    }
+
+    async fn read_all(&mut self, body: Body) -> Result<(), BodyError> {
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
-            if buffer.len() + chunk.len() > MAX_REVIEW_BYTES {
+            if self.buffer.len() + chunk.len() > MAX_REVIEW_BYTES {
                 return Err(BodyError::TooLarge);
             }
-            // What this chunk adds beyond the free allowance: at most MAX_REVIEW_BYTES,
-            // well within u32 and the budget.
-            let beyond = |len: usize| len.saturating_sub(FREE_BODY_BYTES);
-            let needed = beyond(buffer.len() + chunk.len()) - beyond(buffer.len());
-            let needed = u32::try_from(needed).map_err(|_| BodyError::TooLarge)?;
-            if needed > 0 {
-                waiting_for_budget.store(true, std::sync::atomic::Ordering::Relaxed);
-                let permit = budget
-                    .clone()
-                    .acquire_many_owned(needed)
-                    .await
-                    .map_err(|e| BodyError::Read(e.to_string()))?;
-                waiting_for_budget.store(false, std::sync::atomic::Ordering::Relaxed);
-                match &mut held {
-                    Some(held) => held.merge(permit),
-                    None => held = Some(permit),
-                }
-            }
-            buffer.extend_from_slice(&chunk);
+            self.reserve(chunk.len()).await?;
+            self.buffer.extend_from_slice(&chunk);
         }
         Ok(())
-    };
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
-        Ok(Ok(())) => {}
-        Ok(Err(BodyError::TooLarge)) => return too_large(),
-        Ok(Err(BodyError::Read(e))) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("reading the request body: {e}"),
-            )
-                .into_response();
-        }
-        Err(_) if waiting_for_budget.load(std::sync::atomic::Ordering::Relaxed) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many request bodies in flight; retry",
-            )
-                .into_response();
-        }
-        Err(_) => {
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {} s",
-                    BODY_READ_TIMEOUT.as_secs()
-                ),
-            )
-                .into_response();
-        }
     }
-    let request = Request::from_parts(parts, Body::from(buffer.freeze()));
-    let response = next.run(request).await;
-    drop(held);
-    response
+
+    /// Takes the budget that `added` more bytes need, waiting until it is free.
+    async fn reserve(&mut self, added: usize) -> Result<(), BodyError> {
+        // What the chunk adds beyond the free allowance: at most MAX_REVIEW_BYTES,
+        // well within u32 and the budget.
+        let beyond = |len: usize| len.saturating_sub(FREE_BODY_BYTES);
+        let needed = beyond(self.buffer.len() + added) - beyond(self.buffer.len());
+        let needed = u32::try_from(needed).map_err(|_| BodyError::TooLarge)?;
+        if needed == 0 {
+            return Ok(());
+        }
+        self.waiting_for_budget = true;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(needed)
+            .await
+            .map_err(|e| BodyError::Read(e.to_string()))?;
+        self.waiting_for_budget = false;
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
 }
 
 enum BodyError {
     TooLarge,
     Read(String),
+}
+
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {MAX_REVIEW_BYTES} bytes"),
+    )
+        .into_response()
+}
+
+fn body_error_response(error: BodyError) -> Response {
+    match error {
+        BodyError::TooLarge => too_large(),
+        BodyError::Read(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// The answer when the body did not arrive within [`BODY_READ_TIMEOUT`].
+fn read_timed_out(waiting_for_budget: bool) -> Response {
+    if waiting_for_budget {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; retry",
+        )
+            .into_response();
+    }
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "request body not received within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ),
+    )
+        .into_response()
 }
 
 /// Binds the webhook's address; done before anything else starts, so a port in use
