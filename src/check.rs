@@ -1,11 +1,13 @@
 //! `connectors-operator check -f FILE`: validate and probe Connectors without a cluster,
 //! with the same observe -> decide code the controller runs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::Resource as _;
 use serde::Deserialize;
 
 use std::sync::Arc;
@@ -89,13 +91,14 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
                 index: index + 1,
                 message,
             };
-            let value =
+            let mut value =
                 serde_yaml::Value::deserialize(document).map_err(|e| parse_error(e.to_string()))?;
             let kind = value
                 .get("kind")
                 .and_then(|k| k.as_str())
                 .unwrap_or_default()
                 .to_string();
+            admit(&kind, &mut value).map_err(parse_error)?;
             match kind.as_str() {
                 "ConnectorClass" => {
                     let class: ConnectorClass = serde_yaml::from_value(value)
@@ -134,6 +137,42 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
         return Err(CheckError::NoConnector);
     }
     Ok(docs)
+}
+
+/// The apiVersion this project serves `kind` at, for the kinds `check` reads.
+fn served_api_version(kind: &str) -> Option<Cow<'static, str>> {
+    match kind {
+        "ConnectorClass" => Some(ConnectorClass::api_version(&())),
+        "Connector" => Some(Connector::api_version(&())),
+        "Secret" => Some(Secret::api_version(&())),
+        _ => None,
+    }
+}
+
+/// SPEC section 1: a document of a kind `check` reads must carry the apiVersion this
+/// project serves it at (`kubectl apply` fails on any other); a ConnectorClass or
+/// Connector without `spec` (or with `spec: null`) is judged as one with `spec: {}`, as
+/// the CRD has the apiserver do. Other kinds pass untouched (they are ignored).
+fn admit(kind: &str, value: &mut serde_yaml::Value) -> Result<(), String> {
+    let Some(served) = served_api_version(kind) else {
+        return Ok(());
+    };
+    match value.get("apiVersion").and_then(|v| v.as_str()) {
+        None => return Err(format!("{kind} without apiVersion (expected {served})")),
+        Some(api_version) if api_version != served => {
+            return Err(format!(
+                "no matches for kind \"{kind}\" in version \"{api_version}\" (this project serves {kind} as {served})"
+            ));
+        }
+        Some(_) => {}
+    }
+    if kind != "Secret"
+        && value.get("spec").is_none_or(serde_yaml::Value::is_null)
+        && let Some(document) = value.as_mapping_mut()
+    {
+        document.insert("spec".into(), serde_yaml::Mapping::new().into());
+    }
+    Ok(())
 }
 
 /// Inputs larger than this are refused before parsing.
@@ -727,5 +766,116 @@ spec:
             "{auth:?}"
         );
         assert_eq!(tool.recorded().len(), 1, "one auth request");
+    }
+
+    /// `docs.yaml` in a directory of its own holding `yaml`.
+    fn write_docs(test: &str, yaml: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("check-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("docs.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        file
+    }
+
+    /// SPEC section 1 (issue 13): a ConnectorClass without `spec` (published snippets
+    /// carry only metadata) is read as one with an empty spec; a Connector without
+    /// `spec` is judged as an empty one, which lacks `connectorClassName`.
+    #[test]
+    fn documents_without_spec_are_judged_as_empty_specs() {
+        let class = r#"
+apiVersion: connectors.alauda.io/v1alpha1
+kind: ConnectorClass
+metadata:
+  name: git
+  annotations: {connectors.cpaas.io/proxy-resolver: path}
+"#;
+        let connector = r#"
+apiVersion: connectors.alauda.io/v1alpha1
+kind: Connector
+metadata: {name: git}
+spec: {connectorClassName: git}
+"#;
+        let file = write_docs("class-no-spec", &format!("{class}---{connector}"));
+        let docs = read_documents(&[file]).unwrap();
+        assert_eq!(
+            docs.classes["git"].spec,
+            crate::api::ConnectorClassSpec::default()
+        );
+
+        let without_spec =
+            "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {name: c}\n";
+        let file = write_docs("connector-no-spec", &format!("{class}---\n{without_spec}"));
+        let error = read_documents(std::slice::from_ref(&file))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}: document 2: Connector: missing field `connectorClassName`",
+                file.display()
+            )
+        );
+    }
+
+    /// SPEC section 1 (issue 13): documents of another group or version are not these
+    /// kinds; as `kubectl apply` would fail on them, so does `check`, naming the document.
+    #[test]
+    fn documents_of_another_api_version_are_refused() {
+        let class = r#"
+apiVersion: connectors.alauda.io/v1alpha1
+kind: ConnectorClass
+metadata: {name: git}
+spec: {}
+"#;
+        let connector = |api_version: &str| {
+            format!(
+                "apiVersion: {api_version}\nkind: Connector\nmetadata: {{name: git}}\nspec: {{connectorClassName: git}}\n"
+            )
+        };
+        let yaml = format!(
+            "{class}---\n{}",
+            connector("operator.connectors.alauda.io/v1alpha1")
+        );
+        let valid = format!("{class}---\n{}", connector("connectors.alauda.io/v1alpha1"));
+        assert!(read_documents(&[write_docs("served", &valid)]).is_ok());
+        let file = write_docs("other-group", &yaml);
+        let error = read_documents(std::slice::from_ref(&file))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}: document 2: no matches for kind \"Connector\" in version \"operator.connectors.alauda.io/v1alpha1\" (this project serves Connector as connectors.alauda.io/v1alpha1)",
+                file.display()
+            )
+        );
+        for (kind, api_version, expected) in [
+            (
+                "ConnectorClass",
+                "connectors.alauda.io/v1beta1",
+                "connectors.alauda.io/v1alpha1",
+            ),
+            ("Secret", "connectors.alauda.io/v1alpha1", "v1"),
+        ] {
+            let doc = format!("apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x}}\n");
+            let file = write_docs(
+                &format!("other-version-{kind}"),
+                &format!("{valid}---\n{doc}"),
+            );
+            let error = read_documents(&[file]).err().unwrap().to_string();
+            assert!(
+                error.contains(&format!("document 3: no matches for kind \"{kind}\" in version \"{api_version}\" (this project serves {kind} as {expected})")),
+                "{error}"
+            );
+        }
+        let doc = "kind: Connector\nmetadata: {name: y}\nspec: {connectorClassName: git}\n";
+        let file = write_docs("no-api-version", &format!("{valid}---\n{doc}"));
+        let error = read_documents(&[file]).err().unwrap().to_string();
+        assert!(
+            error.contains("document 3: Connector without apiVersion"),
+            "{error}"
+        );
     }
 }

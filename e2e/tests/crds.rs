@@ -950,12 +950,12 @@ fn connector_cases(class: &str) -> Vec<Case> {
         &["spec.connectorClassName", "at least 1 chars long"],
     ));
 
-    // Connector: spec required.
-    // issue 13 will flip this row
+    // Connector without spec (issue 13): judged as an empty spec, which lacks
+    // connectorClassName, so refused with the same message as `spec: {}`.
     rows.push(rejected(
-        "Connector without spec",
+        "Connector without spec is judged as an empty spec",
         json!({"apiVersion": API_VERSION, "kind": "Connector", "metadata": {"name": "bad"}}),
-        &["spec: Required value"],
+        &["spec.connectorClassName: Required value"],
     ));
 
     // Connector.spec.params: list-type map keyed by name.
@@ -1055,13 +1055,12 @@ fn connector_cases(class: &str) -> Vec<Case> {
 fn class_cases() -> Vec<Case> {
     let mut rows = Vec::new();
 
-    // ConnectorClass: spec required.
-    // issue 13 will flip this row
+    // ConnectorClass without spec (issue 13): accepted, spec defaulted to {}
+    // (`class_without_spec_is_stored_with_an_empty_spec` reads it back).
     let name = unique("crds-nospec");
-    rows.push(rejected(
+    rows.push(accepted(
         "ConnectorClass without spec",
         json!({"apiVersion": API_VERSION, "kind": "ConnectorClass", "metadata": {"name": name}}),
-        &["spec: Required value"],
     ));
 
     // ConnectorClass.spec.params: list-type map keyed by name.
@@ -1447,6 +1446,42 @@ fn connector_validation_rules() {
 fn connector_class_validation_rules() {
     setup();
     run_table("", &class_cases());
+}
+
+/// Issue 13: a ConnectorClass created without `spec` is stored with `spec: {}` (the
+/// CRD's default), so the controller's typed list/watch deserializes it: read back
+/// through kube's typed `Api` as the watcher does, it has an empty spec.
+#[test]
+fn class_without_spec_is_stored_with_an_empty_spec() {
+    setup();
+    let name = unique("crds-nospec-read");
+    let _guard = ClusterObject::new("connectorclasses", &name);
+    let stored = create(
+        "",
+        &json!({"apiVersion": API_VERSION, "kind": "ConnectorClass",
+                "metadata": {"name": name,
+                             "annotations": {"connectors.cpaas.io/proxy-resolver": "path"}}}),
+    );
+    assert_eq!(stored["spec"], json!({}), "{stored:#}");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let class = runtime.block_on(async {
+        use connectors_operator::api::ConnectorClass;
+        use kube::api::{Api, ListParams};
+        let client = kube::Client::try_default().await.expect("a kube client");
+        let classes: Api<ConnectorClass> = Api::all(client);
+        let list = classes
+            .list(&ListParams::default())
+            .await
+            .expect("the typed list deserializes every class");
+        list.items
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+    });
+    let class = class.expect("the class is listed");
+    assert_eq!(
+        class.spec,
+        connectors_operator::api::ConnectorClassSpec::default()
+    );
 }
 
 // Status conditions: type and status required (status subresource). Not a
