@@ -52,13 +52,18 @@ pub fn references_secret(connector: &Connector, name: &str) -> bool {
             .is_some_and(|r| r.name == name)
 }
 
+/// When a namespace is over its share, its Connector is tried again this many ms later.
+const SHARE_RETRY_MS: std::ops::Range<u64> = 200..600;
+
 /// A reconcile within the namespace's fair share of the workers and within its
 /// deadline. Over its share, a namespace's Connector comes back later instead of
 /// holding a worker while it waits.
 pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
     let Some(_slot) = ctx.namespace_share.try_acquire(namespace) else {
-        let wait = Duration::from_millis(rand::rng().random_range(2_000..5_000));
+        // Short and jittered: at a cold start a busy namespace's Connectors are only
+        // waiting for their own namespace's reconciles, which take a fraction of this.
+        let wait = Duration::from_millis(rand::rng().random_range(SHARE_RETRY_MS));
         return Ok(Action::requeue(wait));
     };
     tokio::time::timeout(ctx.reconcile_deadline(), reconcile_now(&connector, &ctx))
