@@ -31,8 +31,6 @@ use super::memo::{Outcomes, probe_inputs};
 use super::objects::ClusterObjects;
 use super::{Context, Error, api_call};
 
-pub use crate::decide::proxy_service::{CONNECTOR_LABEL, desired_proxy_service};
-
 /// Key of a Connector in the operator's in-memory maps.
 pub fn key_of(connector: &Connector) -> String {
     format!(
@@ -71,8 +69,7 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
         .map_err(|_| Error::Deadline("the reconcile"))?
 }
 
-async fn reconcile_now(connector: &Arc<Connector>, ctx: &Arc<Context>) -> Result<Action, Error> {
-    let (connector, ctx) = (connector.clone(), ctx.clone());
+async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Action, Error> {
     let _timer = ReconcileTimer::start(&ctx.metrics, "Connector");
     let name = connector
         .metadata
@@ -91,7 +88,7 @@ async fn reconcile_now(connector: &Arc<Connector>, ctx: &Arc<Context>) -> Result
     let objects = ClusterObjects {
         client: &ctx.client,
     };
-    let inputs = observe_inputs(&objects, &connector, &ctx.global_trust()).await?;
+    let inputs = observe_inputs(&objects, connector, &ctx.global_trust()).await?;
     let class_name = &connector.spec.connector_class_name;
     let class = ctx.classes.get(&ObjectRef::new(class_name));
     let compiled = match &class {
@@ -102,16 +99,16 @@ async fn reconcile_now(connector: &Arc<Connector>, ctx: &Arc<Context>) -> Result
         .as_deref()
         .zip(compiled.as_deref())
         .map(|(class, compiled)| ClassView { class, compiled });
-    let facts = class_facts(&connector, class_name, view.as_ref());
+    let facts = class_facts(connector, class_name, view.as_ref());
     let (outcomes, proxy_service) = match (&facts, &view) {
         (ClassFacts::Usable { class }, Some(view)) => (
-            probe(&ctx, &connector, view, &inputs).await,
-            proxy_service(&ctx, &connector, class).await?,
+            probe(ctx, connector, view, &inputs).await,
+            proxy_service(ctx, connector, class).await?,
         ),
         _ => ((None, None), ProxyServiceFacts::Pending),
     };
     let facts = connector_facts(
-        &connector,
+        connector,
         facts,
         &inputs,
         outcomes,
@@ -120,10 +117,8 @@ async fn reconcile_now(connector: &Arc<Connector>, ctx: &Arc<Context>) -> Result
     );
     let status = decide_connector_status(&facts, &crate::runtime::now());
     let healthy = find_condition(&status.conditions, READY).is_some_and(|c| c.status == TRUE);
-    write_status(&ctx, &connector, &namespace, &name, &status, &inputs).await?;
-    Ok(Action::requeue(
-        ctx.next_check(&key_of(&connector), healthy),
-    ))
+    write_status(ctx, connector, &namespace, &name, &status, &inputs).await?;
+    Ok(Action::requeue(ctx.next_check(&key_of(connector), healthy)))
 }
 
 /// The probe outcomes: reused from the memo while their inputs are unchanged,

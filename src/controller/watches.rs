@@ -12,6 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 
 use crate::api::{Connector, ConnectorClass};
+use crate::decide::proxy_service::CONNECTOR_LABEL;
 use crate::observe::GLOBAL_CA_LABEL;
 use crate::runtime::{Shutdown, WatchBackoff};
 use crate::telemetry::{ErrorLabels, Metrics};
@@ -156,7 +157,7 @@ fn owned_service_events(
     let ctx = ctx.clone();
     watcher(
         Api::<PartialObjectMeta<Service>>::all(client.clone()),
-        watcher::Config::default().labels(connector::CONNECTOR_LABEL),
+        watcher::Config::default().labels(CONNECTOR_LABEL),
     )
     .backoff(WatchBackoff::default())
     .touched_objects()

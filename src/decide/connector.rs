@@ -10,8 +10,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    AuthType, Connector, ConnectorApiStatus, ConnectorClass, ConnectorStatus, ProxyStatus,
-    find_condition,
+    Connector, ConnectorApiStatus, ConnectorClass, ConnectorStatus, ProxyStatus, find_condition,
 };
 use crate::probe::ProbeOutcome;
 use crate::types::{FieldError, join_errors};
@@ -114,14 +113,6 @@ pub struct ConnectorFacts<'a> {
     pub cluster_domain: &'a str,
 }
 
-/// The auth type a Connector uses (SPEC section 4; the rule lives in the API types).
-pub fn chosen_auth_type<'a>(
-    connector: &Connector,
-    class: &'a ConnectorClass,
-) -> Option<&'a AuthType> {
-    class.chosen_auth_type(connector)
-}
-
 /// Conventional keys of standard Secret types, used when the auth type declares none.
 fn conventional_keys(secret_type: &str) -> &'static [&'static str] {
     match secret_type {
@@ -150,7 +141,7 @@ pub fn secret_condition(
     secret: &SecretFacts,
 ) -> Desired {
     const T: &str = SECRET_READY;
-    let auth_type = chosen_auth_type(connector, class);
+    let auth_type = class.chosen_auth_type(connector);
     match secret {
         SecretFacts::CrossNamespace { namespace } => Desired::failed(
             T,

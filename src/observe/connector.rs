@@ -15,10 +15,12 @@ use crate::probe::{
     TrustBundle,
 };
 use crate::types::{FieldError, join_errors};
-use crate::validation::{is_object_name, spec_mismatch_errors};
+use crate::validation::spec_mismatch_errors;
 
 use super::class::ServiceLookup;
-use super::secrets::{SecretLookup, ca_facts, secret_facts, secret_lookup, secret_material};
+use super::secrets::{
+    SecretLookup, ca_facts, ca_lookup, secret_facts, secret_lookup, secret_material,
+};
 
 /// Where observe reads objects: the cluster (controllers) or files (`check`).
 pub trait Objects: Sync {
@@ -64,17 +66,12 @@ pub async fn observe_inputs<O: Objects>(
         _ => None,
     };
     let material = found.as_deref().map(secret_material);
-    let ca_name = connector
-        .spec
-        .ca_cert_secret_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
-    // Only a valid object name is ever put into a request path.
-    let ca_secret = match ca_name.filter(|name| is_object_name(name)) {
-        Some(name) => objects.secret(namespace, name).await?,
-        None => None,
+    let ca = ca_lookup(connector);
+    let ca_secret = match &ca {
+        SecretLookup::InOwnNamespace(name) => objects.secret(namespace, name).await?,
+        _ => None,
     };
-    let (ca, ca_bundle) = ca_facts(ca_name, ca_secret.as_deref());
+    let (ca, ca_bundle) = ca_facts(&ca, ca_secret.as_deref());
     Ok(ConnectorInputs {
         secret: secret_facts(&lookup, material.as_ref()),
         secret_version: found.and_then(|s| s.metadata.resource_version.clone()),

@@ -11,6 +11,6 @@ pub use connector::{
     ClassView, ConnectorInputs, Objects, class_facts, connector_facts, observe_inputs, run_probes,
 };
 pub use secrets::{
-    GLOBAL_CA_LABEL, InvalidPem, SecretLookup, ca_bundle_from_secret, ca_facts, secret_facts,
-    secret_lookup, secret_material,
+    GLOBAL_CA_LABEL, InvalidPem, SecretLookup, ca_bundle_from_secret, ca_facts, ca_lookup,
+    secret_facts, secret_lookup, secret_material,
 };

@@ -13,7 +13,7 @@ use crate::validation::is_object_name;
 /// Label that marks a Secret in the operator's namespace as a global CA bundle.
 pub const GLOBAL_CA_LABEL: &str = "connectors.cpaas.io/ca-cert";
 
-/// Where a Connector's auth Secret is, or why it is not looked at.
+/// Where a Secret a Connector references is, or why it is not looked at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretLookup {
     None,
@@ -23,6 +23,17 @@ pub enum SecretLookup {
     InOwnNamespace(String),
 }
 
+/// The Secret a name of the Connector's own namespace points at: only a valid object
+/// name is ever looked up.
+fn own_namespace(name: Option<&str>) -> SecretLookup {
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) if !is_object_name(name) => SecretLookup::InvalidName(name.to_string()),
+        Some(name) => SecretLookup::InOwnNamespace(name.to_string()),
+        None => SecretLookup::None,
+    }
+}
+
+/// The auth Secret (`spec.auth.secretRef`).
 pub fn secret_lookup(connector: &Connector) -> SecretLookup {
     let Some(reference) = connector.secret_ref() else {
         return SecretLookup::None;
@@ -30,12 +41,19 @@ pub fn secret_lookup(connector: &Connector) -> SecretLookup {
     let own = connector.metadata.namespace.as_deref().unwrap_or_default();
     match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         Some(ns) if ns != own => SecretLookup::CrossNamespace(ns.to_string()),
-        _ => match reference.name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) if !is_object_name(name) => SecretLookup::InvalidName(name.to_string()),
-            Some(name) => SecretLookup::InOwnNamespace(name.to_string()),
-            None => SecretLookup::None,
-        },
+        _ => own_namespace(reference.name.as_deref()),
     }
+}
+
+/// The CA Secret (`spec.caCertSecretRef`, always in the Connector's namespace).
+pub fn ca_lookup(connector: &Connector) -> SecretLookup {
+    own_namespace(
+        connector
+            .spec
+            .ca_cert_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+    )
 }
 
 /// Decoded `data` and `stringData` of a Secret (values stay inside SecretMaterial, whose
@@ -103,17 +121,21 @@ pub fn ca_bundle_from_secret(secret: &Secret) -> Result<TrustBundle, InvalidPem>
     }
 }
 
-/// The `CACertReady` facts of a Connector's `caCertSecretRef` (`reference`, the Secret
-/// name) given the Secret found under that name, and the CA bundle it adds (empty
-/// unless valid).
-pub fn ca_facts(reference: Option<&str>, found: Option<&Secret>) -> (CaFacts, TrustBundle) {
-    let Some(name) = reference else {
-        return (CaFacts::NoRef, TrustBundle::empty());
+/// The `CACertReady` facts of a Connector's `caCertSecretRef` given its lookup and the
+/// Secret found, and the CA bundle it adds (empty unless valid).
+pub fn ca_facts(lookup: &SecretLookup, found: Option<&Secret>) -> (CaFacts, TrustBundle) {
+    let name = match lookup {
+        SecretLookup::None | SecretLookup::CrossNamespace(_) => {
+            return (CaFacts::NoRef, TrustBundle::empty());
+        }
+        SecretLookup::InvalidName(name) => {
+            return (
+                CaFacts::InvalidName { name: name.clone() },
+                TrustBundle::empty(),
+            );
+        }
+        SecretLookup::InOwnNamespace(name) => name.clone(),
     };
-    let name = name.to_string();
-    if !is_object_name(&name) {
-        return (CaFacts::InvalidName { name }, TrustBundle::empty());
-    }
     match found.map(ca_bundle_from_secret) {
         None => (CaFacts::NotFound { name }, TrustBundle::empty()),
         Some(Ok(bundle)) => (CaFacts::Valid { name }, bundle),
@@ -133,19 +155,23 @@ mod tests {
         }
     }
 
+    fn own(name: &str) -> SecretLookup {
+        SecretLookup::InOwnNamespace(name.into())
+    }
+
     #[test]
     fn ca_facts_for_each_case() {
         let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/fixtures/ca.pem"))
             .expect("fixture");
-        assert_eq!(ca_facts(None, None).0, CaFacts::NoRef);
+        assert_eq!(ca_facts(&SecretLookup::None, None).0, CaFacts::NoRef);
         assert_eq!(
-            ca_facts(Some("ca"), None).0,
+            ca_facts(&own("ca"), None).0,
             CaFacts::NotFound { name: "ca".into() }
         );
-        let (facts, bundle) = ca_facts(Some("ca"), Some(&secret("ca.crt", b"not a cert")));
+        let (facts, bundle) = ca_facts(&own("ca"), Some(&secret("ca.crt", b"not a cert")));
         assert_eq!(facts, CaFacts::Invalid { name: "ca".into() });
         assert!(bundle.is_empty());
-        let (facts, bundle) = ca_facts(Some("ca"), Some(&secret("ca.crt", &pem)));
+        let (facts, bundle) = ca_facts(&own("ca"), Some(&secret("ca.crt", &pem)));
         assert_eq!(facts, CaFacts::Valid { name: "ca".into() });
         assert_eq!(bundle.len(), 1);
     }
