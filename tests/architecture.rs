@@ -13,7 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("inject", &["types", "api"]),
     ("probe", &["types", "api", "inject"]),
     ("validation", &["types", "api", "probe"]),
-    ("decide", &["types", "api", "probe", "validation"]),
+    ("decide", &["types", "api", "validation"]),
     ("telemetry", &["types", "api", "probe"]),
     ("runtime", &["types"]),
     (

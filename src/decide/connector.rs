@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::{
     Connector, ConnectorApiStatus, ConnectorClass, ConnectorStatus, ProxyStatus, find_condition,
 };
-use crate::probe::ProbeOutcome;
+use crate::types::ProbeOutcome;
 use crate::types::{FieldError, join_errors};
 use crate::validation::{CA_SECRET_NAME_FIELD, SECRET_NAME_FIELD, object_name_error};
 
@@ -442,7 +442,7 @@ fn addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::FailureReason;
+    use crate::types::FailureReason;
 
     const CLASS: &str = r#"
 apiVersion: connectors.alauda.io/v1alpha1
