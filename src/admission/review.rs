@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 
 use crate::api::{Connector, ConnectorClass};
 use crate::types::FieldError;
-use crate::validation::{validate_against_class, validate_class, validate_connector};
+use crate::validation::{
+    CA_SECRET_NAME_FIELD, SECRET_NAME_FIELD, validate_against_class, validate_class,
+    validate_connector,
+};
 
 /// The webhook's judgement of one object.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -87,49 +90,37 @@ pub enum SecretAccess {
     Unchecked(String),
 }
 
-pub const SECRET_REF_FIELD: &str = "spec.auth.secretRef.name";
-pub const CA_SECRET_REF_FIELD: &str = "spec.caCertSecretRef.name";
-
 /// The Secrets whose `get` must be checked: `spec.auth.secretRef` and
-/// `spec.caCertSecretRef` (the operator reads both and uses them for the Connector's
-/// address), every one on CREATE, on UPDATE only those whose reference changed, so
-/// users who may edit a Connector but not read its Secret can still relabel it.
+/// `spec.caCertSecretRef` (the operator reads both and uses them toward the
+/// Connector's address). On UPDATE nothing is checked only when the spec is unchanged
+/// (users who may edit a Connector but not read its Secret can still relabel it); any
+/// spec change checks every reference, since a new address, class or auth type sends
+/// the same Secret somewhere else.
 pub fn secrets_to_check(new: &Connector, old: Option<&Connector>) -> Vec<SecretUse> {
+    if old.is_some_and(|old| old.spec == new.spec) {
+        return Vec::new();
+    }
     let namespace = new.metadata.namespace.clone().unwrap_or_default();
-    let references = |c: &Connector| {
-        let auth = c.secret_ref().and_then(|r| {
-            let name = r.name.clone().filter(|n| !n.is_empty())?;
-            let ns = r.namespace.clone().filter(|n| !n.is_empty());
-            Some((SECRET_REF_FIELD, ns, name))
-        });
-        let ca = c
-            .spec
-            .ca_cert_secret_ref
-            .as_ref()
-            .filter(|r| !r.name.is_empty())
-            .map(|r| (CA_SECRET_REF_FIELD, None, r.name.clone()));
-        [auth, ca]
-    };
-    let before = old.map(references);
-    references(new)
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, current)| {
-            let current = current?;
-            if before
-                .as_ref()
-                .is_some_and(|b| b[i] == Some(current.clone()))
-            {
-                return None;
-            }
-            let (field, ns, name) = current;
-            Some(SecretUse {
-                field,
-                namespace: ns.unwrap_or_else(|| namespace.clone()),
-                name,
-            })
+    let auth = new.secret_ref().and_then(|r| {
+        let name = r.name.clone().filter(|n| !n.is_empty())?;
+        let ns = r.namespace.clone().filter(|n| !n.is_empty());
+        Some(SecretUse {
+            field: SECRET_NAME_FIELD,
+            namespace: ns.unwrap_or_else(|| namespace.clone()),
+            name,
         })
-        .collect()
+    });
+    let ca = new
+        .spec
+        .ca_cert_secret_ref
+        .as_ref()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| SecretUse {
+            field: CA_SECRET_NAME_FIELD,
+            namespace: namespace.clone(),
+            name: r.name.clone(),
+        });
+    auth.into_iter().chain(ca).collect()
 }
 
 /// The errors for the Secrets `user` may not `get`, or whose access could not be
@@ -414,19 +405,19 @@ spec:
     }
 
     #[test]
-    fn secrets_checked_on_create_and_only_changed_ones_on_update() {
+    fn secrets_checked_on_create_and_on_every_spec_change() {
         let with_ca = connector(&format!("{GOOD}  caCertSecretRef: {{name: ca}}\n"));
         let all = secrets_to_check(&with_ca, None);
         assert_eq!(
             all,
             vec![
                 SecretUse {
-                    field: SECRET_REF_FIELD,
+                    field: SECRET_NAME_FIELD,
                     namespace: "ns".into(),
                     name: "s".into()
                 },
                 SecretUse {
-                    field: CA_SECRET_REF_FIELD,
+                    field: CA_SECRET_NAME_FIELD,
                     namespace: "ns".into(),
                     name: "ca".into()
                 },
@@ -440,8 +431,21 @@ spec:
                 .replace("{name: s}", "{name: other}"),
         );
         let changed = secrets_to_check(&switched, Some(&with_ca));
-        assert_eq!(changed.len(), 1);
-        assert_eq!(changed[0].name, "other");
+        let names: Vec<&str> = changed.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["other", "ca"],
+            "a spec change checks every reference"
+        );
+        // The same Secret toward a new address is a new use of it: checked again.
+        let moved = connector(
+            &format!("{GOOD}  caCertSecretRef: {{name: ca}}\n")
+                .replace("https://github.com", "https://attacker.example"),
+        );
+        assert_ne!(moved.spec.address, with_ca.spec.address, "fixture changed");
+        let checked = secrets_to_check(&moved, Some(&with_ca));
+        let names: Vec<&str> = checked.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["s", "ca"]);
         // No reference, nothing to check.
         assert!(
             secrets_to_check(
@@ -463,12 +467,12 @@ spec:
             "system:serviceaccount:ns:creator",
             &[
                 (
-                    secret(SECRET_REF_FIELD, "s"),
+                    secret(SECRET_NAME_FIELD, "s"),
                     SecretAccess::Denied(String::new()),
                 ),
-                (secret(CA_SECRET_REF_FIELD, "ca"), SecretAccess::Allowed),
+                (secret(CA_SECRET_NAME_FIELD, "ca"), SecretAccess::Allowed),
                 (
-                    secret(CA_SECRET_REF_FIELD, "ca2"),
+                    secret(CA_SECRET_NAME_FIELD, "ca2"),
                     SecretAccess::Unchecked("timed out after 3 s".into()),
                 ),
             ],
