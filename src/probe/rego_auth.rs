@@ -159,7 +159,7 @@ impl RegoPolicy {
             (engine, value)
         })?;
         // An engine whose evaluation failed is dropped rather than reused.
-        let value = value.map_err(|e| one_line(&e.to_string()))?;
+        let value = value.map_err(|e| without_values(&one_line(&e.to_string())))?;
         if let Ok(mut pool) = self.pool.lock()
             && pool.len() < POOL_MAX
         {
@@ -190,6 +190,21 @@ fn looks_like_v1(source: &str) -> bool {
 
 /// regorus reports `--> file:line:col`, a source excerpt and `error: what`; this
 /// makes it one line: `policy.rego:2:10: what`.
+/// An evaluation error without the values it quotes: regorus puts the offending value
+/// in backticks or quotes (`max requires array/set argument. Got `{..}``), and at
+/// evaluation that value may be a transformed Secret (`upper(input.data.token)`) that
+/// no redactor knows. The location and the kind of error stay.
+fn without_values(message: &str) -> String {
+    let cut = message.find(['`', '"', '\'']).unwrap_or(message.len());
+    let kept = message[..cut].trim_end();
+    let kept = kept.strip_suffix("Got").unwrap_or(kept).trim_end();
+    if cut < message.len() {
+        format!("{kept} (value not shown)")
+    } else {
+        kept.to_string()
+    }
+}
+
 fn one_line(message: &str) -> String {
     let location = message
         .lines()

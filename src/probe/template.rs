@@ -29,14 +29,30 @@ const EXTRA: &[(&str, Func)] = &[
     ("urlParse", url_parse as Func),
 ];
 
-/// Render errors that quote no value (gtmpl-ng's limit errors): kept for templates
-/// that read `.Secret`.
-const LIMIT_MESSAGES: &[&str] = &[
-    "iterations allowed",
-    "bytes allowed",
-    "a function produced a value",
-    "did not finish within",
-    "maximum template nesting depth",
+/// gtmpl-ng's limit errors, recognised by their wording, and what is said instead for
+/// a template that reads `.Secret`: never the error's own text, which a `fail` of the
+/// template could have written to look like a limit error around a Secret value.
+const LIMIT_MESSAGES: &[(&str, &str)] = &[
+    (
+        "iterations allowed",
+        "the render ran more iterations than allowed",
+    ),
+    (
+        "bytes allowed",
+        "the render would write more than the {output_cap} bytes allowed",
+    ),
+    (
+        "a function produced a value",
+        "a function produced a value over the allowed size",
+    ),
+    (
+        "did not finish within",
+        "the render did not finish within {deadline:?}",
+    ),
+    (
+        "maximum template nesting depth",
+        "the template nests deeper than allowed",
+    ),
 ];
 
 /// The error of a template that reads `.Secret`, other than a limit.
@@ -47,7 +63,15 @@ const WITHHELD: &str =
 pub(crate) enum CompiledTemplate {
     Literal(String),
     /// The template and the fields its text names.
-    Go(Box<(Template, Fields)>),
+    Go(Box<GoTemplate>),
+}
+
+/// A parsed Go template with what it reads and the limits it renders under.
+pub(crate) struct GoTemplate {
+    template: Template,
+    fields: Fields,
+    output_cap: usize,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for CompiledTemplate {
@@ -81,10 +105,12 @@ pub(crate) fn parse(
         .collect();
     tmpl.add_funcs(&funcs);
     tmpl.parse(text).map_err(|e| e.to_string())?;
-    Ok(CompiledTemplate::Go(Box::new((
-        tmpl,
-        Fields::used_by(text),
-    ))))
+    Ok(CompiledTemplate::Go(Box::new(GoTemplate {
+        template: tmpl,
+        fields: Fields::used_by(text),
+        output_cap,
+        deadline,
+    })))
 }
 
 impl CompiledTemplate {
@@ -97,7 +123,7 @@ impl CompiledTemplate {
     pub(crate) fn fields(&self) -> Fields {
         match self {
             CompiledTemplate::Literal(_) => Fields::default(),
-            CompiledTemplate::Go(t) => t.1,
+            CompiledTemplate::Go(t) => t.fields,
         }
     }
 
@@ -111,19 +137,33 @@ impl CompiledTemplate {
             CompiledTemplate::Literal(s) => Ok(s.clone()),
             CompiledTemplate::Go(t) => {
                 let result = match data {
-                    Some(ctx) => t.0.render(ctx),
-                    None => t.0.render(&Context::empty()),
+                    Some(ctx) => t.template.render(ctx),
+                    None => t.template.render(&Context::empty()),
                 };
                 result.map_err(|e| {
                     let message = e.to_string();
-                    if t.1.reads_secret() && !LIMIT_MESSAGES.iter().any(|m| message.contains(m)) {
-                        WITHHELD.to_string()
+                    if t.fields.reads_secret() {
+                        t.limit_message(&message)
+                            .unwrap_or_else(|| WITHHELD.to_string())
                     } else {
                         message
                     }
                 })
             }
         }
+    }
+}
+
+impl GoTemplate {
+    /// Our own wording of a limit error (with our own limit values), if `message` is one.
+    fn limit_message(&self, message: &str) -> Option<String> {
+        let (_, said) = LIMIT_MESSAGES
+            .iter()
+            .find(|(wording, _)| message.contains(wording))?;
+        Some(
+            said.replace("{output_cap}", &self.output_cap.to_string())
+                .replace("{deadline:?}", &format!("{:?}", self.deadline)),
+        )
     }
 }
 

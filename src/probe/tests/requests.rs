@@ -523,3 +523,27 @@ fn api_probes_carry_the_plugin_headers() {
     assert_eq!(header_values(&live, "x-plugin-meta").len(), 1);
     assert!(header_values(&live, "x-plugin-secret").is_empty());
 }
+
+/// A generator's evaluation error must not quote the value it failed on: at
+/// evaluation that value can be a transformed Secret no redactor knows.
+#[test]
+fn rego_evaluation_errors_do_not_quote_secret_values() {
+    let class = rego_class(
+        r#"
+        package proxy
+        auth := {"position": "header", "auth": {"X": max(upper(input.data.token))}}
+        "#,
+    );
+    let s = secret(&[("token", "tok-abc123")]);
+    let o = build_err(&class, ProbeKind::Auth, &token_connector(), Some(&s));
+    assert_eq!(o.reason(), Some(FailureReason::ProbeError), "{o:?}");
+    assert!(
+        o.message()
+            .contains("spec.auth.types[0].generator.rego: evaluation failed"),
+        "{o:?}"
+    );
+    assert!(
+        !o.message().to_ascii_lowercase().contains("abc123"),
+        "the transformed token leaked: {o:?}"
+    );
+}
