@@ -38,6 +38,14 @@ pub(crate) struct SourceLimits {
 /// `response.cel`: the published examples are under 100 bytes, nest 2 deep and
 /// chain under 10 operators; a long realistic check (9 clauses, macros, ternary)
 /// is about 600 bytes, nests 5 deep and chains about 70.
+/// Stack of the threads that compile CEL and Rego: their parsers recurse per bracket
+/// and per operator, with large frames in a debug build. What passes the limits below
+/// needs a few MiB there; the stack is reserved, not touched, beyond what is used.
+pub(crate) const COMPILE_STACK: usize = 64 * 1024 * 1024;
+/// Wall-clock bound of compiling one CEL expression or Rego policy (milliseconds in
+/// practice).
+pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
+
 pub(crate) const CEL_LIMITS: SourceLimits = SourceLimits {
     max_bytes: 4096,
     max_nesting: 24,

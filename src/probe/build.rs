@@ -36,7 +36,7 @@ impl CompiledClass {
             CompiledProbe::Api(part) => api_request(kind, part, target, &mut redactor),
         };
         Some(result.map_err(|message| {
-            let message = redactor.snapshot().scrub(&message);
+            let message = redactor.snapshot().bounded(&message);
             ProbeOutcome::failed(FailureReason::ProbeError, message)
         }))
     }
@@ -90,7 +90,8 @@ impl CompiledClass {
             body_is_credential: false,
             follow_redirects: part.follow_redirects,
             check: part.check.clone(),
-            redactor: redactor.snapshot(),
+            // Taken below, once the generator has added what it injected.
+            redactor: Default::default(),
         };
         if kind == ProbeKind::Auth {
             self.inject_generated(target, &mut request, redactor)?;

@@ -11,7 +11,9 @@ use cel::objects::{Key, Map};
 use cel::parser::Expression;
 use cel::{Context, Env, ExecutionError, Value};
 
-use super::bounds::{CEL_LIMITS, Language, check_source, grace, run_bounded};
+use super::bounds::{
+    CEL_LIMITS, COMPILE_DEADLINE, COMPILE_STACK, Language, check_source, grace, run_bounded,
+};
 use super::cel_names::check_names;
 use super::http::HttpResponse;
 
@@ -32,16 +34,9 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     Arc::new(env)
 });
 
-/// Stack of the thread that parses an expression: the parser recurses per bracket
-/// and per operator, with large frames in a debug build. What passes
-/// [`CEL_LIMITS`] needs a few MiB there; this leaves a wide margin (the stack is
-/// reserved, not touched, beyond what the parser uses).
-const COMPILE_STACK: usize = 64 * 1024 * 1024;
 /// Stack of the thread that evaluates (recursion per level of the syntax tree and
 /// of the response's JSON, which `serde_json` bounds at 128 levels).
 const EVAL_STACK: usize = 16 * 1024 * 1024;
-/// Wall-clock bound of compiling one expression (it takes milliseconds).
-pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
 /// Wall-clock bound of evaluating one expression, with [`CelCheck::compile`] (the
 /// default `ProbeSettings::eval_timeout`; [`CelCheck::compile_with`] takes another).
 #[cfg(test)]

@@ -8,17 +8,14 @@ use std::time::Duration;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
-use super::bounds::{Language, REGO_LIMITS, check_source, grace, run_bounded};
+use super::bounds::{
+    COMPILE_DEADLINE, COMPILE_STACK, Language, REGO_LIMITS, check_source, grace, run_bounded,
+};
 
-/// Stack of the thread that compiles a policy: the parser and the analysis recurse
-/// per bracket and per operator; what passes [`REGO_LIMITS`] needs far less.
-const COMPILE_STACK: usize = 64 * 1024 * 1024;
 /// Stack of the thread that evaluates a policy: evaluation recurses along rules that
 /// depend on one another (about 20 KiB a rule in a debug build), which the names
 /// limit of [`REGO_LIMITS`] bounds to about 500.
 const EVAL_STACK: usize = 64 * 1024 * 1024;
-/// Wall-clock bound of compiling one policy (both syntaxes); it takes milliseconds.
-pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A compiled policy, ready to evaluate one rule. Evaluation runs on a clone of the
 /// prepared engine (kept in a small pool for reuse, since cloning costs more than

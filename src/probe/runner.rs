@@ -18,7 +18,6 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
-use super::secret::cut_message;
 use super::{
     CompiledClass, HttpProber, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget,
     TrustBundle,
@@ -110,7 +109,7 @@ impl ProbeRunner {
             Err(outcome) => {
                 return Some(ProbeReport {
                     kind,
-                    outcome: bounded(outcome),
+                    outcome,
                     elapsed: started.elapsed(),
                     shared: false,
                 });
@@ -124,15 +123,7 @@ impl ProbeRunner {
             Ok(response) => class.judge(kind, &request, &response),
             Err(outcome) => outcome,
         };
-        // Sending and judging scrub and bound their messages; this also bounds an
-        // outcome a caller-provided step made.
-        let outcome = match outcome {
-            ProbeOutcome::Failed { reason, message } => ProbeOutcome::Failed {
-                reason,
-                message: request.bounded(&message),
-            },
-            passed => passed,
-        };
+        // Building, sending and judging each scrub and bound their own messages.
         Some(ProbeReport {
             kind,
             outcome,
@@ -210,18 +201,6 @@ impl ProbeRunner {
         map.entry(origin)
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_host.max(1))))
             .clone()
-    }
-}
-
-/// An outcome built before there was a request (already scrubbed by the builder):
-/// its message cut to 1 KiB.
-fn bounded(outcome: ProbeOutcome) -> ProbeOutcome {
-    match outcome {
-        ProbeOutcome::Failed { reason, message } => ProbeOutcome::Failed {
-            reason,
-            message: cut_message(&message),
-        },
-        passed => passed,
     }
 }
 

@@ -447,6 +447,16 @@ fn cel_at_the_limits_compiles_and_evaluates() {
         let elapsed = started.elapsed();
         eprintln!("{name}: n={n}, {len} bytes, {elapsed:?}: {verdict:?}");
         assert!(elapsed < Duration::from_secs(5), "{name}: took {elapsed:?}");
+        // What passes the scan compiles, or meets the parser's own recursion limit
+        // (ternaries nest deeper per operator than the scan counts): never another
+        // error, a deadline or a crash.
+        assert!(
+            match &verdict {
+                Ok(_) => true,
+                Err(e) => e.contains("Recursion limit of 96 exceeded"),
+            },
+            "{name}: {verdict:?}"
+        );
         if let Ok(CelVerdict::Error(e)) = &verdict {
             assert!(
                 !e.contains("deadline") && !e.contains("unexpectedly"),
@@ -505,12 +515,10 @@ fn rego_at_the_limits_compiles_quickly() {
         let elapsed = started.elapsed();
         eprintln!("{name}: n={n}, {len} bytes, {elapsed:?}: {result:?}");
         assert!(elapsed < Duration::from_secs(3), "{name}: took {elapsed:?}");
-        if let Err(e) = &result {
-            assert!(
-                !e.contains("deadline") && !e.contains("unexpectedly"),
-                "{name}: {e}"
-            );
-        }
+        assert!(
+            result.is_ok(),
+            "{name}: what passes the scan compiles: {result:?}"
+        );
     }
 }
 
