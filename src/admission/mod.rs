@@ -509,13 +509,7 @@ impl WebhookState {
                 ACCESS_REVIEW_TIMEOUT.as_secs()
             )),
             Ok(Err(e)) => SecretAccess::Unchecked(format!("SubjectAccessReview failed: {e}")),
-            Ok(Ok(answer)) => match answer.status {
-                Some(status) if status.allowed && status.denied != Some(true) => {
-                    SecretAccess::Allowed
-                }
-                Some(status) => SecretAccess::Denied(status.reason.unwrap_or_default()),
-                None => SecretAccess::Unchecked("the SubjectAccessReview has no status".into()),
-            },
+            Ok(Ok(answer)) => SecretAccess::from_status(answer.status.as_ref()),
         };
         if let SecretAccess::Unchecked(why) = &access {
             tracing::warn!(secret = %secret.name, namespace = %secret.namespace, error = %why, "admission could not check Secret access");

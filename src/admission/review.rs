@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus;
+
 use crate::api::{Connector, ConnectorClass};
 use crate::types::FieldError;
 use crate::validation::{
@@ -88,6 +90,18 @@ pub enum SecretAccess {
     /// The review could not be made (API error, timeout): the request is refused,
     /// since the webhook cannot tell that it is safe.
     Unchecked(String),
+}
+
+impl SecretAccess {
+    /// The verdict of a SubjectAccessReview's status: allowed only when the
+    /// authorizer allowed and did not also deny; no status means unchecked.
+    pub fn from_status(status: Option<&SubjectAccessReviewStatus>) -> Self {
+        match status {
+            Some(s) if s.allowed && s.denied != Some(true) => SecretAccess::Allowed,
+            Some(s) => SecretAccess::Denied(s.reason.clone().unwrap_or_default()),
+            None => SecretAccess::Unchecked("the SubjectAccessReview has no status".into()),
+        }
+    }
 }
 
 /// The Secrets whose `get` must be checked: `spec.auth.secretRef` and
@@ -454,6 +468,33 @@ spec:
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn access_review_answers() {
+        let status = |allowed, denied| SubjectAccessReviewStatus {
+            allowed,
+            denied,
+            reason: Some("no RBAC rule".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            SecretAccess::from_status(Some(&status(true, None))),
+            SecretAccess::Allowed
+        );
+        assert_eq!(
+            SecretAccess::from_status(Some(&status(true, Some(true)))),
+            SecretAccess::Denied("no RBAC rule".into()),
+            "a denial wins over an allow"
+        );
+        assert_eq!(
+            SecretAccess::from_status(Some(&status(false, None))),
+            SecretAccess::Denied("no RBAC rule".into())
+        );
+        assert!(matches!(
+            SecretAccess::from_status(None),
+            SecretAccess::Unchecked(_)
+        ));
     }
 
     #[test]
