@@ -626,83 +626,9 @@ fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
 }
 
 #[cfg(test)]
-mod read_limits_tests {
+mod tests {
     use std::time::{Duration, Instant};
 
-    use super::*;
-
-    fn read_text(name: &str, text: &str) -> (Result<Documents, CheckError>, Duration) {
-        let path = std::env::temp_dir().join(format!("check-limits-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        let start = Instant::now();
-        let result = read_documents(std::slice::from_ref(&path));
-        let took = start.elapsed();
-        let _ = std::fs::remove_file(&path);
-        (result, took)
-    }
-
-    const CONNECTOR: &str = "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {name: c}\nspec: {connectorClassName: git, address: 'https://x'}\n";
-
-    #[test]
-    fn deep_flow_nesting_is_refused_quickly() {
-        // Mappings, sequences and a mix, in the second document, as a value of a field.
-        for (name, open, close) in [
-            ("maps", "{a: ", "}"),
-            ("seqs", "[", "]"),
-            ("mixed", "{k: [", "]}"),
-        ] {
-            let depth = 40_000;
-            let hostile = format!(
-                "{CONNECTOR}---\nkind: Connector\nspec: {}1{}\n",
-                open.repeat(depth),
-                close.repeat(depth)
-            );
-            let (result, took) = read_text(name, &hostile);
-            let message = result.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(
-                message.ends_with("document 2: nesting deeper than 64"),
-                "{name}: {message}"
-            );
-            assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
-        }
-    }
-
-    #[test]
-    fn deep_block_nesting_is_refused() {
-        let mut hostile = String::from("kind: Connector\n");
-        for level in 0..200 {
-            hostile.push_str(&format!("{}k{level}:\n", " ".repeat(level)));
-        }
-        let (result, _) = read_text("block", &hostile);
-        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            message.ends_with("document 1: nesting deeper than 64"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn oversized_input_is_refused_before_parsing() {
-        let padding = format!("# {}\n", "x".repeat(1023)).repeat(5 * 1024);
-        let (result, took) = read_text("big", &format!("{CONNECTOR}{padding}"));
-        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.contains("larger than 4 MiB"), "{message}");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
-    }
-
-    #[test]
-    fn brackets_in_quotes_comments_and_block_scalars_do_not_count() {
-        let deep = "{".repeat(100);
-        let text = format!(
-            "{CONNECTOR}  # {deep}\nmetadata2: {{a: '{deep}', b: \"{deep}\\\"\", c: x}}\nnote: it's {deep}\nrego: |\n  {deep}\n  x := [{deep}\nafter: [[1]]\n"
-        );
-        let (result, _) = read_text("quoted", &text);
-        assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
     use super::*;
     use crate::probe::tests::server::{Reply, serve};
 
@@ -753,11 +679,7 @@ spec:
 "#,
             tool.url("")
         );
-        let dir = std::env::temp_dir().join(format!("check-unnamed-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("docs.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let docs = read_documents(&[file]).unwrap();
+        let docs = read_documents(&[write_docs("unnamed-auth", &yaml)]).unwrap();
         let results = check(&docs, ProbeSettings::default()).await;
         let auth = crate::api::find_condition(&results[0].1.conditions, "AuthReady").unwrap();
         assert_eq!(
@@ -877,5 +799,72 @@ spec: {}
             error.contains("document 3: Connector without apiVersion"),
             "{error}"
         );
+    }
+
+    /// Reads `text` as a file; the result and how long reading took.
+    fn read_text(name: &str, text: &str) -> (Result<Documents, CheckError>, Duration) {
+        let path = write_docs(&format!("limits-{name}"), text);
+        let start = Instant::now();
+        let result = read_documents(std::slice::from_ref(&path));
+        (result, start.elapsed())
+    }
+
+    const CONNECTOR: &str = "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {name: c}\nspec: {connectorClassName: git, address: 'https://x'}\n";
+
+    #[test]
+    fn deep_flow_nesting_is_refused_quickly() {
+        // Mappings, sequences and a mix, in the second document, as a value of a field.
+        for (name, open, close) in [
+            ("maps", "{a: ", "}"),
+            ("seqs", "[", "]"),
+            ("mixed", "{k: [", "]}"),
+        ] {
+            let depth = 40_000;
+            let hostile = format!(
+                "{CONNECTOR}---\nkind: Connector\nspec: {}1{}\n",
+                open.repeat(depth),
+                close.repeat(depth)
+            );
+            let (result, took) = read_text(name, &hostile);
+            let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.ends_with("document 2: nesting deeper than 64"),
+                "{name}: {message}"
+            );
+            assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
+        }
+    }
+
+    #[test]
+    fn deep_block_nesting_is_refused() {
+        let mut hostile = String::from("kind: Connector\n");
+        for level in 0..200 {
+            hostile.push_str(&format!("{}k{level}:\n", " ".repeat(level)));
+        }
+        let (result, _) = read_text("block", &hostile);
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.ends_with("document 1: nesting deeper than 64"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let padding = format!("# {}\n", "x".repeat(1023)).repeat(5 * 1024);
+        let (result, took) = read_text("big", &format!("{CONNECTOR}{padding}"));
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("larger than 4 MiB"), "{message}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn brackets_in_quotes_comments_and_block_scalars_do_not_count() {
+        let deep = "{".repeat(100);
+        let text = format!(
+            "{CONNECTOR}  # {deep}\nmetadata2: {{a: '{deep}', b: \"{deep}\\\"\", c: x}}\nnote: it's {deep}\nrego: |\n  {deep}\n  x := [{deep}\nafter: [[1]]\n"
+        );
+        let (result, _) = read_text("quoted", &text);
+        assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
     }
 }
