@@ -245,7 +245,7 @@ fn calls_lists_range(e: &Expression) -> bool {
     found
 }
 
-fn for_each_child<'e>(e: &'e Expression, f: &mut dyn FnMut(&'e Expression)) {
+pub(super) fn for_each_child<'e>(e: &'e Expression, f: &mut dyn FnMut(&'e Expression)) {
     match &e.expr {
         Expr::Comprehension(c) => {
             for child in [

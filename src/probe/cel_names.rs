@@ -7,9 +7,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr};
+use cel::common::ast::Expr;
 use cel::parser::Expression;
 use cel::{Context, Env, ExecutionError};
+
+use super::cel_check::for_each_child;
 
 /// The one variable a probe's CEL expression sees.
 const VARIABLE: &str = "response";
@@ -105,26 +107,8 @@ fn walk(e: &Expression, env: &Arc<Env>, scope: &mut Vec<String>, unknown: &mut U
             }
             scope.truncate(outer);
         }
-        Expr::Select(select) => walk(&select.operand, env, scope, unknown),
-        Expr::List(list) => list
-            .elements
-            .iter()
-            .for_each(|el| walk(el, env, scope, unknown)),
-        Expr::Map(map) => map.entries.iter().for_each(|entry| match &entry.expr {
-            EntryExpr::StructField(field) => walk(&field.value, env, scope, unknown),
-            EntryExpr::MapEntry(m) => {
-                walk(&m.key, env, scope, unknown);
-                walk(&m.value, env, scope, unknown);
-            }
-        }),
-        Expr::Struct(s) => s.entries.iter().for_each(|entry| match &entry.expr {
-            EntryExpr::StructField(field) => walk(&field.value, env, scope, unknown),
-            EntryExpr::MapEntry(m) => {
-                walk(&m.key, env, scope, unknown);
-                walk(&m.value, env, scope, unknown);
-            }
-        }),
-        _ => {}
+        // Every other node: its children, as the engine's own tree walk sees them.
+        _ => for_each_child(e, &mut |child| walk(child, env, scope, unknown)),
     }
 }
 
