@@ -140,7 +140,7 @@ impl CelCheck {
                 },
             );
             if added.is_err() {
-                return Err(ExecutionError::InternalError(String::new()));
+                return Err(ExecutionError::InternalError(DEADLINE_SETUP_FAILED.into()));
             }
             ctx.resolve(&expr)
         };
@@ -207,14 +207,24 @@ fn describe(e: &ExecutionError, source: &str, deadline: Duration) -> String {
         ExecutionError::Overflow(op, _, _) => format!("overflow from operator '{op}'"),
         ExecutionError::IndexOutOfBounds(_) => "index out of bounds".to_string(),
         ExecutionError::DuplicateKey(_) => "repeated map key".to_string(),
+        ExecutionError::InternalError(m) if m == DEADLINE_SETUP_FAILED => m.clone(),
         _ => "evaluation error".to_string(),
     }
 }
 
-/// `name` appears in the source as written (then it is the expression's, not the
-/// response's).
+/// Our own internal error: the evaluation could not be set up.
+const DEADLINE_SETUP_FAILED: &str = "could not install the evaluation deadline check";
+
+/// `name` appears in the source as a whole word (an identifier or a quoted key), so it
+/// is the expression's, not a piece of the response that happens to be a substring.
 fn is_named_in(source: &str, name: &str) -> bool {
-    !name.is_empty() && source.contains(name)
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    !name.is_empty()
+        && source.match_indices(name).any(|(at, _)| {
+            let before = source[..at].chars().next_back();
+            let after = source[at + name.len()..].chars().next();
+            !before.is_some_and(word) && !after.is_some_and(word)
+        })
 }
 
 /// How deep comprehensions (expanded macros) nest in one another. Recurses per level

@@ -545,8 +545,9 @@ impl DestinationPolicy {
     }
 }
 
-/// Cloud metadata endpoints (each also link-local or private, refused by address
-/// even under a name the list does not have).
+/// Cloud metadata endpoints, refused by address whatever name resolves to them. Some
+/// are also link-local (169.254/16); others (100.100.100.200, 192.0.0.192,
+/// 168.63.129.16) are refused only because they are listed here.
 const METADATA_V4: &[Ipv4Addr] = &[
     Ipv4Addr::new(169, 254, 169, 254), // AWS, GCP, Azure, OpenStack, DigitalOcean, ...
     Ipv4Addr::new(169, 254, 170, 2),   // AWS ECS task metadata
