@@ -41,16 +41,42 @@ authProbes:
     )
 }
 
+/// The auth probe of `class_yaml` for a Connector at `address` with Secret `s`.
+async fn auth_outcome(
+    class_yaml: &str,
+    address: &str,
+    s: &SecretMaterial,
+    p: &HttpProber,
+) -> ProbeOutcome {
+    let (class, c) = auth_target(class_yaml, address);
+    let target = ProbeTarget {
+        connector: &c,
+        secret: Some(s),
+        class_api_url: None,
+    };
+    run_probe(&class, ProbeKind::Auth, &target, p, &TrustBundle::empty())
+        .await
+        .expect("the class has this probe")
+}
+
+fn auth_target(
+    class_yaml: &str,
+    address: &str,
+) -> (crate::probe::CompiledClass, crate::api::Connector) {
+    let c = connector(&format!(
+        "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
+    ));
+    (compiled(class_yaml), c)
+}
+
+/// The auth probe's outcome and the URL its request was sent to.
 async fn auth_probe(
     class_yaml: &str,
     address: &str,
     s: &SecretMaterial,
     p: &HttpProber,
 ) -> (ProbeOutcome, String) {
-    let class = compiled(class_yaml);
-    let c = connector(&format!(
-        "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
-    ));
+    let (class, c) = auth_target(class_yaml, address);
     let target = ProbeTarget {
         connector: &c,
         secret: Some(s),
@@ -60,10 +86,7 @@ async fn auth_probe(
         Some(Ok(r)) => r.url().as_str().to_string(),
         other => panic!("request not built: {other:?}"),
     };
-    let o = run_probe(&class, ProbeKind::Auth, &target, p, &TrustBundle::empty())
-        .await
-        .expect("the class has this probe");
-    (o, sent)
+    (auth_outcome(class_yaml, address, s, p).await, sent)
 }
 
 /// No window of `len` bytes of `secret_form` appears in `message`.
@@ -361,18 +384,7 @@ async fn template_errors_on_transformed_secrets_are_withheld() {
         "/x/{{ fail (printf \"%s bytes allowed\" (upper .Secret.StringData.token)) }}",
         "/x/{{ fail (printf \"did not finish within %s\" (upper .Secret.StringData.token)) }}",
     ] {
-        let class = compiled(&auth_class(path));
-        let c = connector(&format!(
-            "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
-        ));
-        let target = ProbeTarget {
-            connector: &c,
-            secret: Some(&s),
-            class_api_url: None,
-        };
-        let o = run_probe(&class, ProbeKind::Auth, &target, &p, &TrustBundle::empty())
-            .await
-            .expect("the class has this probe");
+        let o = auth_outcome(&auth_class(path), &address, &s, &p).await;
         assert_eq!(o.reason(), Some(FailureReason::ProbeError), "{path}: {o:?}");
         assert!(
             !o.message().to_ascii_lowercase().contains("ab7qz"),
@@ -383,20 +395,8 @@ async fn template_errors_on_transformed_secrets_are_withheld() {
             "{o:?}"
         );
     }
-    let class = compiled(&auth_class(
-        "/x/{{ range until 10000 }}{{ $.Secret.StringData.token }}{{ end }}",
-    ));
-    let c = connector(&format!(
-        "connectorClassName: test\naddress: {address}\nauth: {{name: tokenAuth, secretRef: {{name: creds}}}}"
-    ));
-    let target = ProbeTarget {
-        connector: &c,
-        secret: Some(&s),
-        class_api_url: None,
-    };
-    let o = run_probe(&class, ProbeKind::Auth, &target, &p, &TrustBundle::empty())
-        .await
-        .expect("the class has this probe");
+    let endless = "/x/{{ range until 10000 }}{{ $.Secret.StringData.token }}{{ end }}";
+    let o = auth_outcome(&auth_class(endless), &address, &s, &p).await;
     assert_eq!(o.reason(), Some(FailureReason::ProbeError), "{o:?}");
     assert!(o.message().contains("65536 bytes allowed"), "{o:?}");
 }
