@@ -690,6 +690,14 @@ spec:
         assert_eq!(tool.recorded().len(), 1, "one auth request");
     }
 
+    /// The error reading `file` gives (the test fails when it reads).
+    fn read_error(file: &PathBuf) -> String {
+        match read_documents(std::slice::from_ref(file)) {
+            Ok(_) => panic!("{} was read without an error", file.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
     /// `docs.yaml` in a directory of its own holding `yaml`.
     fn write_docs(test: &str, yaml: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("check-{test}-{}", std::process::id()));
@@ -727,10 +735,7 @@ spec: {connectorClassName: git}
         let without_spec =
             "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {name: c}\n";
         let file = write_docs("connector-no-spec", &format!("{class}---\n{without_spec}"));
-        let error = read_documents(std::slice::from_ref(&file))
-            .err()
-            .unwrap()
-            .to_string();
+        let error = read_error(&file);
         assert_eq!(
             error,
             format!(
@@ -762,10 +767,7 @@ spec: {}
         let valid = format!("{class}---\n{}", connector("connectors.alauda.io/v1alpha1"));
         assert!(read_documents(&[write_docs("served", &valid)]).is_ok());
         let file = write_docs("other-group", &yaml);
-        let error = read_documents(std::slice::from_ref(&file))
-            .err()
-            .unwrap()
-            .to_string();
+        let error = read_error(&file);
         assert_eq!(
             error,
             format!(
@@ -786,7 +788,7 @@ spec: {}
                 &format!("other-version-{kind}"),
                 &format!("{valid}---\n{doc}"),
             );
-            let error = read_documents(&[file]).err().unwrap().to_string();
+            let error = read_error(&file);
             assert!(
                 error.contains(&format!("document 3: no matches for kind \"{kind}\" in version \"{api_version}\" (this project serves {kind} as {expected})")),
                 "{error}"
@@ -794,7 +796,7 @@ spec: {}
         }
         let doc = "kind: Connector\nmetadata: {name: y}\nspec: {connectorClassName: git}\n";
         let file = write_docs("no-api-version", &format!("{valid}---\n{doc}"));
-        let error = read_documents(&[file]).err().unwrap().to_string();
+        let error = read_error(&file);
         assert!(
             error.contains("document 3: Connector without apiVersion"),
             "{error}"
