@@ -12,6 +12,8 @@ pub mod decide;
 pub mod inject;
 pub mod observe;
 pub mod probe;
+pub mod proxy;
+pub mod route;
 pub mod runtime;
 pub mod telemetry;
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use connectors_operator::controller::Settings;
 use connectors_operator::probe::{DestinationPolicy, ProbeSettings, RunnerSettings};
+use connectors_operator::proxy::ProxySettings;
 use connectors_operator::runtime::{LeaseSettings, Shutdown};
 use connectors_operator::telemetry::{self, LogFormat, Metrics, init_logging};
 
@@ -43,6 +44,52 @@ enum Command {
     /// Serve only the admission webhook (no controllers, no leader election). Takes the
     /// same flags as `run`; the controller ones are ignored.
     Webhook(Box<RunArgs>),
+    /// Serve the Connectors proxy: each Connector's proxy address, with the tool's
+    /// credentials injected for a client holding a ServiceAccount token.
+    Proxy(Box<ProxyArgs>),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Address of the proxy (the Service `connectors-proxy-service` sends port 80 here).
+    #[arg(long, env = "PROXY_ADDR", default_value = "0.0.0.0:8080")]
+    addr: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long = "metrics-bind-address",
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    metrics_addr: std::net::SocketAddr,
+    /// The operator namespace: flags ConfigMap `connectors-config`, global CA Secrets.
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "connectors-system")]
+    namespace: String,
+    /// The proxy's own Service (path-form requests may name it in `Host`).
+    #[arg(
+        long,
+        env = "PROXY_SERVICE",
+        default_value = "connectors-proxy-service"
+    )]
+    service: String,
+    /// Audience asked of TokenReview (default: the apiserver's own).
+    #[arg(long, env = "TOKEN_AUDIENCE")]
+    token_audience: Option<String>,
+    /// Let requests reach tools on loopback addresses (local demos and tests);
+    /// link-local and cloud-metadata addresses stay refused.
+    #[arg(long, env = "CONNECTORS_ALLOW_LOOPBACK_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_loopback_destinations: bool,
+    /// Client connections served at once; more wait to be accepted.
+    #[arg(long, env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// How long a tool Secret read is reused, in seconds.
+    #[arg(long, env = "SECRET_CACHE_SECONDS", default_value_t = 10)]
+    secret_cache_seconds: u64,
+    /// Time the tool has to answer once the request body is sent, in seconds.
+    #[arg(long, env = "RESPONSE_HEADER_TIMEOUT_SECONDS", default_value_t = 300)]
+    response_header_timeout: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +204,7 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => run(*args, Mode::ControllersAndWebhook),
         Command::Webhook(args) => run(*args, Mode::WebhookOnly),
+        Command::Proxy(args) => run_proxy(*args),
         Command::Check {
             files,
             output,
@@ -257,18 +305,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
             grace: Duration::from_secs(args.lease_renew_before.max(1)),
         }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let code = runtime.block_on(async {
-        let client = match kube::Client::try_default().await {
-            Ok(client) => client,
-            Err(e) => return fail(e),
-        };
+    with_client(|client| async move {
         let shutdown = Shutdown::on_signal();
         let metrics = Arc::new(Metrics::default());
         let server = tokio::spawn(telemetry::serve(
@@ -309,9 +346,55 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
             Ok(Ok(Err(e))) => fail(format!("metrics endpoint: {e}")),
             _ => ExitCode::SUCCESS,
         }
+    })
+}
+
+fn run_proxy(args: ProxyArgs) -> ExitCode {
+    limit_malloc_arenas();
+    init_logging(args.log_format);
+    let settings = ProxySettings {
+        addr: args.addr,
+        metrics_addr: args.metrics_addr,
+        namespace: args.namespace,
+        service: args.service,
+        destinations: if args.allow_loopback_destinations {
+            DestinationPolicy::AllowLoopback
+        } else {
+            DestinationPolicy::Public
+        },
+        token_audience: args.token_audience,
+        max_connections: args.max_connections,
+        secret_ttl: Duration::from_secs(args.secret_cache_seconds),
+        response_timeout: Duration::from_secs(args.response_header_timeout.max(1)),
+    };
+    with_client(|client| async move {
+        match connectors_operator::proxy::run(client, settings, Shutdown::on_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// Runs `work` on a multi-threaded runtime with a client of the current kubeconfig;
+/// blocking work (a policy evaluation at its time bound) does not hold the exit.
+fn with_client<F, Fut>(work: F) -> ExitCode
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let code = runtime.block_on(async {
+        match kube::Client::try_default().await {
+            Ok(client) => work(client).await,
+            Err(e) => fail(e),
+        }
     });
-    // Blocking work (a template or policy evaluation at its time bound) must not
-    // hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("probe", &["types", "api", "inject"]),
     ("validation", &["types", "api", "probe"]),
     ("decide", &["types", "api", "validation"]),
+    ("route", &["types", "api", "inject", "decide"]),
     ("telemetry", &["types", "api", "probe"]),
     ("runtime", &["types"]),
     (
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("controller", BELOW_PROCESSES),
     ("admission", BELOW_PROCESSES),
     ("check", BELOW_PROCESSES),
+    ("proxy", BELOW_PROCESSES),
 ];
 
 /// What a process may import: every layer below the processes.
@@ -34,6 +36,7 @@ const BELOW_PROCESSES: &[&str] = &[
     "probe",
     "validation",
     "decide",
+    "route",
     "telemetry",
     "runtime",
     "observe",
@@ -54,7 +57,7 @@ const IO_PATHS: &[&str] = &[
 ];
 
 /// Layers that do no I/O.
-const PURE: &[&str] = &["types", "api", "inject", "validation", "decide"];
+const PURE: &[&str] = &["types", "api", "inject", "validation", "decide", "route"];
 
 /// Pure files inside a process (its decisions), held to the same rule.
 const PURE_FILES: &[&str] = &["admission/review.rs"];

@@ -30,7 +30,7 @@ pub fn bin_dir() -> PathBuf {
     target.join("debug")
 }
 
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     if !path.exists() {
         panic!(
@@ -50,14 +50,19 @@ pub fn free_port() -> u16 {
 }
 
 /// A child under the guard: `pid` is the real process; closing `guard` kills it.
-struct Guarded {
+pub(crate) struct Guarded {
     shell: Child,
     guard: Option<ChildStdin>,
     pid: u32,
 }
 
 impl Guarded {
-    fn spawn(program: &PathBuf, args: &[String], env: &[(String, String)], log: &PathBuf) -> Self {
+    pub(crate) fn spawn(
+        program: &PathBuf,
+        args: &[String],
+        env: &[(String, String)],
+        log: &PathBuf,
+    ) -> Self {
         let log_file = std::fs::File::create(log).expect("create log file");
         // fd 3 keeps the pipe; the program gets /dev/null as stdin. When the pipe
         // closes (this process exits or drops the guard), the program is killed.
@@ -90,7 +95,7 @@ impl Guarded {
             .status();
     }
 
-    fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         Command::new("kill")
             .args(["-0", &self.pid.to_string()])
             .stderr(Stdio::null())

@@ -145,14 +145,43 @@ pub fn generator_input(
     request: &RequestView<'_>,
 ) -> regorus::Value {
     use regorus::Value as R;
-    fn obj(entries: impl IntoIterator<Item = (&'static str, R)>) -> R {
-        R::from(
-            entries
-                .into_iter()
-                .map(|(k, v)| (R::from(k), v))
-                .collect::<BTreeMap<R, R>>(),
-        )
-    }
+    let data: BTreeMap<R, R> = secret_data
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (R::from(k.as_str()), R::from(v.as_str())))
+        .collect();
+    let parts = request_parts(request);
+    object([("data", R::from(data)), ("request", object(parts))])
+}
+
+/// The input of a class's `authExtractor` (SPEC-proxy section 3): `input.request` as
+/// for a generator, and its `headers`, `query` and `body` also at the top.
+pub fn extractor_input(request: &RequestView<'_>) -> regorus::Value {
+    let parts = request_parts(request);
+    let top: Vec<(&'static str, regorus::Value)> = parts
+        .iter()
+        .filter(|(k, _)| matches!(*k, "headers" | "query" | "body"))
+        .cloned()
+        .collect();
+    let mut entries = vec![("request", object(parts))];
+    entries.extend(top);
+    object(entries)
+}
+
+fn object(entries: impl IntoIterator<Item = (&'static str, regorus::Value)>) -> regorus::Value {
+    use regorus::Value as R;
+    R::from(
+        entries
+            .into_iter()
+            .map(|(k, v)| (R::from(k), v))
+            .collect::<BTreeMap<R, R>>(),
+    )
+}
+
+/// `method, path, host, headers, query, body` of a request, header names canonical
+/// and every header and query value a list.
+fn request_parts(request: &RequestView<'_>) -> Vec<(&'static str, regorus::Value)> {
+    use regorus::Value as R;
     fn multi(m: BTreeMap<String, Vec<R>>) -> R {
         R::from(
             m.into_iter()
@@ -160,11 +189,6 @@ pub fn generator_input(
                 .collect::<BTreeMap<R, R>>(),
         )
     }
-    let data: BTreeMap<R, R> = secret_data
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (R::from(k.as_str()), R::from(v.as_str())))
-        .collect();
     let mut headers: BTreeMap<String, Vec<R>> = BTreeMap::new();
     for (name, value) in request.headers {
         headers
@@ -184,20 +208,14 @@ pub fn generator_input(
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    obj([
-        ("data", R::from(data)),
-        (
-            "request",
-            obj([
-                ("method", R::from(request.method.as_str())),
-                ("path", R::from(url.path())),
-                ("host", R::from(host)),
-                ("headers", multi(headers)),
-                ("query", multi(query)),
-                ("body", R::from(request.body)),
-            ]),
-        ),
-    ])
+    vec![
+        ("method", R::from(request.method.as_str())),
+        ("path", R::from(url.path())),
+        ("host", R::from(host)),
+        ("headers", multi(headers)),
+        ("query", multi(query)),
+        ("body", R::from(request.body)),
+    ]
 }
 
 /// Go's `http.CanonicalHeaderKey`: `content-type` -> `Content-Type`, the form policies
@@ -373,4 +391,57 @@ fn json_type(v: &Json) -> &'static str {
         Json::Array(_) => "array",
         Json::Object(_) => "object",
     }
+}
+
+/// A body-position injection merged into a client's body (SPEC-proxy section 4): JSON
+/// when the generator's content type (else the request's) says so, the credentials
+/// set as top-level keys of the body's object (an empty body is `{}`); otherwise form
+/// fields, replacing fields of the same name. Returns the content type and the body.
+pub fn merge_into_body(
+    injection: &Injection,
+    body: &[u8],
+    request_content_type: Option<&str>,
+) -> Result<(HeaderValue, Bytes), String> {
+    let content_type = injection
+        .content_type
+        .clone()
+        .or_else(|| request_content_type.map(str::to_string));
+    let json = content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+    let (content_type, merged) = if json {
+        let mut object: JsonMap<String, Json> = if body.iter().all(u8::is_ascii_whitespace) {
+            JsonMap::new()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(Json::Object(object)) => object,
+                Ok(_) => return Err("the request body is not a JSON object".to_string()),
+                Err(_) => return Err("the request body is not valid JSON".to_string()),
+            }
+        };
+        for (k, v) in &injection.auth {
+            object.insert(k.clone(), Json::String(v.clone()));
+        }
+        let bytes = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+        (
+            content_type.unwrap_or_else(|| "application/json".into()),
+            bytes,
+        )
+    } else {
+        let kept: Vec<(String, String)> = url::form_urlencoded::parse(body)
+            .filter(|(k, _)| !injection.auth.contains_key(k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept)
+            .extend_pairs(injection.auth.iter())
+            .finish();
+        (
+            content_type.unwrap_or_else(|| "application/x-www-form-urlencoded".into()),
+            form.into_bytes(),
+        )
+    };
+    let value = HeaderValue::from_str(&content_type)
+        .map_err(|_| format!("contentType {content_type:?} is not a valid header value"))?;
+    Ok((value, Bytes::from(merged)))
 }

@@ -180,3 +180,27 @@ fn plugin_headers_for_a_class_api() {
     );
     assert!(all[1].credential && all[2].credential);
 }
+
+#[test]
+fn body_injection_merges_into_a_json_object_or_a_form() {
+    let injection = Injection {
+        position: Position::Body,
+        content_type: None,
+        auth: [("token".to_string(), "s3cret".to_string())].into(),
+    };
+    let (ct, body) = merge_into_body(
+        &injection,
+        br#"{"query":"x","token":"client"}"#,
+        Some("application/json"),
+    )
+    .unwrap();
+    assert_eq!(ct, "application/json");
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(value, serde_json::json!({"query": "x", "token": "s3cret"}));
+    let (_, empty) = merge_into_body(&injection, b"", Some("application/json")).unwrap();
+    assert_eq!(&empty[..], br#"{"token":"s3cret"}"#);
+    assert!(merge_into_body(&injection, b"[1]", Some("application/json")).is_err());
+    let (ct, form) = merge_into_body(&injection, b"a=1&token=client", None).unwrap();
+    assert_eq!(ct, "application/x-www-form-urlencoded");
+    assert_eq!(&form[..], b"a=1&token=s3cret");
+}

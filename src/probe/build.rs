@@ -107,10 +107,7 @@ impl CompiledClass {
         request: &mut ProbeRequest,
         redactor: &mut RedactorBuilder,
     ) -> Result<(), String> {
-        let Some((field, policy)) = self
-            .chosen_auth_type(target)
-            .and_then(|name| self.generator(name))
-        else {
+        let Some(auth_type) = self.chosen_auth_type(target) else {
             return Ok(());
         };
         let headers: Vec<_> = request
@@ -124,20 +121,20 @@ impl CompiledClass {
             headers: &headers,
             body: "",
         };
-        let input = inject::generator_input(target.secret.map(|s| &s.data), &view);
-        let Some(result) = policy
-            .evaluate(input)
-            .map_err(|e| format!("{field}: evaluation failed: {e}"))?
+        let Some(injection) =
+            self.generated_injection(auth_type, target.secret.map(|s| &s.data), &view)?
         else {
             return Ok(());
         };
-        let injection =
-            inject::parse_generator_output(&result).map_err(|e| format!("{field}: {e}"))?;
         for value in injection.values() {
             redactor.add_credential(value);
         }
-        let effects =
-            inject::plan(&injection, &request.url).map_err(|e| format!("{field}: {e}"))?;
+        let effects = inject::plan(&injection, &request.url).map_err(|e| {
+            format!(
+                "{}: {e}",
+                self.generator_field(auth_type).unwrap_or_default()
+            )
+        })?;
         apply_effects(request, effects);
         Ok(())
     }

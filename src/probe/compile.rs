@@ -31,6 +31,8 @@ struct Inner {
     generators: BTreeMap<String, (String, RegoPolicy)>,
     /// The class's first auth type: the chosen one when a Connector names none.
     first_auth_type: Option<String>,
+    /// `spec.proxy.authExtractor`: where the proxy finds a client's token.
+    auth_extractor: Option<RegoPolicy>,
 }
 
 #[derive(Debug)]
@@ -121,15 +123,20 @@ impl CompiledClass {
                 Err(e) => errors.push(FieldError::new(field, e)),
             }
         }
-        if let Some(source) = spec
+        let auth_extractor = spec
             .proxy
             .as_ref()
             .and_then(|p| p.auth_extractor.as_ref())
             .and_then(|r| r.rego.as_deref())
-            && let Err(e) = RegoPolicy::compile(source, "proxy", "auth", settings.eval_timeout)
-        {
-            errors.push(FieldError::new("spec.proxy.authExtractor.rego", e));
-        }
+            .and_then(|source| {
+                match RegoPolicy::compile(source, "proxy", "auth", settings.eval_timeout) {
+                    Ok(policy) => Some(policy),
+                    Err(e) => {
+                        errors.push(FieldError::new("spec.proxy.authExtractor.rego", e));
+                        None
+                    }
+                }
+            });
         if let Some(source) = spec
             .api
             .as_ref()
@@ -149,6 +156,7 @@ impl CompiledClass {
                 auth_probes,
                 generators,
                 first_auth_type: auth_types.first().map(|t| t.name.clone()),
+                auth_extractor,
             }),
         })
     }
@@ -179,6 +187,16 @@ impl CompiledClass {
             target.connector.auth_name(),
             self.inner.first_auth_type.as_deref(),
         )
+    }
+
+    /// The class's `authExtractor`, if it has one.
+    pub(super) fn auth_extractor(&self) -> Option<&RegoPolicy> {
+        self.inner.auth_extractor.as_ref()
+    }
+
+    /// The field path of an auth type's generator.
+    pub(super) fn generator_field(&self, auth_type: &str) -> Option<&str> {
+        self.generator(auth_type).map(|(field, _)| field.as_str())
     }
 
     /// The generator of an auth type, with its field path.

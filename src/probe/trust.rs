@@ -117,6 +117,17 @@ impl TrustBundle {
         self.inner.certs.is_empty()
     }
 
+    /// A TLS client configuration trusting the system roots plus this bundle, on the
+    /// process's one crypto provider (`ring`); no ALPN set.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(self.root_store())
+            .with_no_client_auth())
+    }
+
     /// System roots plus this bundle's certificates.
     pub(crate) fn root_store(&self) -> RootCertStore {
         let mut roots = system_roots().clone();

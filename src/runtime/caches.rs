@@ -30,6 +30,11 @@ impl CachesReady {
         CachesReady(rx)
     }
 
+    /// Whether the caches are filled now.
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow()
+    }
+
     pub async fn wait(&self) -> Result<(), CachesStopped> {
         self.0
             .clone()

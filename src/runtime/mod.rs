@@ -7,6 +7,7 @@ mod clock;
 mod fair_share;
 mod leader;
 mod shutdown;
+mod ttl_cache;
 
 pub use backoff::{WatchBackoff, backoff_delay};
 pub use caches::{CachesReady, CachesStopped};
@@ -14,3 +15,4 @@ pub use clock::now;
 pub use fair_share::{FairShare, Slot};
 pub use leader::{LeaseSettings, run_while_leader};
 pub use shutdown::Shutdown;
+pub use ttl_cache::TtlCache;
