@@ -729,6 +729,11 @@ fn config_default_is_accepted_by_the_apiserver() {
         "service/connectors-operator-metrics",
         "deployment.apps/connectors-operator",
         "validatingwebhookconfiguration.admissionregistration.k8s.io/connectors-operator",
+        "serviceaccount/connectors-proxy",
+        "clusterrole.rbac.authorization.k8s.io/connectors-proxy",
+        "role.rbac.authorization.k8s.io/connectors-proxy",
+        "service/connectors-proxy-service",
+        "deployment.apps/connectors-proxy",
     ] {
         assert!(
             stdout.contains(object),
