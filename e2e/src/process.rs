@@ -95,6 +95,10 @@ impl Guarded {
             .status();
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub(crate) fn alive(&self) -> bool {
         Command::new("kill")
             .args(["-0", &self.pid.to_string()])

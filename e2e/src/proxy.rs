@@ -102,6 +102,20 @@ impl ProxyProcess {
         self.process.alive()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Resident memory of the process now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn metrics(&self) -> String {
         http_get(self.metrics_port, "/metrics")
             .map(|(_, body)| body)
