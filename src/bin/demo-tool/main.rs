@@ -3,26 +3,44 @@
 //! a class API route `/plugin/check` that checks the same credentials in
 //! `X-Plugin-Secret`.
 //!
+//! It is also a real Git server (module `git`): repositories under the git root
+//! (`--git-root DIR` or `DEMO_TOOL_GIT_ROOT`, else a fresh temporary directory; a bare
+//! `demo/repo.git` with one commit on `main` is created there at start-up) are served
+//! through `git http-backend` at `/{org}/{repo}.git/...` and `/{org}/{repo}/...`, behind
+//! the same Basic credentials. Paths of repositories that do not exist keep the
+//! stand-in answers above.
+//!
 //! Under `/misbehave/` it also answers the way broken tools do, so the e2e bad-input
 //! corpus (`e2e/corpus/`) can probe them: error statuses, huge, non-UTF-8 and invalid
 //! JSON bodies, no Content-Type, redirect loops, slow-drip bodies, hanging headers, slow
 //! answers, and a liveness that flaps between up and down on a fixed period.
 //!
-//! Usage: `demo-tool [ADDR...]` (default `127.0.0.1:18080`); every address is served
-//! and the first line on stderr names the first one.
+//! Unauthenticated test routes (module `test_routes`): `/echo[/...]`, `/bytes/{n}`,
+//! `/sink`, `/redirect?to=URL`, `/upgrade`, `/upgrade-refused`; and the request log
+//! (module `request_log`): `GET|DELETE /_requests`.
+//!
+//! Usage: `demo-tool [--git-root DIR] [ADDR...]` (default `127.0.0.1:18080`); every
+//! address is served and the first line on stderr names the first one.
+
+mod git;
+mod request_log;
+mod test_routes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use base64::Engine;
 use bytes::Bytes;
+use clap::Parser;
 
 const USER: &str = "demo";
 const PASSWORD: &str = "demo-password";
@@ -32,10 +50,15 @@ async fn health() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], HEALTHY)
 }
 
-async fn info_refs(
-    Path((_org, _repo)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> impl IntoResponse {
+/// What the handlers share: the git root and the request log.
+#[derive(Clone)]
+struct AppState {
+    git_root: Arc<PathBuf>,
+    log: Arc<request_log::RequestLog>,
+}
+
+/// Whether the request carries HTTP Basic `demo:demo-password`.
+fn authorized(headers: &HeaderMap) -> bool {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
@@ -44,10 +67,29 @@ async fn info_refs(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if given.trim() == expected {
-        (StatusCode::OK, "001e# service=git-upload-pack\n")
+    given.trim() == expected
+}
+
+/// `/{org}/{repo}/info/refs`: the Git backend when the repository exists under the
+/// git root, else the stand-in answer: 200 with a one-line advertisement header for
+/// the demo credentials, 401 (no challenge) otherwise.
+async fn info_refs(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(path_info) = git::locate(&state.git_root, request.uri().path()) {
+        return git::serve(state.git_root.to_path_buf(), path_info, request).await;
+    }
+    if authorized(request.headers()) {
+        (StatusCode::OK, "001e# service=git-upload-pack\n").into_response()
     } else {
-        (StatusCode::UNAUTHORIZED, "authentication required\n")
+        (StatusCode::UNAUTHORIZED, "authentication required\n").into_response()
+    }
+}
+
+/// Any other path: the Git backend for `/{org}/{repo}[.git]/...` of an existing
+/// repository, else 404.
+async fn git_or_not_found(State(state): State<AppState>, request: Request) -> Response {
+    match git::locate(&state.git_root, request.uri().path()) {
+        Some(path_info) => git::serve(state.git_root.to_path_buf(), path_info, request).await,
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -200,7 +242,7 @@ fn text_response(status: StatusCode, body: Body, content_type: Option<&'static s
     response
 }
 
-fn app() -> Router {
+fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(health))
         .route("/{org}/{repo}/info/refs", get(info_refs))
@@ -217,25 +259,77 @@ fn app() -> Router {
         .route("/misbehave/hang", get(hang))
         .route("/misbehave/delay/{millis}", get(delay))
         .route("/misbehave/flap/{seconds}", get(flap))
+        .route(
+            request_log::PATH,
+            get(request_log::list).delete(request_log::clear),
+        )
+        .route("/echo", any(test_routes::echo))
+        .route("/echo/{*rest}", any(test_routes::echo))
+        .route("/bytes/{n}", get(test_routes::bytes))
+        .route("/sink", post(test_routes::sink).put(test_routes::sink))
+        .route("/redirect", get(redirect_to))
+        .route("/upgrade", get(test_routes::upgrade))
+        .route("/upgrade-refused", get(test_routes::upgrade_refused))
+        .fallback(git_or_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::record,
+        ))
+        .with_state(state)
+}
+
+/// Command line of the tool.
+#[derive(Parser)]
+#[command(
+    name = "demo-tool",
+    about = "A stand-in Git server for the demo and the e2e tests"
+)]
+struct Args {
+    /// Directory of the served Git repositories (`{org}/{repo}.git`); `demo/repo.git`
+    /// is created there unless it exists. Default: a fresh temporary directory.
+    #[arg(long, env = "DEMO_TOOL_GIT_ROOT")]
+    git_root: Option<PathBuf>,
+    /// Addresses to listen on (default `127.0.0.1:18080`).
+    addrs: Vec<SocketAddr>,
+}
+
+/// The git root (created, absolute) with the demo repository in it.
+fn prepare_git_root(given: Option<PathBuf>) -> std::io::Result<PathBuf> {
+    let root = given.unwrap_or_else(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        std::env::temp_dir().join(format!("demo-tool-git-{}-{nanos}", std::process::id()))
+    });
+    std::fs::create_dir_all(&root)?;
+    let root = root.canonicalize()?;
+    git::init_demo_repo(&root)?;
+    Ok(root)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let mut addrs: Vec<SocketAddr> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().map_err(std::io::Error::other))
-        .collect::<Result<_, _>>()?;
+    let args = Args::parse();
+    let mut addrs = args.addrs;
     if addrs.is_empty() {
         addrs.push(SocketAddr::from(([127, 0, 0, 1], 18080)));
     }
+    let git_root = prepare_git_root(args.git_root)?;
+    let state = AppState {
+        git_root: Arc::new(git_root.clone()),
+        log: Arc::default(),
+    };
     let mut servers = Vec::new();
     for addr in addrs {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!("demo-tool listening on http://{}", listener.local_addr()?);
+        let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         servers.push(tokio::spawn(
-            async move { axum::serve(listener, app()).await },
+            async move { axum::serve(listener, service).await },
         ));
     }
+    eprintln!("demo-tool git root: {}", git_root.display());
     for server in servers {
         server.await.map_err(std::io::Error::other)??;
     }
