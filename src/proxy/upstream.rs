@@ -93,6 +93,14 @@ impl UpstreamFailure {
         if last.contains("timed out") || last.contains("timeout") {
             return UpstreamFailure::Timeout;
         }
+        // hyper-rustls reports handshake failures as I/O errors holding the rustls
+        // error's text; the type is not always reachable through the chain.
+        if ["certificate", "handshake", "tls", "alert"]
+            .iter()
+            .any(|w| last.to_ascii_lowercase().contains(w))
+        {
+            return UpstreamFailure::Tls(last);
+        }
         UpstreamFailure::Connect(last)
     }
 }
