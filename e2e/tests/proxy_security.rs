@@ -435,6 +435,7 @@ fn an_untrusted_tool_certificate_gives_502() {
         }
     });
     let _ = server.kill();
+    let _ = server.wait();
     assert_eq!(r.status, 502, "{r:?}");
     assert!(r.body.contains("TLS"), "{}", r.body);
 }
