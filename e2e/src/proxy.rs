@@ -18,6 +18,10 @@ pub struct ProxyOptions {
     pub kubeconfig: Option<PathBuf>,
     pub rust_log: String,
     pub extra_args: Vec<String>,
+    /// The proxy's operator namespace (flags ConfigMap, global CA Secrets); a test
+    /// that changes the flags gives its proxy a namespace of its own, so proxies of
+    /// concurrent tests keep the defaults.
+    pub namespace: String,
 }
 
 impl Default for ProxyOptions {
@@ -27,6 +31,7 @@ impl Default for ProxyOptions {
             kubeconfig: None,
             rust_log: "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=info".into(),
             extra_args: Vec::new(),
+            namespace: OPERATOR_NAMESPACE.to_string(),
         }
     }
 }
@@ -54,7 +59,7 @@ impl ProxyProcess {
             "--metrics-bind-address".into(),
             format!("127.0.0.1:{metrics_port}"),
             "--namespace".into(),
-            OPERATOR_NAMESPACE.into(),
+            options.namespace.clone(),
             "--log-format".into(),
             "json".into(),
             format!(
