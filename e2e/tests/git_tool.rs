@@ -367,3 +367,54 @@ fn redirect_and_upgrade() {
     );
     assert_eq!((refused.status, refused.text().as_str()), (200, "ok"));
 }
+
+#[test]
+fn the_repository_answers_without_the_git_suffix_over_protocol_v0_too() {
+    let tool = DemoTool::start();
+    let scratch = ScratchDir::new("git-plain");
+    let url = git::with_userinfo(&format!("{}/demo/repo", tool.url()), USER, PASSWORD);
+    let out = git::clone(&url, &scratch.join("repo"), &["protocol.version=0"]);
+    git::assert_success(&out, "clone of /demo/repo with protocol v0");
+    assert!(scratch.join("repo/README.md").is_file());
+    let v2 = git::clone(&url, &scratch.join("v2"), &["protocol.version=2"]);
+    git::assert_success(&v2, "clone of /demo/repo with protocol v2");
+    let log = requests(&tool);
+    let sent_v2 = log.iter().any(|e| {
+        e["headers"].as_array().is_some_and(|h| {
+            h.iter()
+                .any(|p| p[0] == "git-protocol" && p[1] == "version=2")
+        })
+    });
+    assert!(sent_v2, "no Git-Protocol header in {log:?}");
+}
+
+#[test]
+fn a_gzip_request_body_reaches_the_backend_decoded() {
+    let tool = DemoTool::start();
+    let head = git::run_ok(
+        tool.git_root(),
+        &["--git-dir=demo/repo.git", "rev-parse", "main"],
+    );
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let request = format!("0032want {head}\n00000009done\n");
+    let mut gzip = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    let mut stdin = gzip.stdin.take().expect("gzip stdin");
+    stdin.write_all(request.as_bytes()).expect("write to gzip");
+    drop(stdin);
+    let body = gzip.wait_with_output().expect("gzip output").stdout;
+    let head = format!(
+        "POST /demo/repo.git/git-upload-pack HTTP/1.1{}\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Encoding: gzip\r\nContent-Length: {}",
+        basic(USER, PASSWORD),
+        body.len()
+    );
+    let reply = send(&tool, &head, &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Chunked on the wire: the NAK line, then the pack.
+    let holds = |part: &[u8]| reply.body.windows(part.len()).any(|w| w == part);
+    assert!(holds(b"0008NAK\n") && holds(b"PACK"), "{:?}", reply.text());
+}
