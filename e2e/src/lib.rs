@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod corpus;
 pub mod fixtures;
+pub mod git;
 pub mod process;
 pub mod proxy;
 pub mod webhook;

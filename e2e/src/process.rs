@@ -397,44 +397,67 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// The shipped demo tool (`demo-tool`): `/` healthy JSON, `/{org}/{repo}/info/refs`
 /// accepting Basic `demo:demo-password`, and misbehaving routes under `/misbehave/`.
+/// It is also a real Git server for the repositories under its git root (a bare
+/// `demo/repo.git` with one commit on `main` is created there), with test routes
+/// (`/echo`, `/bytes/{n}`, `/sink`, `/redirect`, `/upgrade`) and a request log
+/// (`/_requests`); see `src/bin/demo-tool/main.rs`.
 pub struct DemoTool {
-    _process: Guarded,
+    process: Option<Guarded>,
     pub port: u16,
     /// Port on `[::1]` when started with [`DemoTool::start_dual_stack`].
     pub ipv6_port: Option<u16>,
+    git_root: PathBuf,
+    /// Whether the git root is this value's own (a temporary directory removed on drop).
+    own_git_root: bool,
 }
 
 impl DemoTool {
+    /// On a free loopback port, with a temporary git root of its own.
     pub fn start() -> Self {
-        Self::start_on(false)
+        Self::start_on(false, None)
     }
 
     /// Also listens on the IPv6 loopback (`[::1]`), for IPv6 literal addresses.
     pub fn start_dual_stack() -> Self {
-        Self::start_on(true)
+        Self::start_on(true, None)
     }
 
-    fn start_on(ipv6: bool) -> Self {
+    /// Serves the repositories under `git_root` (created if missing, kept on drop).
+    pub fn start_with_git_root(git_root: &std::path::Path) -> Self {
+        Self::start_on(false, Some(git_root.to_path_buf()))
+    }
+
+    fn start_on(ipv6: bool, git_root: Option<PathBuf>) -> Self {
         let port = free_port();
         let ipv6_port = ipv6.then(free_port_v6);
         let dir = std::env::temp_dir().join("connectors-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let log = dir.join(format!("demo-tool-{port}.log"));
-        let mut addrs = vec![format!("127.0.0.1:{port}")];
-        addrs.extend(ipv6_port.map(|p| format!("[::1]:{p}")));
-        let process = Guarded::spawn(&binary("demo-tool"), &addrs, &[], &log);
+        let own_git_root = git_root.is_none();
+        let git_root = git_root.unwrap_or_else(|| {
+            let root = dir.join(format!("demo-tool-git-{port}"));
+            let _ = std::fs::remove_dir_all(&root);
+            root
+        });
+        let mut args = vec!["--git-root".to_string(), git_root.display().to_string()];
+        args.push(format!("127.0.0.1:{port}"));
+        args.extend(ipv6_port.map(|p| format!("[::1]:{p}")));
+        let process = Guarded::spawn(&binary("demo-tool"), &args, &[], &log);
         let start = Instant::now();
         while http_get(port, "/").is_none() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "demo-tool did not start"
+                "demo-tool did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         DemoTool {
-            _process: process,
+            process: Some(process),
             port,
             ipv6_port,
+            git_root,
+            own_git_root,
         }
     }
 
@@ -446,6 +469,40 @@ impl DemoTool {
     pub fn ipv6_url(&self) -> String {
         let port = self.ipv6_port.expect("demo tool started without IPv6");
         format!("http://[::1]:{port}")
+    }
+
+    /// The directory of the served repositories (`{org}/{repo}.git`).
+    pub fn git_root(&self) -> &std::path::Path {
+        &self.git_root
+    }
+
+    /// `http://127.0.0.1:PORT/demo/repo.git`, the repository created at start-up
+    /// (without credentials; see `connectors_e2e::git::with_userinfo`).
+    pub fn repo_url(&self) -> String {
+        format!("{}/demo/repo.git", self.url())
+    }
+
+    /// Process id of the tool (not of its guard shell).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().map(|p| p.pid).unwrap_or_default()
+    }
+
+    /// Peak resident set size of the tool so far (`VmHWM`), in KiB; `None` off Linux
+    /// or once the process is gone.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for DemoTool {
+    fn drop(&mut self) {
+        // Stop the process first: it writes into the git root.
+        drop(self.process.take());
+        if self.own_git_root {
+            let _ = std::fs::remove_dir_all(&self.git_root);
+        }
     }
 }
 

@@ -27,6 +27,7 @@ mod request_log;
 mod test_routes;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -293,15 +294,42 @@ struct Args {
     addrs: Vec<SocketAddr>,
 }
 
+/// Prefix of the temporary git roots (`demo-tool-git-{pid}-{nanos}`).
+const TEMP_ROOT_PREFIX: &str = "demo-tool-git-";
+
+/// A fresh temporary git root. The tool is usually killed (no clean-up of its own),
+/// so the temporary roots of processes that are gone are removed first.
+fn temp_git_root() -> PathBuf {
+    let temp = std::env::temp_dir();
+    let stale = std::fs::read_dir(&temp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let pid = name
+                .strip_prefix(TEMP_ROOT_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        });
+    for path in stale {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    temp.join(format!("{TEMP_ROOT_PREFIX}{}-{nanos}", std::process::id()))
+}
+
 /// The git root (created, absolute) with the demo repository in it.
 fn prepare_git_root(given: Option<PathBuf>) -> std::io::Result<PathBuf> {
-    let root = given.unwrap_or_else(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        std::env::temp_dir().join(format!("demo-tool-git-{}-{nanos}", std::process::id()))
-    });
+    let root = given.unwrap_or_else(temp_git_root);
     std::fs::create_dir_all(&root)?;
     let root = root.canonicalize()?;
     git::init_demo_repo(&root)?;
@@ -323,13 +351,19 @@ async fn main() -> std::io::Result<()> {
     let mut servers = Vec::new();
     for addr in addrs {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        eprintln!("demo-tool listening on http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        let _ = writeln!(std::io::stderr(), "demo-tool listening on http://{address}");
         let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         servers.push(tokio::spawn(
             async move { axum::serve(listener, service).await },
         ));
     }
-    eprintln!("demo-tool git root: {}", git_root.display());
+    // Not `eprintln!`: callers may close stderr after the first line.
+    let _ = writeln!(
+        std::io::stderr(),
+        "demo-tool git root: {}",
+        git_root.display()
+    );
     for server in servers {
         server.await.map_err(std::io::Error::other)??;
     }

@@ -1,6 +1,7 @@
 //! The request log: every request the tool receives (but those to `/_requests`), its
-//! method, path with query and headers, the last [`CAPACITY`] kept in memory.
-//! `GET /_requests` lists them as JSON, `DELETE /_requests` clears them.
+//! method, path with query and headers, and the status of the answer once known
+//! (`null` before); the last [`CAPACITY`] kept in memory. `GET /_requests` lists them
+//! as JSON, `DELETE /_requests` clears them.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -19,29 +20,49 @@ const CAPACITY: usize = 10_000;
 /// The path of the log's own route, never recorded.
 pub const PATH: &str = "/_requests";
 
+/// The entries (sequence number, JSON) and the next sequence number.
 #[derive(Default)]
-pub struct RequestLog(Mutex<VecDeque<Value>>);
+pub struct RequestLog(Mutex<(VecDeque<(u64, Value)>, u64)>);
+
+type Entries<'a> = std::sync::MutexGuard<'a, (VecDeque<(u64, Value)>, u64)>;
 
 impl RequestLog {
-    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
+    fn entries(&self) -> Entries<'_> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, entry: Value) {
-        let mut entries = self.entries();
+    /// Appends an entry; returns its sequence number.
+    fn push(&self, entry: Value) -> u64 {
+        let mut guard = self.entries();
+        let (entries, next) = &mut *guard;
         if entries.len() >= CAPACITY {
             entries.pop_front();
         }
-        entries.push_back(entry);
+        let id = *next;
+        *next += 1;
+        entries.push_back((id, entry));
+        id
+    }
+
+    /// Sets the status of entry `id` (unless it was dropped or cleared since).
+    fn set_status(&self, id: u64, status: StatusCode) {
+        let mut guard = self.entries();
+        let entries = &mut guard.0;
+        if let Ok(at) = entries.binary_search_by_key(&id, |(i, _)| *i) {
+            entries[at].1["status"] = status.as_u16().into();
+        }
     }
 }
 
-/// Middleware: records the request, then runs it.
+/// Middleware: records the request, runs it, then records the answer's status.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path() != PATH {
-        state.log.push(entry(&request));
+    if request.uri().path() == PATH {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let id = state.log.push(entry(&request));
+    let response = next.run(request).await;
+    state.log.set_status(id, response.status());
+    response
 }
 
 fn entry(request: &Request) -> Value {
@@ -60,12 +81,24 @@ fn entry(request: &Request) -> Value {
             ]
         })
         .collect();
-    json!({"method": request.method().as_str(), "uri": uri, "headers": headers})
+    json!({
+        "method": request.method().as_str(),
+        "uri": uri,
+        "headers": headers,
+        "status": null,
+    })
 }
 
 /// `GET /_requests`: the log as a JSON array, oldest first.
 pub async fn list(State(state): State<AppState>) -> Response {
-    let body = Value::Array(state.log.entries().iter().cloned().collect()).to_string();
+    let entries = state
+        .log
+        .entries()
+        .0
+        .iter()
+        .map(|(_, e)| e.clone())
+        .collect();
+    let body = Value::Array(entries).to_string();
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -76,6 +109,6 @@ pub async fn list(State(state): State<AppState>) -> Response {
 
 /// `DELETE /_requests`: empties the log.
 pub async fn clear(State(state): State<AppState>) -> StatusCode {
-    state.log.entries().clear();
+    state.log.entries().0.clear();
     StatusCode::NO_CONTENT
 }
