@@ -12,7 +12,7 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl create namespace connectors-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
 say "starting the demo tool on 127.0.0.1:$port and the operator"
-target/debug/demo-tool "127.0.0.1:$port" 2>"$log_dir/demo-tool.log" &
+target/debug/demo-tool --git-root "$E2E_DIR/git" "127.0.0.1:$port" 2>"$log_dir/demo-tool.log" &
 webhook_port="${DEMO_WEBHOOK_PORT:-18443}"
 target/debug/connectors-operator run --probe-interval 30 --probe-timeout 3 \
   --metrics-addr 127.0.0.1:18081 --namespace connectors-system \
@@ -61,6 +61,30 @@ say "kubectl describe connector wrong-password -n demo"
 kubectl describe connector wrong-password -n demo
 say "kubectl describe connector tool-down -n demo (conditions)"
 kubectl describe connector tool-down -n demo | sed -n '/Conditions:/,/Events:/p'
+
+say "a workload's view: git clone through the Connectors proxy with only a ServiceAccount token"
+proxy_port="${DEMO_PROXY_PORT:-18082}"
+target/debug/connectors-operator proxy --addr "127.0.0.1:$proxy_port" \
+  --metrics-bind-address 127.0.0.1:18083 --namespace connectors-system \
+  --public-hosts 127.0.0.1 --allow-loopback-destinations \
+  >"$log_dir/proxy.log" 2>&1 &
+for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18083/readyz && break; sleep 0.1; done
+# A class whose proxy is published at an absolute address (here the local proxy;
+# in a cluster the ExternalName Service c-{name} leads to it) with the path resolver.
+sed "s/127.0.0.1:18080/127.0.0.1:$port/; s/18082/$proxy_port/" demo/proxy-demo.yaml | kubectl apply -n demo -f -
+kubectl wait -n demo connector/demo-git-proxied --for=condition=Ready --timeout=60s
+proxy_url=$(kubectl get connector demo-git-proxied -n demo -o jsonpath='{.status.proxy.httpAddress.url}')
+echo "status.proxy.httpAddress.url: $proxy_url"
+kubectl create token builder -n demo --duration=10m >"$E2E_DIR/builder.token"
+echo "the workload holds only a token of ServiceAccount demo/builder (Role: get connectors)"
+rm -rf "$E2E_DIR/clone"
+GIT_TERMINAL_PROMPT=0 git -c credential.helper= clone \
+  "http://builder:$(cat "$E2E_DIR/builder.token")@${proxy_url#http://}/demo/repo.git" "$E2E_DIR/clone" 2>&1 \
+  | sed "s/$(cat "$E2E_DIR/builder.token")/<token>/g"
+git -C "$E2E_DIR/clone" log --oneline -1
+echo "the tool saw (Authorization of the last request): $(curl -s "http://127.0.0.1:$port/_requests" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin)[-1]; print([v for k,v in r["headers"] if k=="authorization"])')"
+echo "(Basic demo:demo-password from Secret demo-creds; the token never left the proxy)"
 
 if [[ "${DEMO_KEEP:-}" == 1 ]]; then
   say "running; KUBECONFIG=$KUBECONFIG (Ctrl-C stops everything)"

@@ -7,7 +7,10 @@
 #   4. applies a published-style git ConnectorClass and three Connectors: one Ready,
 #      one with a wrong password, one whose tool is down;
 #   5. waits, prints `kubectl get connectors,connectorclasses` and a
-#      `kubectl describe` of the failing Connector, then tears everything down.
+#      `kubectl describe` of the failing Connector;
+#   6. starts `connectors-operator proxy` and clones the demo tool's git repository
+#      through a Connector's proxy address holding only a ServiceAccount token,
+#      then tears everything down.
 # DEMO_KEEP=1 keeps it all running until Ctrl-C (explore with the printed KUBECONFIG).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -71,6 +71,10 @@ struct ProxyArgs {
         default_value = "connectors-proxy-service"
     )]
     service: String,
+    /// Host names the proxy is also published under, comma-separated, e.g. the host
+    /// of a class's absolute `spec.proxy.uri` (an Ingress); they serve the path form.
+    #[arg(long, env = "PROXY_PUBLIC_HOSTS", value_delimiter = ',')]
+    public_hosts: Vec<String>,
     /// Audience asked of TokenReview (default: the apiserver's own).
     #[arg(long, env = "TOKEN_AUDIENCE")]
     token_audience: Option<String>,
@@ -357,6 +361,7 @@ fn run_proxy(args: ProxyArgs) -> ExitCode {
         metrics_addr: args.metrics_addr,
         namespace: args.namespace,
         service: args.service,
+        public_hosts: args.public_hosts,
         destinations: if args.allow_loopback_destinations {
             DestinationPolicy::AllowLoopback
         } else {

@@ -52,6 +52,8 @@ pub struct ProxySettings {
     pub namespace: String,
     /// The proxy's own Service (path-form requests may name it in `Host`).
     pub service: String,
+    /// Other host names the proxy is published under (path form only).
+    pub public_hosts: Vec<String>,
     pub destinations: DestinationPolicy,
     pub token_audience: Option<String>,
     pub max_connections: usize,
@@ -92,6 +94,7 @@ pub async fn run(
         own: ProxyService {
             name: settings.service.clone(),
             namespace: settings.namespace.clone(),
+            public_hosts: settings.public_hosts.clone(),
         },
         response_timeout: settings.response_timeout,
     });

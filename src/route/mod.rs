@@ -51,11 +51,14 @@ enum HostNames {
     Other,
 }
 
-/// The proxy's own Service, so path-form requests may name it in `Host`.
-#[derive(Clone, Debug)]
+/// The proxy's own names, so path-form requests may name it in `Host`: its Service,
+/// and the host names it is published under (a class's absolute `spec.proxy.uri`,
+/// e.g. an Ingress), without port.
+#[derive(Clone, Debug, Default)]
 pub struct ProxyService {
     pub name: String,
     pub namespace: String,
+    pub public_hosts: Vec<String>,
 }
 
 fn host_names(host: &str, own: &ProxyService) -> HostNames {
@@ -64,6 +67,13 @@ fn host_names(host: &str, own: &ProxyService) -> HostNames {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
         _ => host,
     };
+    if own
+        .public_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&without_port))
+    {
+        return HostNames::Proxy;
+    }
     let labels: Vec<&str> = without_port.split('.').collect();
     let (Some(first), Some(namespace)) = (labels.first(), labels.get(1)) else {
         return if labels.first() == Some(&own.name.as_str()) {

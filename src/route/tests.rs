@@ -9,6 +9,7 @@ fn own() -> ProxyService {
     ProxyService {
         name: "connectors-proxy-service".into(),
         namespace: "connectors-system".into(),
+        public_hosts: vec!["connectors.example.com".into()],
     }
 }
 
@@ -77,6 +78,15 @@ fn path_form_on_the_proxy_service_and_on_the_connector_service() {
     )
     .unwrap();
     assert_eq!((bare.rest.as_str(), bare.form), ("", Form::Path));
+    // A published host name of the proxy serves the path form too.
+    let public = route(
+        "Connectors.example.com:443",
+        "/namespaces/team/connectors/git/x",
+        &index,
+        &own(),
+    )
+    .unwrap();
+    assert_eq!((public.name.as_str(), public.rest.as_str()), ("git", "/x"));
     // The proxy's own Service without the path form names no Connector.
     assert_eq!(
         route(
