@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod check;
 pub mod controller;
+pub mod dataplane;
 pub mod decide;
 pub mod inject;
 pub mod observe;

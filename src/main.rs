@@ -8,6 +8,7 @@ use connectors_operator::check::{self, Output};
 use std::sync::Arc;
 
 use connectors_operator::controller::Settings;
+use connectors_operator::dataplane::DataPlaneSettings;
 use connectors_operator::probe::{DestinationPolicy, ProbeSettings, RunnerSettings};
 use connectors_operator::proxy::ProxySettings;
 use connectors_operator::runtime::{LeaseSettings, Shutdown};
@@ -362,15 +363,17 @@ fn run_proxy(args: ProxyArgs) -> ExitCode {
         namespace: args.namespace,
         service: args.service,
         public_hosts: args.public_hosts,
-        destinations: if args.allow_loopback_destinations {
-            DestinationPolicy::AllowLoopback
-        } else {
-            DestinationPolicy::Public
-        },
-        token_audience: args.token_audience,
         max_connections: args.max_connections,
-        secret_ttl: Duration::from_secs(args.secret_cache_seconds),
-        response_timeout: Duration::from_secs(args.response_header_timeout.max(1)),
+        data_plane: DataPlaneSettings {
+            destinations: if args.allow_loopback_destinations {
+                DestinationPolicy::AllowLoopback
+            } else {
+                DestinationPolicy::Public
+            },
+            token_audience: args.token_audience,
+            secret_ttl: Duration::from_secs(args.secret_cache_seconds),
+            response_timeout: Duration::from_secs(args.response_header_timeout.max(1)),
+        },
     };
     with_client(|client| async move {
         match connectors_operator::proxy::run(client, settings, Shutdown::on_signal()).await {

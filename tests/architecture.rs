@@ -21,6 +21,21 @@ const LAYERS: &[(&str, &[&str])] = &[
         "observe",
         &["types", "api", "inject", "probe", "validation", "decide"],
     ),
+    (
+        "dataplane",
+        &[
+            "types",
+            "api",
+            "inject",
+            "probe",
+            "validation",
+            "decide",
+            "route",
+            "telemetry",
+            "runtime",
+            "observe",
+        ],
+    ),
     // Processes: anything below, never another process.
     ("controller", BELOW_PROCESSES),
     ("admission", BELOW_PROCESSES),
@@ -40,6 +55,7 @@ const BELOW_PROCESSES: &[&str] = &[
     "telemetry",
     "runtime",
     "observe",
+    "dataplane",
 ];
 
 /// Paths the pure layers must not name: clients, sockets, files, the async runtime.

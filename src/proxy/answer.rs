@@ -1,84 +1,27 @@
 //! The proxy's own answers (SPEC-proxy section 7): status, a short text body naming
-//! the cause, never a token or a Secret value.
+//! the cause, and the Basic challenge on `401`.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, header};
 
-use super::body::{ProxyBody, full};
-
-/// The one body of every `403` about a Connector: a missing Connector and a denied one
-/// must be answered alike, so existence does not leak.
-pub const FORBIDDEN_BODY: &str =
-    "forbidden: this token may not use the connector, or the connector does not exist\n";
+use crate::dataplane::body::{ProxyBody, full};
+use crate::dataplane::refusal::Refusal;
 
 const CHALLENGE: &str = r#"Basic realm="connectors-proxy""#;
 
-/// Why the proxy answers itself instead of the tool.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No usable token: `401` with the Basic challenge.
-    Unauthenticated,
-    /// Denied, or the Connector does not exist: `403`, one body.
-    Forbidden,
-    /// The destination may not be reached: `403` naming it.
-    DestinationRefused(String),
-    /// Unknown host pattern, class without a proxy: `404`.
-    NotFound(String),
-    BadRequest(String),
-    PayloadTooLarge(String),
-    /// Connect/TLS failure, generator or extractor error, un-injectable Secret: `502`.
-    BadGateway(String),
-    /// The apiserver could not review the token: `503`.
-    Unavailable(String),
-    /// No response head in time: `504`.
-    GatewayTimeout,
-    /// Forward-proxy requests (absolute form, CONNECT) are not served yet: `501`.
-    NotImplemented(String),
-}
-
-impl Refusal {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Refusal::Forbidden | Refusal::DestinationRefused(_) => StatusCode::FORBIDDEN,
-            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
-            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Refusal::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-        }
-    }
-
-    fn body(&self) -> String {
-        match self {
-            Refusal::Unauthenticated => "unauthorized: a ServiceAccount token is required (Authorization: Bearer, or Basic with the token as password)\n".to_string(),
-            Refusal::Forbidden => FORBIDDEN_BODY.to_string(),
-            Refusal::GatewayTimeout => "gateway timeout: the tool sent no response in time\n".to_string(),
-            Refusal::DestinationRefused(m)
-            | Refusal::NotFound(m)
-            | Refusal::BadRequest(m)
-            | Refusal::PayloadTooLarge(m)
-            | Refusal::BadGateway(m)
-            | Refusal::Unavailable(m)
-            | Refusal::NotImplemented(m) => format!("{m}\n"),
-        }
-    }
-
-    pub fn into_response(self) -> Response<ProxyBody> {
-        let mut response = Response::new(full(self.body()));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
+/// The proxy's answer for a refusal.
+pub fn text_response(refusal: Refusal) -> Response<ProxyBody> {
+    let mut response = Response::new(full(format!("{}\n", refusal.message())));
+    *response.status_mut() = refusal.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if refusal == Refusal::Unauthenticated {
         headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(CHALLENGE),
         );
-        if self == Refusal::Unauthenticated {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(CHALLENGE),
-            );
-        }
-        response
     }
+    response
 }

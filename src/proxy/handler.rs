@@ -5,54 +5,31 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use kube::ResourceExt;
 use url::Url;
 
-use crate::api::{Connector, ConnectorClass};
+use crate::api::ConnectorClass;
+use crate::dataplane::body::ProxyBody;
+use crate::dataplane::metrics::{ModeLabels, RequestLabels};
+use crate::dataplane::refusal::Refusal;
+use crate::dataplane::review::{Access, Identity};
+use crate::dataplane::send::{self, Outgoing};
+use crate::dataplane::{self, DataPlane, Resolved};
 use crate::decide::connector::PROXY_RESOLVER_ANNOTATION;
-use crate::inject::{self, Injection, RequestView};
-use crate::observe::{
-    SecretLookup, ca_bundle_from_secret, ca_lookup, secret_lookup, secret_material,
-};
-use crate::probe::{CompiledClass, SecretMaterial, TrustBundle};
+use crate::inject::{self, RequestView};
+use crate::probe::CompiledClass;
 use crate::route::{self, ConnectorTargets, Form, Found, ProxyService, Routed};
 
-use super::answer::Refusal;
-use super::body::ProxyBody;
-use super::caches::Caches;
-use super::metrics::{ModeLabels, ProxyMetrics, RequestLabels};
-use super::review::{Access, Identity, Reviewer};
-use super::secrets::SecretSource;
-use super::send::{self, Outgoing};
-use super::upstream::Upstream;
+use super::answer::text_response;
 
-/// Everything a request needs, shared by all connections.
+/// The proxy: the shared data plane and its own names.
 pub struct Proxy {
-    pub caches: Arc<Caches>,
-    pub reviewer: Reviewer,
-    pub secrets: SecretSource,
-    pub upstream: Upstream,
-    pub metrics: Arc<ProxyMetrics>,
+    pub dp: DataPlane,
     pub own: ProxyService,
-    pub response_timeout: Duration,
-}
-
-/// The Connector of a request with its class, compiled.
-pub(super) struct Resolved {
-    pub connector: Arc<Connector>,
-    pub class: Arc<ConnectorClass>,
-    pub compiled: CompiledClass,
-    pub routed: Routed,
-}
-
-impl Resolved {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.routed.namespace, self.routed.name)
-    }
 }
 
 /// Serves one request; every outcome is a response.
@@ -67,11 +44,12 @@ pub async fn handle(
         Ok(response) => response,
         Err(refusal) => {
             tracing::debug!(%method, status = refusal.status().as_u16(), "refused");
-            refusal.into_response()
+            text_response(refusal)
         }
     };
     let code = response.status().as_u16();
     proxy
+        .dp
         .metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -81,6 +59,7 @@ pub async fn handle(
         })
         .inc();
     proxy
+        .dp
         .metrics
         .first_byte
         .get_or_create(&ModeLabels { mode: "reverse" })
@@ -110,19 +89,24 @@ impl Proxy {
             ));
         }
         let host = request_host(&request);
-        let routed = route::route(&host, request.uri().path(), &self.caches.index(), &self.own)
-            .ok_or_else(|| Refusal::NotFound(format!("no connector is served at host {host:?}")))?;
-        let connector = self.caches.connector(&routed.namespace, &routed.name);
+        let routed = route::route(
+            &host,
+            request.uri().path(),
+            &self.dp.caches.index(),
+            &self.own,
+        )
+        .ok_or_else(|| Refusal::NotFound(format!("no connector is served at host {host:?}")))?;
+        let connector = self.dp.caches.connector(&routed.namespace, &routed.name);
         let class = connector
             .as_ref()
-            .and_then(|c| self.caches.class(&c.spec.connector_class_name));
+            .and_then(|c| self.dp.caches.class(&c.spec.connector_class_name));
         let compiled = match class.as_ref().filter(|c| c.spec.proxy.is_some()) {
-            Some(c) => Some(self.caches.compiled(c).await),
+            Some(c) => Some(self.dp.caches.compiled(c).await),
             None => None,
         };
         let extractor = compiled.as_ref().and_then(|c| c.as_ref().ok());
         let found = self.client_token(&request, &host, extractor, &routed)?;
-        let identity = self.authenticate(&found.token).await?;
+        let identity = self.dp.authenticate(&found.token).await?;
         let connector = connector.ok_or(Refusal::Forbidden)?;
         self.authorise(&identity, &routed).await?;
         let class = class.ok_or_else(|| {
@@ -137,10 +121,13 @@ impl Proxy {
             connector,
             class,
             compiled,
-            routed,
+            namespace: routed.namespace.clone(),
+            name: routed.name.clone(),
         };
-        let outgoing = self.plan(&request, &host, &found, &resolved).await?;
-        send::relay(self, request, outgoing, &resolved).await
+        let outgoing = self
+            .plan(&request, &host, &found, &resolved, &routed)
+            .await?;
+        send::relay(&self.dp, request, outgoing, &resolved.key()).await
     }
 
     /// The client's token: the class's extractor first, then `Authorization`.
@@ -190,25 +177,6 @@ impl Proxy {
         Ok(route::locate_token(&token, headers, query))
     }
 
-    async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Refusal> {
-        let (identity, lookup) = self.reviewer.authenticate(token).await.map_err(|e| {
-            self.metrics.auth_result("unavailable");
-            Refusal::Unavailable(format!("cannot authenticate the token now: {e}"))
-        })?;
-        self.metrics
-            .cache_lookup("token", lookup == super::review::Lookup::Hit);
-        match identity {
-            Some(identity) => {
-                self.metrics.auth_result("authenticated");
-                Ok(identity)
-            }
-            None => {
-                self.metrics.auth_result("unauthenticated");
-                Err(Refusal::Unauthenticated)
-            }
-        }
-    }
-
     /// `get` on the Connector; with `enable-connector-proxy-permissions` also `get` on
     /// its `proxy` subresource, or for a pod-bound token on
     /// `proxy/v1/pod/{namespace}/{pod}` (the generic `proxy` grant admits every pod).
@@ -219,37 +187,30 @@ impl Proxy {
             subresource,
             verb: "get".into(),
         };
-        let mut allowed = self.allowed(identity, &access(None)).await?;
-        if allowed && self.caches.flags().proxy_permissions() {
+        let mut allowed = self.dp.allowed(identity, &access(None)).await?;
+        if allowed && self.dp.caches.flags().proxy_permissions() {
             let pod_grant = match identity.pod() {
                 Some((ns, pod)) => {
-                    self.allowed(identity, &access(Some(format!("proxy/v1/pod/{ns}/{pod}"))))
+                    self.dp
+                        .allowed(identity, &access(Some(format!("proxy/v1/pod/{ns}/{pod}"))))
                         .await?
                 }
                 None => false,
             };
             allowed = pod_grant
                 || self
+                    .dp
                     .allowed(identity, &access(Some("proxy".into())))
                     .await?;
         }
-        self.metrics
+        self.dp
+            .metrics
             .auth_result(if allowed { "allowed" } else { "denied" });
         if allowed {
             Ok(())
         } else {
             Err(Refusal::Forbidden)
         }
-    }
-
-    async fn allowed(&self, identity: &Arc<Identity>, access: &Access) -> Result<bool, Refusal> {
-        let (allowed, lookup) = self.reviewer.allowed(identity, access).await.map_err(|e| {
-            self.metrics.auth_result("unavailable");
-            Refusal::Unavailable(format!("cannot authorise the request now: {e}"))
-        })?;
-        self.metrics
-            .cache_lookup("access", lookup == super::review::Lookup::Hit);
-        Ok(allowed)
     }
 
     /// Where the request goes and what it carries (SPEC-proxy section 4).
@@ -259,6 +220,7 @@ impl Proxy {
         host: &str,
         found: &Found,
         resolved: &Resolved,
+        routed: &Routed,
     ) -> Result<Outgoing, Refusal> {
         let key = resolved.key();
         let targets = ConnectorTargets::of(&resolved.connector);
@@ -274,17 +236,18 @@ impl Proxy {
             Some(q) => Some(q.as_str()),
             None => query,
         };
-        let mut url = route::join_target(&address, &resolved.routed.rest, query)
+        let mut url = route::join_target(&address, &routed.rest, query)
             .map_err(|e| Refusal::BadRequest(format!("connector {key}: {e}")))?;
         if !targets.allows(&url) {
             return Err(Refusal::BadRequest(format!(
                 "connector {key}: the path leaves the connector's address"
             )));
         }
-        crate::probe::check_url(&url, self.upstream.policy())
+        crate::probe::check_url(&url, self.dp.upstream.policy())
             .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
-        let secret = self.tool_secret(resolved).await?;
-        let injection = injection(resolved, secret.as_ref(), request.method(), &url, &headers)?;
+        let secret = self.dp.tool_secret(resolved).await?;
+        let injection =
+            dataplane::injection(resolved, secret.as_ref(), request.method(), &url, &headers)?;
         let mut body_injection = None;
         if let Some(injection) = injection {
             if injection.position == inject::Position::Body {
@@ -301,8 +264,8 @@ impl Proxy {
                 }
             }
         }
-        let proxy_base = proxy_base(host, &resolved.routed);
-        let trust = self.trust(resolved).await;
+        let proxy_base = proxy_base(host, routed);
+        let trust = self.dp.trust(resolved).await;
         Ok(Outgoing {
             url,
             headers,
@@ -312,54 +275,6 @@ impl Proxy {
             address,
             trust,
         })
-    }
-
-    async fn tool_secret(&self, resolved: &Resolved) -> Result<Option<SecretMaterial>, Refusal> {
-        let key = resolved.key();
-        let name = match secret_lookup(&resolved.connector) {
-            SecretLookup::None => return Ok(None),
-            SecretLookup::CrossNamespace(ns) => {
-                return Err(Refusal::BadGateway(format!(
-                    "connector {key}: spec.auth.secretRef points to namespace {ns:?}; only the connector's own namespace is read"
-                )));
-            }
-            SecretLookup::InvalidName(_) => {
-                return Err(Refusal::BadGateway(format!(
-                    "connector {key}: spec.auth.secretRef.name is not a valid name"
-                )));
-            }
-            SecretLookup::InOwnNamespace(name) => name,
-        };
-        let secret = self
-            .secrets
-            .get(&resolved.routed.namespace, &name, &self.metrics)
-            .await
-            .map_err(|e| Refusal::BadGateway(format!("connector {key}: {e}")))?
-            .ok_or_else(|| {
-                Refusal::BadGateway(format!("connector {key}: Secret {name:?} not found"))
-            })?;
-        Ok(Some(secret_material(&secret)))
-    }
-
-    /// The trust pool: system roots, the labelled global CA Secrets and the
-    /// Connector's `caCertSecretRef` (a missing or invalid one adds nothing; the
-    /// controller reports it).
-    async fn trust(&self, resolved: &Resolved) -> TrustBundle {
-        let global = self.caches.global_trust();
-        let SecretLookup::InOwnNamespace(name) = ca_lookup(&resolved.connector) else {
-            return global;
-        };
-        match self
-            .secrets
-            .get(&resolved.routed.namespace, &name, &self.metrics)
-            .await
-        {
-            Ok(Some(secret)) => match ca_bundle_from_secret(&secret) {
-                Ok(extra) => global.merged(&extra),
-                Err(_) => global,
-            },
-            _ => global,
-        }
     }
 }
 
@@ -391,44 +306,6 @@ fn resolve_class(
             "connector {key}: its ConnectorClass does not compile: {e}"
         ))
     })
-}
-
-/// What to inject (SPEC-proxy section 4): the chosen auth type's generator, else the
-/// Secret type's default; nothing without a Secret.
-fn injection(
-    resolved: &Resolved,
-    secret: Option<&SecretMaterial>,
-    method: &Method,
-    url: &Url,
-    headers: &HeaderMap,
-) -> Result<Option<Injection>, Refusal> {
-    let Some(secret) = secret else {
-        return Ok(None);
-    };
-    let key = resolved.key();
-    let auth_type = resolved
-        .class
-        .chosen_auth_type(&resolved.connector)
-        .map(|t| t.name.as_str());
-    if let Some(auth_type) = auth_type.filter(|t| resolved.compiled.has_generator(t)) {
-        let pairs: Vec<(HeaderName, HeaderValue)> = headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        let view = RequestView {
-            method,
-            url,
-            headers: &pairs,
-            body: "",
-        };
-        return resolved
-            .compiled
-            .generated_injection(auth_type, Some(&secret.data), &view)
-            .map_err(|e| Refusal::BadGateway(format!("connector {key}: {e}")));
-    }
-    inject::from_secret_type(&secret.type_, &secret.data)
-        .map(Some)
-        .map_err(|e| Refusal::BadGateway(format!("connector {key}: {e}")))
 }
 
 /// The proxy URL a rewritten `Location` points under.

@@ -7,14 +7,7 @@
 //! -> plan the injection (`inject`, pure) -> send (`send`, streamed).
 
 pub mod answer;
-pub mod body;
-pub mod caches;
 pub mod handler;
-pub mod metrics;
-pub mod review;
-pub mod secrets;
-pub mod send;
-pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,16 +22,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::probe::DestinationPolicy;
 use crate::route::ProxyService;
 use crate::runtime::Shutdown;
 
-use caches::Caches;
+use crate::dataplane::caches::Caches;
+use crate::dataplane::metrics::DataPlaneMetrics;
+use crate::dataplane::{DataPlane, DataPlaneSettings};
 use handler::Proxy;
-use metrics::ProxyMetrics;
-use review::Reviewer;
-use secrets::SecretSource;
-use upstream::Upstream;
 
 /// Largest request head (SPEC-proxy section 9).
 pub const HEADER_LIMIT: usize = 64 * 1024;
@@ -54,11 +44,8 @@ pub struct ProxySettings {
     pub service: String,
     /// Other host names the proxy is published under (path form only).
     pub public_hosts: Vec<String>,
-    pub destinations: DestinationPolicy,
-    pub token_audience: Option<String>,
     pub max_connections: usize,
-    pub secret_ttl: Duration,
-    pub response_timeout: Duration,
+    pub data_plane: DataPlaneSettings,
 }
 
 /// Binds both listeners, fills the caches, then serves until `shutdown`.
@@ -74,7 +61,7 @@ pub async fn run(
         .await
         .map_err(|e| format!("binding {}: {e}", settings.metrics_addr))?;
     let caches = Caches::start(&client, &settings.namespace, &shutdown);
-    let metrics = Arc::new(ProxyMetrics::default());
+    let metrics = Arc::new(DataPlaneMetrics::new("connectors_proxy"));
     tokio::spawn(serve_health(
         health,
         metrics.clone(),
@@ -86,17 +73,12 @@ pub async fn run(
     }
     tracing::info!(addr = %settings.addr, connectors = caches.connector_count(), "proxy serving");
     let proxy = Arc::new(Proxy {
-        caches,
-        reviewer: Reviewer::new(client.clone(), settings.token_audience.clone()),
-        secrets: SecretSource::new(client, settings.secret_ttl),
-        upstream: Upstream::new(settings.destinations),
-        metrics,
+        dp: DataPlane::new(client, caches, metrics, &settings.data_plane),
         own: ProxyService {
             name: settings.service.clone(),
             namespace: settings.namespace.clone(),
             public_hosts: settings.public_hosts.clone(),
         },
-        response_timeout: settings.response_timeout,
     });
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let stop = shutdown.wait();
@@ -125,7 +107,7 @@ pub async fn run(
 
 async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let _ = stream.set_nodelay(true);
-    proxy.metrics.open_connections.inc();
+    proxy.dp.metrics.open_connections.inc();
     let service = {
         let proxy = proxy.clone();
         service_fn(move |request| handler::handle(proxy.clone(), request))
@@ -143,19 +125,19 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, _permit: OwnedSe
     {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-    proxy.metrics.open_connections.dec();
+    proxy.dp.metrics.open_connections.dec();
 }
 
 #[derive(Clone)]
 struct Health {
-    metrics: Arc<ProxyMetrics>,
+    metrics: Arc<DataPlaneMetrics>,
     caches: Arc<Caches>,
 }
 
 /// `/metrics`, `/healthz` (the process runs) and `/readyz` (the caches are filled).
 async fn serve_health(
     listener: TcpListener,
-    metrics: Arc<ProxyMetrics>,
+    metrics: Arc<DataPlaneMetrics>,
     caches: Arc<Caches>,
     shutdown: Shutdown,
 ) {

@@ -18,10 +18,10 @@ use crate::inject::{self, Injection};
 use crate::probe::TrustBundle;
 use crate::route;
 
-use super::answer::Refusal;
+use super::DataPlane;
 use super::body::{Metered, ProxyBody, empty, full};
-use super::handler::{Proxy, Resolved};
 use super::metrics::{DirectionLabels, KindLabels};
+use super::refusal::Refusal;
 use super::upstream::UpstreamFailure;
 
 /// The most of a client body buffered to inject credentials into it.
@@ -54,13 +54,13 @@ pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Sends `outgoing` with the client's body and relays the tool's answer.
-pub(super) async fn relay(
-    proxy: &Proxy,
+pub async fn relay(
+    proxy: &DataPlane,
     mut request: Request<Incoming>,
     outgoing: Outgoing,
-    resolved: &Resolved,
+    key: &str,
 ) -> Result<Response<ProxyBody>, Refusal> {
-    let key = resolved.key();
+    let key = key.to_string();
     let client_upgrade = outgoing
         .upgrade
         .is_some()
@@ -118,7 +118,7 @@ pub(super) async fn relay(
 /// The body sent to the tool: the client's, streamed and counted, or with the
 /// credentials merged in. `ended` is notified once it has all been sent.
 async fn request_body(
-    proxy: &Proxy,
+    proxy: &DataPlane,
     body: Incoming,
     injection: Option<&Injection>,
     content_type: Option<&str>,
@@ -148,7 +148,7 @@ async fn request_body(
         .boxed())
 }
 
-fn failure(proxy: &Proxy, key: &str, e: &hyper_util::client::legacy::Error) -> Refusal {
+fn failure(proxy: &DataPlane, key: &str, e: &hyper_util::client::legacy::Error) -> Refusal {
     let failure = UpstreamFailure::of(e);
     proxy
         .metrics
@@ -197,7 +197,7 @@ fn set_host(headers: &mut HeaderMap, url: &Url) {
 }
 
 fn respond(
-    proxy: &Proxy,
+    proxy: &DataPlane,
     response: Response<Incoming>,
     address: &Url,
     proxy_base: &str,

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 
 use crate::runtime::TtlCache;
 
-use super::metrics::{KindLabels, ProxyMetrics};
+use super::metrics::{DataPlaneMetrics, KindLabels};
 
 pub struct SecretSource {
     client: Client,
@@ -33,7 +33,7 @@ impl SecretSource {
         &self,
         namespace: &str,
         name: &str,
-        metrics: &ProxyMetrics,
+        metrics: &DataPlaneMetrics,
     ) -> Result<Option<Arc<Secret>>, String> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(cached) = self.cache.get(&key) {

@@ -1,5 +1,6 @@
-//! The proxy's metrics (SPEC-proxy section 9), prefixed `connectors_proxy_`. No label
-//! names a Connector (there may be 10,000); classes, modes, codes and kinds only.
+//! The data plane's metrics (SPEC-proxy section 9), prefixed `connectors_proxy_` or
+//! `connectors_api_` by process. No label names a Connector (there may be 10,000);
+//! classes, modes, codes and kinds only.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,7 +50,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 21))
 }
 
-pub struct ProxyMetrics {
+pub struct DataPlaneMetrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub first_byte: Family<ModeLabels, Histogram, fn() -> Histogram>,
@@ -61,9 +62,10 @@ pub struct ProxyMetrics {
     pub apiserver_requests: Family<KindLabels, Counter>,
 }
 
-impl Default for ProxyMetrics {
-    fn default() -> Self {
-        let m = ProxyMetrics {
+impl DataPlaneMetrics {
+    /// Metrics named `{prefix}_...`.
+    pub fn new(prefix: &str) -> Self {
+        let m = DataPlaneMetrics {
             registry: Registry::default(),
             requests: Family::default(),
             first_byte: Family::new_with_constructor(latency_histogram),
@@ -74,7 +76,7 @@ impl Default for ProxyMetrics {
             cache: Family::default(),
             apiserver_requests: Family::default(),
         };
-        let mut registry = Registry::with_prefix("connectors_proxy");
+        let mut registry = Registry::with_prefix(prefix);
         let r = &mut registry;
         r.register(
             "requests",
@@ -116,11 +118,9 @@ impl Default for ProxyMetrics {
             "Requests made to the apiserver on the request path, by kind",
             m.apiserver_requests.clone(),
         );
-        ProxyMetrics { registry, ..m }
+        DataPlaneMetrics { registry, ..m }
     }
-}
 
-impl ProxyMetrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
