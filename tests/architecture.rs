@@ -21,21 +21,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "observe",
         &["types", "api", "inject", "probe", "validation", "decide"],
     ),
-    (
-        "dataplane",
-        &[
-            "types",
-            "api",
-            "inject",
-            "probe",
-            "validation",
-            "decide",
-            "route",
-            "telemetry",
-            "runtime",
-            "observe",
-        ],
-    ),
+    // What the data-plane processes share: everything below them.
+    ("dataplane", BELOW_PROCESSES),
     // Processes: anything below, never another process.
     ("controller", BELOW_PROCESSES),
     ("admission", BELOW_PROCESSES),
