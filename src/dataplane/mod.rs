@@ -11,6 +11,7 @@ pub mod refusal;
 pub mod review;
 pub mod secrets;
 pub mod send;
+pub mod server;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -87,6 +88,37 @@ impl Resolved {
 }
 
 impl DataPlane {
+    /// The credential step of a request toward the tool (SPEC-proxy section 4): reads
+    /// the Connector's Secret, asks what to inject, and applies a header or query
+    /// injection to `headers` and `url`; a body injection is returned, to be merged
+    /// into the body when it is sent.
+    pub async fn inject(
+        &self,
+        resolved: &Resolved,
+        method: &Method,
+        url: &mut Url,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<Injection>, Refusal> {
+        let key = resolved.key();
+        let secret = self.tool_secret(resolved).await?;
+        let Some(injection) = injection(resolved, secret.as_ref(), method, url, headers)? else {
+            return Ok(None);
+        };
+        if injection.position == inject::Position::Body {
+            return Ok(Some(injection));
+        }
+        let effects = inject::plan(&injection, url)
+            .map_err(|e| Refusal::BadGateway(format!("connector {key}: {e}")))?;
+        for (name, value) in effects.set_headers {
+            headers.remove(&name);
+            headers.insert(name, value);
+        }
+        if let Some(query) = effects.query {
+            url.set_query(Some(&query));
+        }
+        Ok(None)
+    }
+
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Refusal> {
         let (identity, lookup) = self.reviewer.authenticate(token).await.map_err(|e| {
             self.metrics.auth_result("unavailable");
@@ -174,7 +206,7 @@ impl DataPlane {
 
 /// What to inject (SPEC-proxy section 4): the chosen auth type's generator, else the
 /// Secret type's default; nothing without a Secret.
-pub fn injection(
+fn injection(
     resolved: &Resolved,
     secret: Option<&SecretMaterial>,
     method: &Method,

@@ -18,9 +18,9 @@ use crate::dataplane::metrics::{ModeLabels, RequestLabels};
 use crate::dataplane::refusal::Refusal;
 use crate::dataplane::review::{Access, Identity};
 use crate::dataplane::send::{self, Outgoing};
-use crate::dataplane::{self, DataPlane, Resolved};
+use crate::dataplane::{DataPlane, Resolved};
 use crate::decide::connector::PROXY_RESOLVER_ANNOTATION;
-use crate::inject::{self, RequestView};
+use crate::inject::RequestView;
 use crate::probe::CompiledClass;
 use crate::route::{self, ConnectorTargets, Form, Found, ProxyService, Routed};
 
@@ -245,25 +245,10 @@ impl Proxy {
         }
         crate::probe::check_url(&url, self.dp.upstream.policy())
             .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
-        let secret = self.dp.tool_secret(resolved).await?;
-        let injection =
-            dataplane::injection(resolved, secret.as_ref(), request.method(), &url, &headers)?;
-        let mut body_injection = None;
-        if let Some(injection) = injection {
-            if injection.position == inject::Position::Body {
-                body_injection = Some(injection);
-            } else {
-                let effects = inject::plan(&injection, &url)
-                    .map_err(|e| Refusal::BadGateway(format!("connector {key}: {e}")))?;
-                for (name, value) in effects.set_headers {
-                    headers.remove(&name);
-                    headers.insert(name, value);
-                }
-                if let Some(q) = effects.query {
-                    url.set_query(Some(&q));
-                }
-            }
-        }
+        let body_injection = self
+            .dp
+            .inject(resolved, request.method(), &mut url, &mut headers)
+            .await?;
         let proxy_base = proxy_base(host, routed);
         let trust = self.dp.trust(resolved).await;
         Ok(Outgoing {

@@ -3,6 +3,7 @@
 //! how a redirect is rewritten, and the feature flags. No I/O: the proxy process
 //! (`proxy/`) observes, asks these rules, and sends.
 
+pub mod api;
 mod flags;
 mod headers;
 mod index;

@@ -252,3 +252,126 @@ fn flags_parse_known_true_false_and_report_the_rest() {
     );
     assert_eq!(flags.all().len(), 7);
 }
+
+mod api {
+    use http::Method;
+    use serde_json::json;
+
+    use crate::route::ConnectorTargets;
+    use crate::route::api::*;
+
+    #[test]
+    fn api_paths_name_the_connector_and_keep_the_rest_raw() {
+        let p =
+            parse_api_path("/connectors/v1alpha1/team/gitlab/path/api/v4/projects/group%2Fproject")
+                .unwrap();
+        assert_eq!((p.namespace.as_str(), p.name.as_str()), ("team", "gitlab"));
+        assert_eq!(p.rest, "/api/v4/projects/group%2Fproject");
+        assert_eq!(
+            parse_api_path("/connectors/v1alpha1/team/gitlab/path")
+                .unwrap()
+                .rest,
+            ""
+        );
+        assert_eq!(
+            parse_api_path("/connectors/v1alpha1/team/gitlab/other/x"),
+            None
+        );
+        assert_eq!(parse_api_path("/connectors/v1alpha1/team"), None);
+    }
+
+    #[test]
+    fn writes_pass_only_with_the_flag() {
+        assert!(method_allowed(&Method::GET, false));
+        assert!(method_allowed(&Method::OPTIONS, false));
+        assert!(!method_allowed(&Method::POST, false));
+        assert!(method_allowed(&Method::POST, true));
+        assert!(!method_allowed(&Method::TRACE, true));
+        assert_eq!(verb(&Method::HEAD), "get");
+        assert_eq!(verb(&Method::PATCH), "patch");
+    }
+
+    fn openapi() -> serde_json::Value {
+        json!({"paths": {
+            "/api/v4/projects/{id}/repository/branches": {"get": {"x-provider-type": "api"}},
+            "/api/v4/projects/{id}": {"get": {"x-provider-type": "proxy"}},
+            "/api/v4/projects/starred": {"get": {"x-openapi-address": "web"}},
+            "/api/v4/{kind}/starred": {"get": {}},
+        }})
+    }
+
+    #[test]
+    fn routing_matches_raw_segments_and_literals_win() {
+        let spec = openapi();
+        let op = match_operation(
+            Some(&spec),
+            &Method::GET,
+            "/api/v4/projects/group%2Fproject/repository/branches",
+        )
+        .unwrap();
+        assert_eq!(op.template, "/api/v4/projects/{id}/repository/branches");
+        assert_eq!(op.provider, Provider::ClassApi);
+        let starred =
+            match_operation(Some(&spec), &Method::GET, "/api/v4/projects/starred").unwrap();
+        assert_eq!(starred.template, "/api/v4/projects/starred");
+        assert_eq!(starred.address.as_deref(), Some("web"));
+        // A decoded slash would make two segments: the raw path keeps one.
+        assert_eq!(
+            match_operation(Some(&spec), &Method::GET, "/api/v4/projects/group/project")
+                .map(|o| o.template),
+            None
+        );
+        assert_eq!(
+            match_operation(Some(&spec), &Method::POST, "/api/v4/projects/x"),
+            None
+        );
+        assert_eq!(match_operation(None, &Method::GET, "/x"), None);
+    }
+
+    #[test]
+    fn tool_bases_follow_x_openapi_address() {
+        let connector: crate::api::Connector = serde_json::from_value(json!({
+            "apiVersion": "connectors.alauda.io/v1alpha1", "kind": "Connector",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"connectorClassName": "k", "address": "https://git.example/gitlab",
+                     "addressExtensions": [{"name": "web", "value": "https://web.example"}]}
+        }))
+        .unwrap();
+        let targets = ConnectorTargets::of(&connector);
+        assert_eq!(
+            tool_base(None, &targets).unwrap().as_str(),
+            "https://git.example/gitlab"
+        );
+        assert_eq!(
+            tool_base(Some("web"), &targets).unwrap().as_str(),
+            "https://web.example/"
+        );
+        assert!(
+            tool_base(Some("missing"), &targets)
+                .unwrap_err()
+                .0
+                .contains("missing")
+        );
+        assert_eq!(
+            tool_base(Some("https://git.example/gitlab/api"), &targets)
+                .unwrap()
+                .as_str(),
+            "https://git.example/gitlab/api"
+        );
+        assert!(tool_base(Some("https://evil.example/"), &targets).is_err());
+        assert_eq!(
+            apis_subresources(
+                "gitlab",
+                Some(&Operation {
+                    template: "/api/{id}".into(),
+                    provider: Provider::Tool,
+                    address: None
+                })
+            ),
+            vec![
+                "apis/gitlab/api/{id}".to_string(),
+                "apis/gitlab".to_string()
+            ]
+        );
+    }
+}
