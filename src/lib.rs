@@ -10,6 +10,7 @@ pub mod check;
 pub mod controller;
 pub mod dataplane;
 pub mod decide;
+pub mod gateway;
 pub mod inject;
 pub mod observe;
 pub mod probe;

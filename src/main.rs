@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use connectors_operator::controller::Settings;
 use connectors_operator::dataplane::DataPlaneSettings;
+use connectors_operator::gateway::GatewaySettings;
 use connectors_operator::probe::{DestinationPolicy, ProbeSettings, RunnerSettings};
 use connectors_operator::proxy::ProxySettings;
 use connectors_operator::runtime::{LeaseSettings, Shutdown};
@@ -48,6 +49,9 @@ enum Command {
     /// Serve the Connectors proxy: each Connector's proxy address, with the tool's
     /// credentials injected for a client holding a ServiceAccount token.
     Proxy(Box<ProxyArgs>),
+    /// Serve the Connectors API gateway: `/connectors/v1alpha1/{ns}/{name}/path/...`
+    /// toward the class API or the tool, with the tool's credentials.
+    Api(Box<ApiArgs>),
 }
 
 #[derive(clap::Args)]
@@ -62,9 +66,6 @@ struct ProxyArgs {
         default_value = "0.0.0.0:8443"
     )]
     metrics_addr: std::net::SocketAddr,
-    /// The operator namespace: flags ConfigMap `connectors-config`, global CA Secrets.
-    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "connectors-system")]
-    namespace: String,
     /// The proxy's own Service (path-form requests may name it in `Host`).
     #[arg(
         long,
@@ -76,6 +77,32 @@ struct ProxyArgs {
     /// of a class's absolute `spec.proxy.uri` (an Ingress); they serve the path form.
     #[arg(long, env = "PROXY_PUBLIC_HOSTS", value_delimiter = ',')]
     public_hosts: Vec<String>,
+    #[command(flatten)]
+    data_plane: DataPlaneArgs,
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Address of the API gateway (the Service `connectors-api` sends port 80 here).
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8081")]
+    addr: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long = "metrics-bind-address",
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:8444"
+    )]
+    metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    data_plane: DataPlaneArgs,
+}
+
+/// Settings the proxy and the API gateway share.
+#[derive(clap::Args)]
+struct DataPlaneArgs {
+    /// The operator namespace: flags ConfigMap `connectors-config`, global CA Secrets.
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "connectors-system")]
+    namespace: String,
     /// Audience asked of TokenReview (default: the apiserver's own).
     #[arg(long, env = "TOKEN_AUDIENCE")]
     token_audience: Option<String>,
@@ -84,7 +111,7 @@ struct ProxyArgs {
     #[arg(long, env = "CONNECTORS_ALLOW_LOOPBACK_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_loopback_destinations: bool,
     /// Client connections served at once; more wait to be accepted.
-    #[arg(long, env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
     /// How long a tool Secret read is reused, in seconds.
     #[arg(long, env = "SECRET_CACHE_SECONDS", default_value_t = 10)]
@@ -95,6 +122,21 @@ struct ProxyArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+impl DataPlaneArgs {
+    fn settings(&self) -> DataPlaneSettings {
+        DataPlaneSettings {
+            destinations: if self.allow_loopback_destinations {
+                DestinationPolicy::AllowLoopback
+            } else {
+                DestinationPolicy::Public
+            },
+            token_audience: self.token_audience.clone(),
+            secret_ttl: Duration::from_secs(self.secret_cache_seconds),
+            response_timeout: Duration::from_secs(self.response_header_timeout.max(1)),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -210,6 +252,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args, Mode::ControllersAndWebhook),
         Command::Webhook(args) => run(*args, Mode::WebhookOnly),
         Command::Proxy(args) => run_proxy(*args),
+        Command::Api(args) => run_api(*args),
         Command::Check {
             files,
             output,
@@ -356,27 +399,36 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
 
 fn run_proxy(args: ProxyArgs) -> ExitCode {
     limit_malloc_arenas();
-    init_logging(args.log_format);
+    init_logging(args.data_plane.log_format);
     let settings = ProxySettings {
         addr: args.addr,
         metrics_addr: args.metrics_addr,
-        namespace: args.namespace,
+        namespace: args.data_plane.namespace.clone(),
         service: args.service,
         public_hosts: args.public_hosts,
-        max_connections: args.max_connections,
-        data_plane: DataPlaneSettings {
-            destinations: if args.allow_loopback_destinations {
-                DestinationPolicy::AllowLoopback
-            } else {
-                DestinationPolicy::Public
-            },
-            token_audience: args.token_audience,
-            secret_ttl: Duration::from_secs(args.secret_cache_seconds),
-            response_timeout: Duration::from_secs(args.response_header_timeout.max(1)),
-        },
+        max_connections: args.data_plane.max_connections,
+        data_plane: args.data_plane.settings(),
     };
     with_client(|client| async move {
         match connectors_operator::proxy::run(client, settings, Shutdown::on_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
+}
+
+fn run_api(args: ApiArgs) -> ExitCode {
+    limit_malloc_arenas();
+    init_logging(args.data_plane.log_format);
+    let settings = GatewaySettings {
+        addr: args.addr,
+        metrics_addr: args.metrics_addr,
+        namespace: args.data_plane.namespace.clone(),
+        max_connections: args.data_plane.max_connections,
+        data_plane: args.data_plane.settings(),
+    };
+    with_client(|client| async move {
+        match connectors_operator::gateway::run(client, settings, Shutdown::on_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         }

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("admission", BELOW_PROCESSES),
     ("check", BELOW_PROCESSES),
     ("proxy", BELOW_PROCESSES),
+    ("gateway", BELOW_PROCESSES),
 ];
 
 /// What a process may import: every layer below the processes.

@@ -144,19 +144,16 @@ impl Caches {
 
     /// The flags as the ConfigMap says now (defaults when it is absent).
     pub fn flags(&self) -> Flags {
-        self.flags_map
-            .get(&ObjectRef::new(FLAGS_CONFIGMAP).within(&self.flags_namespace()))
-            .or_else(|| self.flags_map.state().into_iter().next())
-            .and_then(|map| map.data.clone())
-            .map(|data| parse_flags(&data).0)
-            .unwrap_or_default()
+        parse_flags(&self.flags_data()).0
     }
 
-    fn flags_namespace(&self) -> String {
+    /// The data of ConfigMap `connectors-config` (the watch selects it by name).
+    pub fn flags_data(&self) -> std::collections::BTreeMap<String, String> {
         self.flags_map
             .state()
-            .first()
-            .and_then(|m| m.namespace())
+            .into_iter()
+            .next()
+            .and_then(|map| map.data.clone())
             .unwrap_or_default()
     }
 

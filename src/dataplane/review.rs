@@ -54,13 +54,29 @@ impl Identity {
 #[error("{0}")]
 pub struct ReviewUnavailable(pub String);
 
-/// What is asked of the authoriser: `get` on a Connector or one of its subresources.
+/// What is asked of the authoriser: a verb on a resource of `connectors.alauda.io`
+/// (a Connector or one of its subresources; the connectorclasses). An empty namespace
+/// or name is left out of the review.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Access {
+    pub resource: &'static str,
     pub namespace: String,
     pub name: String,
     pub subresource: Option<String>,
     pub verb: String,
+}
+
+impl Access {
+    /// `verb` on Connector `namespace/name` (or a subresource of it).
+    pub fn connector(namespace: &str, name: &str, subresource: Option<String>, verb: &str) -> Self {
+        Access {
+            resource: "connectors",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            subresource,
+            verb: verb.to_string(),
+        }
+    }
 }
 
 pub struct Reviewer {
@@ -138,10 +154,10 @@ impl Reviewer {
                 extra: Some(identity.extra.clone()).filter(|e| !e.is_empty()),
                 resource_attributes: Some(ResourceAttributes {
                     group: Some(crate::api::GROUP.to_string()),
-                    resource: Some("connectors".into()),
+                    resource: Some(access.resource.into()),
                     subresource: access.subresource.clone(),
-                    name: Some(access.name.clone()),
-                    namespace: Some(access.namespace.clone()),
+                    name: Some(access.name.clone()).filter(|n| !n.is_empty()),
+                    namespace: Some(access.namespace.clone()).filter(|n| !n.is_empty()),
                     verb: Some(access.verb.clone()),
                     ..Default::default()
                 }),

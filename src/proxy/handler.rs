@@ -181,11 +181,8 @@ impl Proxy {
     /// its `proxy` subresource, or for a pod-bound token on
     /// `proxy/v1/pod/{namespace}/{pod}` (the generic `proxy` grant admits every pod).
     async fn authorise(&self, identity: &Arc<Identity>, routed: &Routed) -> Result<(), Refusal> {
-        let access = |subresource: Option<String>| Access {
-            namespace: routed.namespace.clone(),
-            name: routed.name.clone(),
-            subresource,
-            verb: "get".into(),
+        let access = |subresource: Option<String>| {
+            Access::connector(&routed.namespace, &routed.name, subresource, "get")
         };
         let mut allowed = self.dp.allowed(identity, &access(None)).await?;
         if allowed && self.dp.caches.flags().proxy_permissions() {
