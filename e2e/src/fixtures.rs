@@ -2,6 +2,18 @@
 
 use crate::{apply_yaml, kubectl};
 
+/// The start of a class with a string address, up to its auth types: append
+/// `    - name: ...` items, then more spec fields.
+pub fn class_head(name: &str) -> String {
+    format!(
+        "apiVersion: connectors.alauda.io/v1alpha1\nkind: ConnectorClass\nmetadata:\n  name: {name}\nspec:\n  address:\n    type: string\n  auth:\n    types:\n"
+    )
+}
+
+/// An auth type item of [`class_head`]: Basic from a basic-auth Secret.
+pub const BASIC_AUTH_TYPE: &str =
+    "    - name: basicAuth\n      secretType: kubernetes.io/basic-auth\n";
+
 /// A git-like class as published: liveness with a CEL check, a templated auth probe.
 pub fn git_class(name: &str) -> String {
     format!(

@@ -1,5 +1,6 @@
-//! `connectors-operator proxy` as a real process for the e2e tests, and clients of it
-//! (curl with `--resolve`, so the `Host` is a Connector's Service name as in a cluster).
+//! `connectors-operator proxy` (or `api`, the gateway) as a real process for the e2e
+//! tests, and clients of it (curl with `--resolve`, so the `Host` is a Connector's
+//! Service name as in a cluster).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,6 +23,8 @@ pub struct ProxyOptions {
     /// that changes the flags gives its proxy a namespace of its own, so proxies of
     /// concurrent tests keep the defaults.
     pub namespace: String,
+    /// `proxy` or `api` (the API gateway: same flags, same data plane).
+    pub command: &'static str,
 }
 
 impl Default for ProxyOptions {
@@ -32,6 +35,7 @@ impl Default for ProxyOptions {
             rust_log: "debug,hyper=info,h2=info,rustls=info,tower=info,kube_client=info".into(),
             extra_args: Vec::new(),
             namespace: OPERATOR_NAMESPACE.to_string(),
+            command: "proxy",
         }
     }
 }
@@ -51,9 +55,9 @@ impl ProxyProcess {
         let metrics_port = free_port();
         let dir = std::env::temp_dir().join("connectors-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let log = dir.join(format!("proxy-{port}.log"));
+        let log = dir.join(format!("{}-{port}.log", options.command));
         let mut args: Vec<String> = vec![
-            "proxy".into(),
+            options.command.into(),
             "--addr".into(),
             format!("127.0.0.1:{port}"),
             "--metrics-bind-address".into(),
@@ -159,6 +163,16 @@ impl ProxyProcess {
         CurlResponse::from(cmd.output().expect("run curl"))
     }
 }
+
+/// curl arguments of a POST of the JSON body `{"a":1}`.
+pub const JSON_POST: [&str; 6] = [
+    "-X",
+    "POST",
+    "-H",
+    "Content-Type: application/json",
+    "--data",
+    r#"{"a":1}"#,
+];
 
 /// A curl answer split into status, head and body.
 #[derive(Debug)]

@@ -734,6 +734,10 @@ fn config_default_is_accepted_by_the_apiserver() {
         "role.rbac.authorization.k8s.io/connectors-proxy",
         "service/connectors-proxy-service",
         "deployment.apps/connectors-proxy",
+        "serviceaccount/connectors-api",
+        "clusterrole.rbac.authorization.k8s.io/connectors-api",
+        "service/connectors-api",
+        "deployment.apps/connectors-api",
     ] {
         assert!(
             stdout.contains(object),

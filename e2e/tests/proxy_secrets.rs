@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use connectors_e2e::fixtures::{ClassGuard, PROXY_CLASS_EXTRA, git_class};
+use connectors_e2e::fixtures::{ClassGuard, PROXY_CLASS_EXTRA, class_head, git_class};
 use connectors_e2e::process::{DemoTool, OPERATOR_NAMESPACE, ensure_operator_namespace, free_port};
 use connectors_e2e::proxy::{ProxyOptions, ProxyProcess, service_account_with_access};
 use connectors_e2e::{TestNamespace, apply_yaml, eventually, kubectl_ok, sa_kubeconfig};
@@ -19,16 +19,7 @@ fn proxy_config(file: &str) -> PathBuf {
 
 fn opaque_class(name: &str) -> String {
     format!(
-        r#"apiVersion: connectors.alauda.io/v1alpha1
-kind: ConnectorClass
-metadata:
-  name: {name}
-spec:
-  address:
-    type: string
-  auth:
-    types:
-    - name: header
+        r#"{}    - name: header
       secretType: Opaque
       generator:
         rego: |
@@ -40,7 +31,8 @@ spec:
         rego: |
           package proxy
           auth := {{"position": "header", "auth": {{"X-Token": upper(input.data.token), "bad name": input.data.token}}}}
-{PROXY_CLASS_EXTRA}"#
+{PROXY_CLASS_EXTRA}"#,
+        class_head(name)
     )
 }
 

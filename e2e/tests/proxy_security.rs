@@ -6,10 +6,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use connectors_e2e::fixtures::ClassGuard;
+use connectors_e2e::fixtures::{BASIC_AUTH_TYPE, ClassGuard, basic_secret, class_head};
 use connectors_e2e::process::DemoTool;
 use connectors_e2e::proxy::{
-    CurlResponse, ProxyOptions, ProxyProcess, service_account_with_access,
+    CurlResponse, JSON_POST, ProxyOptions, ProxyProcess, service_account_with_access,
 };
 use connectors_e2e::{TestNamespace, apply_yaml, eventually};
 use serde_json::Value;
@@ -31,18 +31,7 @@ fn class_yaml(name: &str) -> String {
         )
     };
     format!(
-        r#"apiVersion: connectors.alauda.io/v1alpha1
-kind: ConnectorClass
-metadata:
-  name: {name}
-spec:
-  address:
-    type: string
-  auth:
-    types:
-    - name: basicAuth
-      secretType: kubernetes.io/basic-auth
-{}{}{}{}    - name: opaque
+        r#"{}{BASIC_AUTH_TYPE}{}{}{}{}    - name: opaque
       secretType: Opaque
   proxy:
     uri: http://connectors-proxy-service.connectors-system.svc
@@ -51,6 +40,7 @@ spec:
         package proxy
         auth := {{"token": input.headers["Private-Token"][0]}} if input.headers["Private-Token"]
 "#,
+        class_head(name),
         generator(
             "header",
             "package proxy\nauth := {\"position\": \"header\", \"auth\": {\"X-Tool-Token\": input.data.token}}"
@@ -93,10 +83,7 @@ fn env(prefix: &str, options: ProxyOptions) -> Env {
     let ns = TestNamespace::new(prefix);
     let tool = DemoTool::start();
     TOOL_PORT.with(|p| p.set(tool.port));
-    apply_yaml(
-        &ns,
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: basic}\ntype: kubernetes.io/basic-auth\nstringData: {username: demo, password: demo-password}\n",
-    );
+    apply_yaml(&ns, &basic_secret("basic", "demo-password"));
     apply_yaml(
         &ns,
         &format!(
@@ -229,18 +216,7 @@ fn the_token_never_reaches_the_tool_and_injected_headers_cannot_be_stripped_or_d
 #[test]
 fn generators_inject_into_header_query_and_json_body_and_errors_name_the_connector() {
     let e = env("proxy-rego", ProxyOptions::default());
-    let r = e.get(
-        "body",
-        "/post",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            r#"{"a":1}"#,
-        ],
-    );
+    let r = e.get("body", "/post", &JSON_POST);
     let echo = echoed(&r);
     let body: Value = serde_json::from_str(echo["body"].as_str().unwrap()).unwrap();
     assert_eq!(body, serde_json::json!({"a": 1, "token": SENTINEL}));

@@ -94,10 +94,10 @@ async fn git_or_not_found(State(state): State<AppState>, request: Request) -> Re
     }
 }
 
-/// `/plugin/check`: a class API as the gateway and the API probe call it (SPEC section
-/// 4): 200 when `X-Plugin-Secret` (base64 JSON of the Secret's data, values base64)
-/// holds `demo` / `demo-password`, 401 otherwise; it needs `X-Plugin-Meta` too.
-async fn plugin_check(headers: HeaderMap) -> impl IntoResponse {
+/// Checks the headers a class API gets (SPEC section 4): `X-Plugin-Meta` present and
+/// `X-Plugin-Secret` (base64 JSON of the Secret's data, values base64) holding
+/// `demo` / `demo-password`.
+fn plugin_credentials(headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let decoded = |name: &str| {
         headers
@@ -116,9 +116,59 @@ async fn plugin_check(headers: HeaderMap) -> impl IntoResponse {
     let valid = field(&secret, "username").as_deref() == Some(USER)
         && field(&secret, "password").as_deref() == Some(PASSWORD);
     match (meta, valid) {
-        (None, _) => (StatusCode::BAD_REQUEST, "X-Plugin-Meta missing\n"),
-        (Some(_), true) => (StatusCode::OK, "credentials accepted\n"),
-        (Some(_), false) => (StatusCode::UNAUTHORIZED, "credentials refused\n"),
+        (None, _) => Err((StatusCode::BAD_REQUEST, "X-Plugin-Meta missing\n")),
+        (Some(_), true) => Ok(()),
+        (Some(_), false) => Err((StatusCode::UNAUTHORIZED, "credentials refused\n")),
+    }
+}
+
+/// `/plugin/check`: a class API as the gateway and the API probe call it: 200 when
+/// the plugin headers carry the demo credentials, 401 otherwise.
+async fn plugin_check(headers: HeaderMap) -> impl IntoResponse {
+    match plugin_credentials(&headers) {
+        Ok(()) => (StatusCode::OK, "credentials accepted\n"),
+        Err(refused) => refused,
+    }
+}
+
+/// `/plugin/api/v4/projects/{id}/repository/branches`: the class API the project ships
+/// for the gateway (an `x-provider-type: api` operation): the branches of repository
+/// `{id}` (`group/project`, `%2F`-encoded in the path) under the git root, as
+/// `[{"name": ...}]`, after checking the plugin headers.
+async fn plugin_branches(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = plugin_credentials(&headers) {
+        return refused.into_response();
+    }
+    let valid = id
+        .split('/')
+        .all(|p| !p.is_empty() && p != "." && p != "..");
+    let repo = state.git_root.join(format!("{id}.git"));
+    if !valid || !repo.is_dir() {
+        return (StatusCode::NOT_FOUND, "no such project\n").into_response();
+    }
+    let out = tokio::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&repo)
+        .args(["for-each-ref", "--format=%(refname:short)", "refs/heads"])
+        .output()
+        .await;
+    match out {
+        Ok(out) if out.status.success() => {
+            let names: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|name| serde_json::json!({ "name": name }))
+                .collect();
+            axum::Json(names).into_response()
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "git for-each-ref failed\n",
+        )
+            .into_response(),
     }
 }
 
@@ -248,6 +298,10 @@ fn app(state: AppState) -> Router {
         .route("/", get(health))
         .route("/{org}/{repo}/info/refs", get(info_refs))
         .route("/plugin/check", get(plugin_check))
+        .route(
+            "/plugin/api/v4/projects/{id}/repository/branches",
+            get(plugin_branches),
+        )
         .route("/misbehave/status/{code}", get(status))
         .route("/misbehave/huge/{mib}", get(huge))
         .route("/misbehave/non-utf8", get(non_utf8))
