@@ -71,7 +71,7 @@ target/debug/connectors-operator proxy --addr "127.0.0.1:$proxy_port" \
 for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18083/readyz && break; sleep 0.1; done
 # A class whose proxy is published at an absolute address (here the local proxy;
 # in a cluster the ExternalName Service c-{name} leads to it) with the path resolver.
-sed "s/127.0.0.1:18080/127.0.0.1:$port/; s/18082/$proxy_port/" demo/proxy-demo.yaml | kubectl apply -n demo -f -
+sed "s/127.0.0.1:18080/127.0.0.1:$port/g; s/18082/$proxy_port/" demo/proxy-demo.yaml | kubectl apply -n demo -f -
 kubectl wait -n demo connector/demo-git-proxied --for=condition=Ready --timeout=60s
 proxy_url=$(kubectl get connector demo-git-proxied -n demo -o jsonpath='{.status.proxy.httpAddress.url}')
 echo "status.proxy.httpAddress.url: $proxy_url"
@@ -85,6 +85,18 @@ git -C "$E2E_DIR/clone" log --oneline -1
 echo "the tool saw (Authorization of the last request): $(curl -s "http://127.0.0.1:$port/_requests" \
   | python3 -c 'import json,sys; r=json.load(sys.stdin)[-1]; print([v for k,v in r["headers"] if k=="authorization"])')"
 echo "(Basic demo:demo-password from Secret demo-creds; the token never left the proxy)"
+
+say "the API gateway: the Connector's status.api.path, served by connectors-operator api"
+target/debug/connectors-operator api --addr 127.0.0.1:18084 \
+  --metrics-bind-address 127.0.0.1:18085 --namespace connectors-system \
+  --allow-loopback-destinations >"$log_dir/api.log" 2>&1 &
+for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18085/readyz && break; sleep 0.1; done
+api_path=$(kubectl get connector demo-git-proxied -n demo -o jsonpath='{.status.api.path}')
+echo "GET http://127.0.0.1:18084$api_path/api/v4/projects/demo%2Frepo/repository/branches"
+curl -sS -H "Authorization: Bearer $(cat "$E2E_DIR/builder.token")" \
+  "http://127.0.0.1:18084$api_path/api/v4/projects/demo%2Frepo/repository/branches"
+echo
+echo "(the class API got the Connector's Secret in X-Plugin-Secret; the caller only its token)"
 
 if [[ "${DEMO_KEEP:-}" == 1 ]]; then
   say "running; KUBECONFIG=$KUBECONFIG (Ctrl-C stops everything)"
