@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 pub mod corpus;
 pub mod fixtures;
 pub mod git;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod webhook;

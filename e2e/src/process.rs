@@ -402,6 +402,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// (`/echo`, `/bytes/{n}`, `/sink`, `/redirect`, `/upgrade`) and a request log
 /// (`/_requests`); see `src/bin/demo-tool/main.rs`.
 pub struct DemoTool {
+    /// Serving HTTPS (`start_tls`).
+    https: bool,
     process: Option<Guarded>,
     pub port: u16,
     /// Port on `[::1]` when started with [`DemoTool::start_dual_stack`].
@@ -427,7 +429,22 @@ impl DemoTool {
         Self::start_on(false, Some(git_root.to_path_buf()))
     }
 
+    /// Serves HTTPS with this certificate and key (PEM files); `url()` is `https://`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let tls = vec![
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+        ];
+        Self::start_with(false, None, tls)
+    }
+
     fn start_on(ipv6: bool, git_root: Option<PathBuf>) -> Self {
+        Self::start_with(ipv6, git_root, Vec::new())
+    }
+
+    fn start_with(ipv6: bool, git_root: Option<PathBuf>, tls: Vec<String>) -> Self {
         let port = free_port();
         let ipv6_port = ipv6.then(free_port_v6);
         let dir = std::env::temp_dir().join("connectors-e2e");
@@ -440,11 +457,17 @@ impl DemoTool {
             root
         });
         let mut args = vec!["--git-root".to_string(), git_root.display().to_string()];
+        let https = !tls.is_empty();
+        args.extend(tls);
         args.push(format!("127.0.0.1:{port}"));
         args.extend(ipv6_port.map(|p| format!("[::1]:{p}")));
         let process = Guarded::spawn(&binary("demo-tool"), &args, &[], &log);
         let start = Instant::now();
-        while http_get(port, "/").is_none() {
+        let up = || match https {
+            true => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            false => http_get(port, "/").is_some(),
+        };
+        while !up() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "demo-tool did not start; log:\n{}",
@@ -458,11 +481,13 @@ impl DemoTool {
             ipv6_port,
             git_root,
             own_git_root,
+            https,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `http://[::1]:PORT`; panics unless started with [`DemoTool::start_dual_stack`].

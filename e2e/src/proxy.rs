@@ -186,14 +186,15 @@ pub struct CurlResponse {
 impl From<Output> for CurlResponse {
     fn from(output: Output) -> Self {
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        // A 100 Continue head may come first; the last head wins.
+        // A 100 Continue head, or the answer to CONNECT, may come first: the head of
+        // the last response wins.
         let mut rest = text.as_str();
         let mut head = String::new();
         while rest.starts_with("HTTP/") {
             let (h, b) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
             head = h.to_string();
             rest = b;
-            if !head.starts_with("HTTP/1.1 100") {
+            if !rest.starts_with("HTTP/") {
                 break;
             }
         }

@@ -358,29 +358,12 @@ fn an_untrusted_tool_certificate_gives_502() {
     let e = env("proxy-tls", ProxyOptions::default());
     let dir = std::env::temp_dir().join(format!("proxy-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (cert, key) = connectors_e2e::pki::self_signed(
+        &dir,
+        "cert",
+        "127.0.0.1",
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
+    );
     let port = connectors_e2e::process::free_port();
     let mut server = std::process::Command::new("openssl")
         .args(["s_server", "-www", "-quiet", "-accept", &port.to_string()])

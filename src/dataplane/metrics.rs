@@ -129,6 +129,17 @@ impl DataPlaneMetrics {
         out
     }
 
+    /// One answered request: its count by mode, code and class, and its time to the
+    /// response head.
+    pub fn record(&self, mode: &'static str, code: u16, class: String, start: std::time::Instant) {
+        self.requests
+            .get_or_create(&RequestLabels { mode, code, class })
+            .inc();
+        self.first_byte
+            .get_or_create(&ModeLabels { mode })
+            .observe(start.elapsed().as_secs_f64());
+    }
+
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache

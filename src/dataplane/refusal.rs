@@ -14,6 +14,10 @@ pub const FORBIDDEN_BODY: &str =
 pub enum Refusal {
     /// No usable token: `401` with the Basic challenge.
     Unauthenticated,
+    /// Forward mode without usable proxy credentials: `407` with the challenge.
+    ProxyAuthRequired,
+    /// A request inside a CONNECT tunnel for another host: `421`.
+    Misdirected(String),
     /// Denied, or the Connector does not exist: `403`, one body.
     Forbidden,
     /// The destination may not be reached: `403` naming it.
@@ -38,6 +42,8 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Refusal::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             Refusal::Forbidden | Refusal::DestinationRefused(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -55,10 +61,12 @@ impl Refusal {
         match self {
             Refusal::Unauthenticated => "unauthorized: a ServiceAccount token is required (Authorization: Bearer, or Basic with the token as password)".to_string(),
             Refusal::Forbidden => FORBIDDEN_BODY.trim_end().to_string(),
+            Refusal::ProxyAuthRequired => "proxy authentication required: Proxy-Authorization: Basic base64(\"<namespace>/<connector>:<ServiceAccount token>\")".to_string(),
             Refusal::GatewayTimeout => "gateway timeout: the tool sent no response in time".to_string(),
             Refusal::DestinationRefused(m)
             | Refusal::NotFound(m)
             | Refusal::BadRequest(m)
+            | Refusal::Misdirected(m)
             | Refusal::MethodNotAllowed(m)
             | Refusal::PayloadTooLarge(m)
             | Refusal::BadGateway(m)

@@ -35,8 +35,9 @@ pub struct Outgoing {
     pub upgrade: Option<HeaderValue>,
     /// A body-position injection still to merge into the client's body.
     pub body_injection: Option<Injection>,
-    /// The proxy URL a `Location` into the tool's address is rewritten under.
-    pub proxy_base: String,
+    /// The proxy URL a `Location` into the tool's address is rewritten under (none in
+    /// forward mode: the client addressed the tool itself).
+    pub proxy_base: Option<String>,
     pub address: Url,
     pub trust: TrustBundle,
 }
@@ -110,7 +111,7 @@ pub async fn relay(
         proxy,
         response,
         &outgoing.address,
-        &outgoing.proxy_base,
+        outgoing.proxy_base.as_deref(),
         client_upgrade,
     ))
 }
@@ -200,7 +201,7 @@ fn respond(
     proxy: &DataPlane,
     response: Response<Incoming>,
     address: &Url,
-    proxy_base: &str,
+    proxy_base: Option<&str>,
     client_upgrade: Option<OnUpgrade>,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
@@ -225,6 +226,7 @@ fn respond(
             .headers
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
+        && let Some(proxy_base) = proxy_base
         && let Some(rewritten) = route::rewrite_location(location, address, proxy_base)
         && let Ok(value) = HeaderValue::from_str(&rewritten)
     {

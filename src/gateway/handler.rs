@@ -15,7 +15,6 @@ use kube::ResourceExt;
 use url::Url;
 
 use crate::dataplane::body::ProxyBody;
-use crate::dataplane::metrics::{ModeLabels, RequestLabels};
 use crate::dataplane::refusal::Refusal;
 use crate::dataplane::review::{Access, Identity};
 use crate::dataplane::send::{self, Outgoing};
@@ -43,20 +42,10 @@ pub async fn handle(
         Ok(response) => response,
         Err(refusal) => status_response(refusal),
     };
-    let code = response.status().as_u16();
-    let metrics = &gateway.dp.metrics;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            mode: "api",
-            code,
-            class,
-        })
-        .inc();
-    metrics
-        .first_byte
-        .get_or_create(&ModeLabels { mode: "api" })
-        .observe(start.elapsed().as_secs_f64());
+    gateway
+        .dp
+        .metrics
+        .record("api", response.status().as_u16(), class, start);
     Ok(response)
 }
 
@@ -214,7 +203,7 @@ impl Gateway {
             headers,
             upgrade: None,
             body_injection: None,
-            proxy_base: gateway_base(path),
+            proxy_base: Some(gateway_base(path)),
             address: base,
             trust: self.dp.caches.global_trust(),
         })
@@ -253,7 +242,7 @@ impl Gateway {
             headers,
             upgrade: None,
             body_injection,
-            proxy_base: gateway_base(path),
+            proxy_base: Some(gateway_base(path)),
             address: base,
             trust: self.dp.trust(resolved).await,
         })

@@ -1,5 +1,5 @@
 //! The proxy's own answers (SPEC-proxy section 7): status, a short text body naming
-//! the cause, and the Basic challenge on `401`.
+//! the cause, and the Basic challenge on `401` and `407`.
 
 use http::{HeaderValue, Response, header};
 
@@ -20,6 +20,12 @@ pub fn text_response(refusal: Refusal) -> Response<ProxyBody> {
     if refusal == Refusal::Unauthenticated {
         headers.insert(
             header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(CHALLENGE),
+        );
+    }
+    if refusal == Refusal::ProxyAuthRequired {
+        headers.insert(
+            header::PROXY_AUTHENTICATE,
             HeaderValue::from_static(CHALLENGE),
         );
     }

@@ -14,7 +14,6 @@ use url::Url;
 
 use crate::api::ConnectorClass;
 use crate::dataplane::body::ProxyBody;
-use crate::dataplane::metrics::{ModeLabels, RequestLabels};
 use crate::dataplane::refusal::Refusal;
 use crate::dataplane::review::{Access, Identity};
 use crate::dataplane::send::{self, Outgoing};
@@ -26,10 +25,11 @@ use crate::route::{self, ConnectorTargets, Form, Found, ProxyService, Routed};
 
 use super::answer::text_response;
 
-/// The proxy: the shared data plane and its own names.
+/// The proxy: the shared data plane, its own names and its CA (CONNECT).
 pub struct Proxy {
     pub dp: DataPlane,
     pub own: ProxyService,
+    pub ca: super::ca::ProxyCa,
 }
 
 /// Serves one request; every outcome is a response.
@@ -39,31 +39,27 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let method = request.method().clone();
-    let mut class = String::new();
-    let response = match proxy.serve(request, &mut class).await {
-        Ok(response) => response,
-        Err(refusal) => {
-            tracing::debug!(%method, status = refusal.status().as_u16(), "refused");
-            text_response(refusal)
-        }
+    let mode = if method == Method::CONNECT {
+        "connect"
+    } else if request.uri().scheme().is_some() {
+        "forward"
+    } else {
+        "reverse"
     };
-    let code = response.status().as_u16();
+    let mut class = String::new();
+    let served = match mode {
+        "connect" => proxy.clone().connect(request).await,
+        "forward" => proxy.forward_absolute(request).await,
+        _ => proxy.serve(request, &mut class).await,
+    };
+    let response = served.unwrap_or_else(|refusal| {
+        tracing::debug!(%method, status = refusal.status().as_u16(), "refused");
+        text_response(refusal)
+    });
     proxy
         .dp
         .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            mode: "reverse",
-            code,
-            class,
-        })
-        .inc();
-    proxy
-        .dp
-        .metrics
-        .first_byte
-        .get_or_create(&ModeLabels { mode: "reverse" })
-        .observe(start.elapsed().as_secs_f64());
+        .record(mode, response.status().as_u16(), class, start);
     Ok(response)
 }
 
@@ -83,11 +79,6 @@ impl Proxy {
         request: Request<Incoming>,
         class_label: &mut String,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        if request.method() == Method::CONNECT || request.uri().scheme().is_some() {
-            return Err(Refusal::NotImplemented(
-                "forward-proxy requests (absolute form, CONNECT) are not served yet: use the Connector's proxy address".into(),
-            ));
-        }
         let host = request_host(&request);
         let routed = route::route(
             &host,
@@ -108,7 +99,8 @@ impl Proxy {
         let found = self.client_token(&request, &host, extractor, &routed)?;
         let identity = self.dp.authenticate(&found.token).await?;
         let connector = connector.ok_or(Refusal::Forbidden)?;
-        self.authorise(&identity, &routed).await?;
+        self.authorise(&identity, &routed.namespace, &routed.name)
+            .await?;
         let class = class.ok_or_else(|| {
             Refusal::NotFound(format!(
                 "connector {}/{}: its ConnectorClass does not exist",
@@ -180,10 +172,14 @@ impl Proxy {
     /// `get` on the Connector; with `enable-connector-proxy-permissions` also `get` on
     /// its `proxy` subresource, or for a pod-bound token on
     /// `proxy/v1/pod/{namespace}/{pod}` (the generic `proxy` grant admits every pod).
-    async fn authorise(&self, identity: &Arc<Identity>, routed: &Routed) -> Result<(), Refusal> {
-        let access = |subresource: Option<String>| {
-            Access::connector(&routed.namespace, &routed.name, subresource, "get")
-        };
+    pub(super) async fn authorise(
+        &self,
+        identity: &Arc<Identity>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        let access =
+            |subresource: Option<String>| Access::connector(namespace, name, subresource, "get");
         let mut allowed = self.dp.allowed(identity, &access(None)).await?;
         if allowed && self.dp.caches.flags().proxy_permissions() {
             let pod_grant = match identity.pod() {
@@ -253,7 +249,7 @@ impl Proxy {
             headers,
             upgrade,
             body_injection,
-            proxy_base,
+            proxy_base: Some(proxy_base),
             address,
             trust,
         })

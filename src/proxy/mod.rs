@@ -7,6 +7,8 @@
 //! -> plan the injection (`inject`, pure) -> send (`send`, streamed).
 
 pub mod answer;
+pub mod ca;
+pub mod forward;
 pub mod handler;
 
 use std::net::SocketAddr;
@@ -37,6 +39,8 @@ pub async fn run(
     settings: ProxySettings,
     shutdown: Shutdown,
 ) -> Result<(), String> {
+    // Before anything answers: a ready proxy has published its CA.
+    let ca = ca::ensure(&client, &settings.namespace).await?;
     let started = start(
         &client,
         settings.addr,
@@ -49,6 +53,7 @@ pub async fn run(
     let (caches, metrics) = (started.caches, started.metrics);
     tracing::info!(addr = %settings.addr, connectors = caches.connector_count(), "proxy serving");
     let proxy = Arc::new(Proxy {
+        ca,
         dp: DataPlane::new(client, caches, metrics.clone(), &settings.data_plane),
         own: ProxyService {
             name: settings.service.clone(),

@@ -5,6 +5,7 @@
 
 pub mod api;
 mod flags;
+pub mod forward;
 mod headers;
 mod index;
 mod target;

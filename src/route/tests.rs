@@ -375,3 +375,62 @@ mod api {
         );
     }
 }
+
+mod forward {
+    use base64::Engine as _;
+
+    use crate::route::forward::*;
+
+    fn basic(user_pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    }
+
+    #[test]
+    fn proxy_authorization_names_connectors_and_carries_the_token() {
+        let c = proxy_credentials(&basic("default%2Fsonar,team/git,nexus:tok.en")).unwrap();
+        assert_eq!(c.token, "tok.en");
+        assert_eq!(
+            c.connectors,
+            vec![
+                NamedConnector {
+                    namespace: Some("default".into()),
+                    name: "sonar".into()
+                },
+                NamedConnector {
+                    namespace: Some("team".into()),
+                    name: "git".into()
+                },
+                NamedConnector {
+                    namespace: None,
+                    name: "nexus".into()
+                },
+            ]
+        );
+        assert!(!format!("{c:?}").contains("tok.en"));
+        assert_eq!(proxy_credentials(&basic("git:")), None);
+        assert_eq!(proxy_credentials(&basic(":token")), None);
+        assert_eq!(proxy_credentials(&basic("/git:token")), None);
+        assert_eq!(proxy_credentials("Bearer x"), None);
+    }
+
+    #[test]
+    fn authorities_and_inner_hosts() {
+        let a = Authority::parse("Git.Example:8443").unwrap();
+        assert_eq!(a.https_origin(), "https://git.example:8443");
+        assert!(a.matches_host("git.example:8443"));
+        assert!(!a.matches_host("git.example"));
+        assert!(!a.matches_host("evil.example:8443"));
+        let std = Authority::parse("git.example:443").unwrap();
+        assert!(std.matches_host("git.example") && std.matches_host("git.example:443"));
+        assert_eq!(std.https_origin(), "https://git.example");
+        let v6 = Authority::parse("[::1]:6443").unwrap();
+        assert_eq!(v6.host, "::1");
+        assert!(v6.matches_host("[::1]:6443"));
+        assert_eq!(v6.https_origin(), "https://[::1]:6443");
+        assert!(a.matches_sni("git.example") && !a.matches_sni("evil.example"));
+        assert_eq!(Authority::parse("no-port"), None);
+    }
+}

@@ -25,6 +25,7 @@
 mod git;
 mod request_log;
 mod test_routes;
+mod tls;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -344,6 +345,12 @@ struct Args {
     /// is created there unless it exists. Default: a fresh temporary directory.
     #[arg(long, env = "DEMO_TOOL_GIT_ROOT")]
     git_root: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Addresses to listen on (default `127.0.0.1:18080`).
     addrs: Vec<SocketAddr>,
 }
@@ -402,15 +409,27 @@ async fn main() -> std::io::Result<()> {
         git_root: Arc::new(git_root.clone()),
         log: Arc::default(),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let mut servers = Vec::new();
     for addr in addrs {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let address = listener.local_addr()?;
-        let _ = writeln!(std::io::stderr(), "demo-tool listening on http://{address}");
-        let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        servers.push(tokio::spawn(
-            async move { axum::serve(listener, service).await },
-        ));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let _ = writeln!(
+            std::io::stderr(),
+            "demo-tool listening on {scheme}://{address}"
+        );
+        let router = app(state.clone());
+        servers.push(match tls.clone() {
+            Some(config) => tokio::spawn(tls::serve(listener, router, config)),
+            None => {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(async move { axum::serve(listener, service).await })
+            }
+        });
     }
     // Not `eprintln!`: callers may close stderr after the first line.
     let _ = writeln!(
