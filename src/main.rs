@@ -22,8 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print both CRDs as YAML.
-    Crds,
+    /// Print the CRDs as YAML (all groups, or one with `--group`).
+    Crds {
+        /// Only this API group: `connectors.alauda.io` or `dex.coreos.com`.
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Validate and probe Connectors from files, without a cluster; exit 0 only when
     /// every Connector is Ready.
     Check {
@@ -148,7 +152,7 @@ fn main() -> ExitCode {
     // One rustls crypto provider for the whole process (kube and reqwest share it).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Crds => match connectors_operator::api::crds_yaml() {
+        Command::Crds { group } => match crds_yaml(group.as_deref()) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -188,6 +192,18 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// The CRDs of one API group, or of all.
+fn crds_yaml(group: Option<&str>) -> Result<String, String> {
+    use connectors_operator::api::{crds_yaml, dex_crd_yaml};
+    let e = |e: serde_yaml::Error| e.to_string();
+    match group {
+        None => Ok(crds_yaml().map_err(e)? + &dex_crd_yaml().map_err(e)?),
+        Some("connectors.alauda.io") => crds_yaml().map_err(e),
+        Some("dex.coreos.com") => dex_crd_yaml().map_err(e),
+        Some(other) => Err(format!("unknown API group {other:?}")),
     }
 }
 
