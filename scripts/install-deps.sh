@@ -8,5 +8,19 @@ fi
 for tool in cargo go; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing required tool: $tool" >&2; exit 1; }
 done
+# OpenLDAP server and client tools for the identity e2e tests (e2e/src/ldap.rs).
+if ! command -v slapd >/dev/null 2>&1 && [[ ! -x /usr/sbin/slapd ]]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=()
+    [[ "$(id -u)" != 0 ]] && sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null
+  else
+    echo "missing slapd (OpenLDAP server) and no apt-get to install it" >&2
+    exit 1
+  fi
+fi
 cargo --version
 go version
+/usr/sbin/slapd -VV 2>&1 | head -1

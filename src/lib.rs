@@ -9,6 +9,7 @@ pub mod api;
 pub mod check;
 pub mod controller;
 pub mod decide;
+pub mod identity;
 pub mod inject;
 pub mod observe;
 pub mod probe;

@@ -100,6 +100,10 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Health-check Dex `Connector`s (dex.coreos.com/v1, LDAP and OIDC identity
+    /// providers); `--identity-controller=false` turns it off.
+    #[arg(long = "identity-controller", env = "IDENTITY_CONTROLLER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    identity_controller: bool,
     #[command(flatten)]
     webhook: WebhookArgs,
 }
@@ -245,6 +249,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
         format!("{host}-{:08x}", rand::random::<u32>())
     });
+    let identity_enabled = args.identity_controller;
     let settings = Settings {
         probe: ProbeSettings {
             timeout: Duration::from_secs(args.probe_timeout.max(1)),
@@ -311,7 +316,24 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         });
         match (mode, webhook) {
             (Mode::ControllersAndWebhook, _) => {
-                connectors_operator::controller::run(client, settings, metrics, shutdown).await;
+                let identity = identity_enabled.then(|| identity_settings(&settings));
+                let identity = async {
+                    if let Some(identity) = identity {
+                        connectors_operator::identity::run(
+                            client.clone(),
+                            identity,
+                            shutdown.clone(),
+                        )
+                        .await;
+                    }
+                };
+                let controllers = connectors_operator::controller::run(
+                    client.clone(),
+                    settings,
+                    metrics,
+                    shutdown.clone(),
+                );
+                futures::join!(controllers, identity);
                 tracing::info!("controllers stopped");
             }
             (Mode::WebhookOnly, Some(webhook)) => {
@@ -330,6 +352,19 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
+}
+
+/// The identity controller's settings, from the Connector controller's.
+fn identity_settings(settings: &Settings) -> connectors_operator::identity::IdentitySettings {
+    connectors_operator::identity::IdentitySettings {
+        interval: settings.probe_interval,
+        min_backoff: settings.min_backoff,
+        timeout: settings.probe.timeout,
+        destinations: settings.probe.destinations,
+        namespace: settings.namespace.clone(),
+        workers: settings.workers.min(32),
+        leader_election: settings.leader_election.clone(),
+    }
 }
 
 /// glibc gives each thread that allocates concurrently its own arena (up to 8 per

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("controller", BELOW_PROCESSES),
     ("admission", BELOW_PROCESSES),
     ("check", BELOW_PROCESSES),
+    ("identity", BELOW_PROCESSES),
 ];
 
 /// What a process may import: every layer below the processes.

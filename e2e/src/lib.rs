@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub mod corpus;
 pub mod fixtures;
+pub mod ldap;
 pub mod process;
 pub mod webhook;
 

@@ -535,6 +535,19 @@ impl Internal {
 }
 
 impl DestinationPolicy {
+    /// Why the policy refuses a resolved address (for probes that connect themselves,
+    /// such as the LDAP check of the identity controller), or `None`.
+    pub fn refusal(self, host: &str, ip: IpAddr) -> Option<String> {
+        let kind = classify_name(host).or_else(|| classify(ip))?;
+        self.refuses(kind).then(|| {
+            Refused {
+                host: host.to_string(),
+                kind,
+            }
+            .to_string()
+        })
+    }
+
     /// Whether the policy refuses that kind of address.
     fn refuses(self, kind: Internal) -> bool {
         match self {
@@ -722,6 +735,15 @@ impl reqwest::dns::Resolve for PolicyResolver {
             }
         })
     }
+}
+
+/// The probes' HTTP client (see [`build_client`]) for other checks of the same
+/// process family (the identity controller's OIDC check).
+pub fn probe_client(
+    trust: &TrustBundle,
+    settings: &ProbeSettings,
+) -> Result<reqwest::Client, String> {
+    build_client(trust, settings)
 }
 
 /// A client trusting the system roots plus the bundle, with rustls on the `ring`

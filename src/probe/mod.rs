@@ -56,7 +56,7 @@ use crate::api::Connector;
 
 pub use crate::types::{FailureReason, ProbeKind, ProbeOutcome};
 pub use compile::CompiledClass;
-pub use http::{DestinationPolicy, HttpProber, HttpResponse};
+pub use http::{DestinationPolicy, HttpProber, HttpResponse, probe_client};
 pub use request::{ProbeRequest, RequestHeader};
 pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;

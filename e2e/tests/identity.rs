@@ -1,0 +1,347 @@
+//! Identity providers (SPEC-identity sections 1, 2): Dex `Connector`s
+//! (`dex.coreos.com/v1`) health-checked by the operator (a real process) against a
+//! real OpenLDAP (`slapd`, e2e/src/ldap.rs) on loopback, on the real apiserver.
+//!
+//! Tests run one at a time, each with its own operator (its own probe interval, no
+//! leader election), its own slapd and namespace.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use connectors_e2e::ldap::{ADMIN_DN, GROUPS_DN, PEOPLE_DN, Slapd};
+use connectors_e2e::process::{Operator, OperatorOptions};
+use connectors_e2e::{
+    TestNamespace, apply_yaml, describe, get_json, kubectl, kubectl_ok, wait_condition,
+};
+use serde_json::{Value, json};
+
+const RESOURCE: &str = "connectors.dex.coreos.com";
+const TIMEOUT: Duration = Duration::from_secs(45);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn operator(name: &str, interval: u64) -> Operator {
+    Operator::start(OperatorOptions {
+        identity: format!("e2e-identity-{name}"),
+        probe_interval_seconds: interval,
+        probe_timeout_seconds: 3,
+        extra_args: vec!["--leader-elect=false".into(), "--webhook=false".into()],
+        ..OperatorOptions::default()
+    })
+}
+
+fn sentinel(what: &str) -> String {
+    format!("S3ntinel-{what}-{:08x}", rand::random::<u32>())
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// An LDAP config against `slapd`: LDAPS with the test CA, bind as the admin with
+/// the password from Secret `bind`/`password`.
+fn ldap_config(slapd: &Slapd) -> Value {
+    json!({
+        "host": slapd.ldaps_host(),
+        "rootCAData": b64(&slapd.ca_pem),
+        "bindDN": ADMIN_DN,
+        "bindPWRef": {"name": "bind", "key": "password"},
+        "userSearch": {
+            "baseDN": PEOPLE_DN,
+            "filter": "(objectClass=inetOrgPerson)",
+            "username": "uid", "idAttr": "uid", "emailAttr": "mail", "nameAttr": "cn",
+        },
+        "groupSearch": {
+            "baseDN": GROUPS_DN,
+            "filter": "(objectClass=groupOfNames)",
+            "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
+            "nameAttr": "cn",
+        },
+    })
+}
+
+fn connector(name: &str, config: &Value) -> String {
+    json!({
+        "apiVersion": "dex.coreos.com/v1",
+        "kind": "Connector",
+        "metadata": {"name": name},
+        "id": name,
+        "name": "Corp LDAP",
+        "type": "ldap",
+        "spec": {"config": config},
+    })
+    .to_string()
+}
+
+fn bind_secret(password: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bind"},
+        "stringData": {"password": password},
+    })
+    .to_string()
+}
+
+#[track_caller]
+fn wait_idp(ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> Value {
+    wait_condition(ns, RESOURCE, name, type_, status, reason, TIMEOUT)
+}
+
+/// No sentinel in the object, `kubectl describe` (events included), the namespace's
+/// events or the operator's log.
+#[track_caller]
+fn assert_never_shown(ns: &str, name: &str, op: &Operator, sentinels: &[&str]) {
+    let object = kubectl_ok(["get", RESOURCE, name, "-n", ns, "-o", "yaml"]);
+    let described = describe(ns, RESOURCE, name);
+    let events = kubectl_ok(["get", "events", "-n", ns, "-o", "yaml"]);
+    let logs = op.logs();
+    for s in sentinels {
+        assert!(!object.contains(s), "sentinel in the object: {object}");
+        assert!(!described.contains(s), "sentinel in describe: {described}");
+        assert!(!events.contains(s), "sentinel in events");
+        assert!(
+            !logs.contains(s),
+            "sentinel in the operator log {}",
+            op.log.display()
+        );
+    }
+}
+
+/// Good config: Ready; a wrong password in the Secret: `AuthReady False
+/// InvalidCredentials`, seen long before the next periodic check (interval 60 s), so
+/// the Secret edit itself triggered it; fixed: Ready again. The passwords never show.
+#[test]
+fn ldap_ready_wrong_password_and_a_prompt_secret_edit() {
+    let _serial = serial();
+    let good = sentinel("bind");
+    let slapd = Slapd::start(&good);
+    let op = operator("password", 60);
+    let ns = TestNamespace::new("idp-ldap");
+    apply_yaml(&ns, &bind_secret(&good));
+    apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    let c = wait_idp(&ns, "corp", "Ready", "True", "");
+    for type_ in [
+        "ConfigValid",
+        "SecretReady",
+        "LivenessReady",
+        "AuthReady",
+        "SearchReady",
+    ] {
+        assert_eq!(
+            connectors_e2e::condition(&c, type_).unwrap().0,
+            "True",
+            "{type_}: {c}"
+        );
+    }
+    assert_eq!(
+        c["status"]["observedGeneration"],
+        c["metadata"]["generation"]
+    );
+    let printed = kubectl_ok(["get", RESOURCE, "-n", &ns]);
+    assert!(
+        printed.contains("TYPE") && printed.contains("ldap"),
+        "{printed}"
+    );
+
+    let wrong = sentinel("wrong");
+    let edited = Instant::now();
+    apply_yaml(&ns, &bind_secret(&wrong));
+    let c = wait_idp(&ns, "corp", "AuthReady", "False", "InvalidCredentials");
+    let took = edited.elapsed();
+    assert_eq!(
+        connectors_e2e::condition(&c, "Ready").unwrap().1,
+        "InvalidCredentials"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the Secret edit was seen after {took:?}"
+    );
+    eprintln!(
+        "wrong bind password seen {:.1}s after the Secret edit (interval 60s)",
+        took.as_secs_f64()
+    );
+
+    apply_yaml(&ns, &bind_secret(&good));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    assert_never_shown(&ns, "corp", &op, &[&good, &wrong]);
+    op.assert_alive_without_panic();
+}
+
+/// A wrong base DN, then a filter that matches nobody: `SearchReady False
+/// NoUsersFound`; fixed: Ready. Over StartTLS on the plain port.
+#[test]
+fn ldap_search_finds_no_users_for_a_wrong_base_or_filter() {
+    let _serial = serial();
+    let password = sentinel("bind");
+    let slapd = Slapd::start(&password);
+    let op = operator("search", 3);
+    let ns = TestNamespace::new("idp-search");
+    apply_yaml(&ns, &bind_secret(&password));
+    let mut config = ldap_config(&slapd);
+    config["host"] = json!(slapd.ldap_host());
+    config["startTLS"] = json!(true);
+    apply_yaml(&ns, &connector("corp", &config));
+    let c = wait_idp(&ns, "corp", "Ready", "True", "");
+    let liveness = connectors_e2e::condition(&c, "LivenessReady").unwrap().2;
+    assert!(liveness.contains("StartTLS"), "{liveness}");
+
+    config["userSearch"]["baseDN"] = json!("ou=nobody,dc=example,dc=org");
+    apply_yaml(&ns, &connector("corp", &config));
+    wait_idp(&ns, "corp", "SearchReady", "False", "NoUsersFound");
+    config["userSearch"]["baseDN"] = json!(PEOPLE_DN);
+    config["userSearch"]["filter"] = json!("(uid=nobody-by-that-name)");
+    apply_yaml(&ns, &connector("corp", &config));
+    let c = wait_idp(&ns, "corp", "SearchReady", "False", "NoUsersFound");
+    assert_eq!(
+        connectors_e2e::condition(&c, "Ready").unwrap().1,
+        "NoUsersFound"
+    );
+    config["userSearch"]["filter"] = json!("(objectClass=person)");
+    apply_yaml(&ns, &connector("corp", &config));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    assert_never_shown(&ns, "corp", &op, &[&password]);
+}
+
+/// Without the test CA the certificate is untrusted (`LivenessReady False
+/// TLSFailed`); with it Ready; the server stopped: `ConnectionFailed`; back: Ready.
+#[test]
+fn ldap_untrusted_certificate_and_stopped_server() {
+    let _serial = serial();
+    let password = sentinel("bind");
+    let mut slapd = Slapd::start(&password);
+    let op = operator("liveness", 3);
+    let ns = TestNamespace::new("idp-live");
+    apply_yaml(&ns, &bind_secret(&password));
+    let mut config = ldap_config(&slapd);
+    config.as_object_mut().unwrap().remove("rootCAData");
+    apply_yaml(&ns, &connector("corp", &config));
+    let c = wait_idp(&ns, "corp", "LivenessReady", "False", "TLSFailed");
+    eprintln!(
+        "untrusted: {:?}",
+        connectors_e2e::condition(&c, "LivenessReady")
+    );
+    apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+
+    slapd.stop();
+    let stopped = Instant::now();
+    wait_idp(&ns, "corp", "LivenessReady", "False", "ConnectionFailed");
+    eprintln!(
+        "stopped server seen after {:.1}s (interval 3s)",
+        stopped.elapsed().as_secs_f64()
+    );
+    slapd.resume();
+    let resumed = Instant::now();
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    eprintln!(
+        "recovery seen after {:.1}s",
+        resumed.elapsed().as_secs_f64()
+    );
+    assert_never_shown(&ns, "corp", &op, &[&password]);
+    op.assert_alive_without_panic();
+}
+
+/// The published Alauda shape (namespace `cpaas-system`, label
+/// `cpaas.io/idp.version: v2`, `id` equal to the name, `spec.config`) and a Dex
+/// object with only the legacy `config` bytes (inline password: Ready, with the
+/// `InlineSecret` warning) apply unchanged; a `github` Connector is left alone.
+#[test]
+fn published_shapes_apply_and_other_types_are_left_alone() {
+    let _serial = serial();
+    let password = sentinel("inline");
+    let slapd = Slapd::start(&password);
+    let op = operator("shapes", 5);
+    let _ = kubectl(["create", "namespace", "cpaas-system"]);
+    let suffix = format!("{:06x}", rand::random::<u32>() & 0xffffff);
+    let alauda = format!("ldap-{suffix}");
+    let mut config = ldap_config(&slapd);
+    let object = json!({
+        "apiVersion": "dex.coreos.com/v1", "kind": "Connector",
+        "metadata": {"name": alauda, "namespace": "cpaas-system",
+                     "labels": {"cpaas.io/idp.version": "v2"}},
+        "id": alauda, "name": "LDAP", "type": "ldap",
+        "spec": {"config": config},
+    });
+    apply_yaml("", &object.to_string());
+    apply_yaml("cpaas-system", &bind_secret(&password));
+    wait_idp("cpaas-system", &alauda, "Ready", "True", "");
+    kubectl_ok(["delete", RESOURCE, &alauda, "-n", "cpaas-system"]);
+    kubectl_ok(["delete", "secret", "bind", "-n", "cpaas-system"]);
+
+    let ns = TestNamespace::new("idp-shapes");
+    let obj = config.as_object_mut().unwrap();
+    obj.remove("bindPWRef");
+    obj.insert("bindPW".into(), json!(password));
+    let legacy = json!({
+        "apiVersion": "dex.coreos.com/v1", "kind": "Connector",
+        "metadata": {"name": "legacy"},
+        "id": "legacy", "name": "Legacy LDAP", "type": "ldap",
+        "config": b64(&config.to_string()),
+    });
+    apply_yaml(&ns, &legacy.to_string());
+    let c = wait_idp(&ns, "legacy", "Ready", "True", "");
+    let valid = connectors_e2e::condition(&c, "ConfigValid").unwrap();
+    assert_eq!(
+        (valid.0.as_str(), valid.1.as_str()),
+        ("True", "InlineSecret"),
+        "{c}"
+    );
+
+    let github = json!({
+        "apiVersion": "dex.coreos.com/v1", "kind": "Connector",
+        "metadata": {"name": "github"},
+        "id": "github", "name": "GitHub", "type": "github",
+        "spec": {"config": {"clientID": "x", "clientSecret": "y"}},
+    });
+    apply_yaml(&ns, &github.to_string());
+    let c = wait_idp(&ns, "github", "Ready", "Unknown", "UnsupportedType");
+    assert_eq!(
+        c["status"]["conditions"].as_array().map(Vec::len),
+        Some(1),
+        "{c}"
+    );
+    // The password is inline in the object, so only the log and events are checked.
+    assert!(!op.logs().contains(&password), "inline password in the log");
+    let events = kubectl_ok(["get", "events", "-n", &ns, "-o", "yaml"]);
+    assert!(!events.contains(&password));
+    let status = c["status"].to_string() + &get_json(&ns, RESOURCE, "legacy")["status"].to_string();
+    assert!(!status.contains(&password));
+}
+
+/// At rest, with a 2 s interval, a Ready Connector's resourceVersion does not change
+/// for 30 s and the operator sends no status write for it.
+#[test]
+fn at_rest_no_write_for_30_seconds() {
+    let _serial = serial();
+    let password = sentinel("bind");
+    let slapd = Slapd::start(&password);
+    let op = operator("rest", 2);
+    let ns = TestNamespace::new("idp-rest");
+    apply_yaml(&ns, &bind_secret(&password));
+    apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    std::thread::sleep(Duration::from_secs(3));
+    let before = get_json(&ns, RESOURCE, "corp")["metadata"]["resourceVersion"].clone();
+    let writes = |op: &Operator| {
+        op.count_log_lines(&[
+            "\"PATCH\"",
+            &format!("/namespaces/{ns}/connectors/corp/status"),
+        ])
+    };
+    let writes_before = writes(&op);
+    let binds_before = op.count_log_lines(&["identity connector status written", ns.name()]);
+    std::thread::sleep(Duration::from_secs(30));
+    let after = get_json(&ns, RESOURCE, "corp")["metadata"]["resourceVersion"].clone();
+    assert_eq!(before, after, "the Connector was written at rest");
+    assert_eq!(writes(&op), writes_before, "status PATCHes at rest");
+    assert_eq!(
+        op.count_log_lines(&["identity connector status written", ns.name()]),
+        binds_before
+    );
+    eprintln!("at rest: resourceVersion {before} unchanged for 30s with a 2s interval");
+    op.assert_alive_without_panic();
+}
