@@ -21,6 +21,27 @@ if ! command -v slapd >/dev/null 2>&1 && [[ ! -x /usr/sbin/slapd ]]; then
     exit 1
   fi
 fi
+# A real OIDC provider for the identity e2e tests (e2e/src/oidc.rs): panva's
+# oidc-provider from npm, cached by version (docs/identity.md says why this one).
+OIDC_PROVIDER_VERSION=8.8.1
+oidc_dir="${XDG_CACHE_HOME:-$HOME/.cache}/connectors-e2e/oidc-provider-$OIDC_PROVIDER_VERSION"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=()
+    [[ "$(id -u)" != 0 ]] && sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  else
+    echo "missing node and npm (for the OIDC e2e provider) and no apt-get to install them" >&2
+    exit 1
+  fi
+fi
+if [[ ! -d "$oidc_dir/node_modules/oidc-provider" ]]; then
+  mkdir -p "$oidc_dir"
+  echo '{"name":"connectors-e2e-oidc","private":true,"type":"module"}' > "$oidc_dir/package.json"
+  npm install --prefix "$oidc_dir" --no-audit --no-fund --silent "oidc-provider@$OIDC_PROVIDER_VERSION"
+fi
 cargo --version
 go version
 /usr/sbin/slapd -VV 2>&1 | head -1

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 pub mod corpus;
 pub mod fixtures;
 pub mod ldap;
+pub mod oidc;
 pub mod process;
 pub mod webhook;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use connectors_e2e::ldap::{ADMIN_DN, GROUPS_DN, PEOPLE_DN, Slapd};
+use connectors_e2e::oidc::OidcProvider;
 use connectors_e2e::process::{Operator, OperatorOptions};
 use connectors_e2e::{
     TestNamespace, apply_yaml, describe, get_json, kubectl, kubectl_ok, wait_condition,
@@ -343,5 +344,81 @@ fn at_rest_no_write_for_30_seconds() {
         binds_before
     );
     eprintln!("at rest: resourceVersion {before} unchanged for 30s with a 2s interval");
+    op.assert_alive_without_panic();
+}
+
+fn oidc_connector(name: &str, issuer: &str, provider: &OidcProvider) -> String {
+    json!({
+        "apiVersion": "dex.coreos.com/v1",
+        "kind": "Connector",
+        "metadata": {"name": name},
+        "id": name,
+        "name": "Corp SSO",
+        "type": "oidc",
+        "spec": {"config": {
+            "issuer": issuer,
+            "clientID": provider.client_id,
+            "clientSecretRef": {"name": "sso", "key": "clientSecret"},
+            "redirectURI": provider.redirect_uri,
+            "scopes": ["openid", "email"],
+        }},
+    })
+    .to_string()
+}
+
+fn client_secret(secret: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "sso"},
+        "stringData": {"clientSecret": secret},
+    })
+    .to_string()
+}
+
+/// A real OIDC provider (e2e/src/oidc.rs): Ready; a wrong client secret:
+/// `AuthReady False InvalidClientCredentials`; an issuer that differs from the one the
+/// provider announces: `IssuerMismatch`; the provider down: `LivenessReady False`;
+/// back: Ready. The client secrets never show.
+#[test]
+fn oidc_ready_wrong_secret_issuer_mismatch_and_provider_down() {
+    let _serial = serial();
+    let good = sentinel("client");
+    let mut provider = OidcProvider::start("dex-e2e", &good);
+    let op = operator("oidc", 3);
+    let ns = TestNamespace::new("idp-oidc");
+    apply_yaml(&ns, &client_secret(&good));
+    apply_yaml(&ns, &oidc_connector("sso", &provider.issuer, &provider));
+    let c = wait_idp(&ns, "sso", "Ready", "True", "");
+    assert_eq!(
+        connectors_e2e::condition(&c, "SearchReady").unwrap().1,
+        "NonSearch"
+    );
+
+    let wrong = sentinel("wrong-client");
+    apply_yaml(&ns, &client_secret(&wrong));
+    let c = wait_idp(&ns, "sso", "AuthReady", "False", "InvalidClientCredentials");
+    assert_eq!(
+        connectors_e2e::condition(&c, "Ready").unwrap().1,
+        "InvalidClientCredentials"
+    );
+    apply_yaml(&ns, &client_secret(&good));
+    wait_idp(&ns, "sso", "Ready", "True", "");
+
+    // The same provider reached as localhost announces 127.0.0.1: not the same issuer.
+    let moved = format!("http://localhost:{}", provider.port);
+    apply_yaml(&ns, &oidc_connector("sso", &moved, &provider));
+    wait_idp(&ns, "sso", "LivenessReady", "False", "IssuerMismatch");
+    apply_yaml(&ns, &oidc_connector("sso", &provider.issuer, &provider));
+    wait_idp(&ns, "sso", "Ready", "True", "");
+
+    provider.stop();
+    let c = wait_idp(&ns, "sso", "LivenessReady", "False", "ConnectionFailed");
+    eprintln!(
+        "provider down: {:?}",
+        connectors_e2e::condition(&c, "LivenessReady")
+    );
+    provider.resume();
+    wait_idp(&ns, "sso", "Ready", "True", "");
+    assert_never_shown(&ns, "sso", &op, &[&good, &wrong]);
     op.assert_alive_without_panic();
 }
