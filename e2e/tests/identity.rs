@@ -25,7 +25,38 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The Dex CRD from `crds/dex/` (not in `crds/`, so `install_crds` leaves it out),
+/// before the operator starts (without it the identity controller stays idle).
+fn install_dex_crd() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        connectors_e2e::install_crds();
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/dex/dex.coreos.com.yaml"
+        );
+        kubectl_ok([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=e2e-crds",
+            "-f",
+            file,
+        ]);
+        connectors_e2e::wait("", "crd", RESOURCE, "Established", TIMEOUT);
+        connectors_e2e::eventually(TIMEOUT, || {
+            let out = kubectl(["get", RESOURCE, "--all-namespaces", "-o", "name"]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        });
+    });
+}
+
 fn operator(name: &str, interval: u64) -> Operator {
+    install_dex_crd();
     Operator::start(OperatorOptions {
         identity: format!("e2e-identity-{name}"),
         probe_interval_seconds: interval,
@@ -421,4 +452,121 @@ fn oidc_ready_wrong_secret_issuer_mismatch_and_provider_down() {
     wait_idp(&ns, "sso", "Ready", "True", "");
     assert_never_shown(&ns, "sso", &op, &[&good, &wrong]);
     op.assert_alive_without_panic();
+}
+
+/// A webhook configuration for Dex Connectors in one namespace, pointing at the
+/// operator's webhook by URL; deleted on drop.
+struct DexWebhook(String);
+
+impl DexWebhook {
+    fn register(name: &str, port: u16, ns: &str) -> Self {
+        connectors_e2e::webhook::delete(name);
+        let config = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": "vdexconnector.connectors.alauda.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {"url": format!("https://127.0.0.1:{port}/validate/dex-connectors")},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "rules": [{
+                    "apiGroups": ["dex.coreos.com"], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["connectors"],
+                    "scope": "Namespaced",
+                }],
+            }],
+        });
+        let out = connectors_e2e::kubectl_stdin(["create", "-f", "-"], &config.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DexWebhook(name.to_string())
+    }
+}
+
+impl Drop for DexWebhook {
+    fn drop(&mut self) {
+        connectors_e2e::webhook::delete(&self.0);
+    }
+}
+
+/// `kubectl apply` of a Dex Connector: (success, stderr).
+fn apply_dex(ns: &str, object: &Value) -> (bool, String) {
+    let out = connectors_e2e::kubectl_stdin(
+        [
+            "-n",
+            ns,
+            "apply",
+            "--server-side",
+            "--field-manager=e2e",
+            "-f",
+            "-",
+        ],
+        &object.to_string(),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The admission webhook refuses an invalid filter and an `id` unlike the name, with
+/// the field path, and admits an inline bind password with a warning (which does not
+/// show the password).
+#[test]
+fn admission_refuses_invalid_filters_with_the_field_path() {
+    let _serial = serial();
+    install_dex_crd();
+    let name = format!("e2e-identity-{}", std::process::id());
+    let op = Operator::start(OperatorOptions {
+        identity: "e2e-identity-admission".into(),
+        extra_args: vec![
+            "--leader-elect=false".into(),
+            "--identity-controller=false".into(),
+            format!("--webhook-config={name}"),
+        ],
+        ..OperatorOptions::default()
+    });
+    let ns = TestNamespace::new("idp-admit");
+    let _hook = DexWebhook::register(&name, op.webhook_port, &ns);
+    connectors_e2e::webhook::wait_ca_bundles(&name, TIMEOUT);
+    let password = sentinel("inline");
+    let mut object = json!({
+        "apiVersion": "dex.coreos.com/v1", "kind": "Connector",
+        "metadata": {"name": "corp"}, "id": "corp", "name": "Corp", "type": "ldap",
+        "spec": {"config": {
+            "host": "ldap.example.org:636",
+            "bindDN": ADMIN_DN, "bindPW": password,
+            "userSearch": {"baseDN": PEOPLE_DN, "filter": "(objectClass=person",
+                           "username": "uid", "idAttr": "uid", "emailAttr": "mail"},
+        }},
+    });
+    // The webhook answers once its certificate is trusted; retry until it does.
+    let refused = connectors_e2e::eventually(TIMEOUT, || match apply_dex(&ns, &object) {
+        (false, stderr) if stderr.contains("spec.config.userSearch.filter") => Ok(stderr),
+        (ok, stderr) => Err(format!("applied: {ok}: {stderr}")),
+    });
+    assert!(refused.contains("not a valid LDAP filter"), "{refused}");
+    assert!(!refused.contains(&password), "{refused}");
+
+    object["id"] = json!("other");
+    object["spec"]["config"]["userSearch"]["filter"] = json!("(objectClass=person)");
+    let (ok, stderr) = apply_dex(&ns, &object);
+    assert!(
+        !ok && stderr.contains("id: \"other\" must equal metadata.name"),
+        "{stderr}"
+    );
+
+    object["id"] = json!("corp");
+    let (ok, stderr) = apply_dex(&ns, &object);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("Warning: spec.config.bindPW"), "{stderr}");
+    assert!(!stderr.contains(&password), "{stderr}");
+    assert!(!op.logs().contains(&password));
 }

@@ -81,7 +81,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     Ok(out)
 }
 
-/// The Dex `Connector` CRD as YAML, as committed in `crds/dex.coreos.com.yaml` (its own
+/// The Dex `Connector` CRD as YAML, as committed in `crds/dex/dex.coreos.com.yaml` (its own
 /// file: a cluster running Dex may already have it, see README).
 pub fn dex_crd_yaml() -> Result<String, serde_yaml::Error> {
     Ok(format!("---\n{}", serde_yaml::to_string(&dex_crd())?))
@@ -113,12 +113,12 @@ mod tests {
         let generated = dex_crd_yaml().unwrap();
         let committed = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/crds/dex.coreos.com.yaml"
+            "/crds/dex/dex.coreos.com.yaml"
         ))
         .unwrap();
         assert!(
             generated == committed,
-            "crds/dex.coreos.com.yaml is stale: run `make crds`"
+            "crds/dex/dex.coreos.com.yaml is stale: run `make crds`"
         );
     }
 

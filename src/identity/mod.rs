@@ -155,8 +155,13 @@ pub async fn run(client: Client, settings: IdentitySettings, shutdown: Shutdown)
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
                     }
                 };
+                let work = async {
+                    if wait_for_crd(&client, &shutdown).await {
+                        watches::controller(client.clone(), settings, shutdown.clone()).await;
+                    }
+                };
                 tokio::select! {
-                    _ = watches::controller(client, settings, shutdown) => {}
+                    _ = work => {}
                     _ = deadline => {}
                 }
             }
@@ -164,6 +169,42 @@ pub async fn run(client: Client, settings: IdentitySettings, shutdown: Shutdown)
     )
     .await;
     tracing::info!("identity controller stopped");
+}
+
+/// How often a cluster without the Dex CRD (or without the RBAC to read it) is asked
+/// again.
+const CRD_RECHECK: Duration = Duration::from_secs(30);
+
+/// Waits until Dex Connectors can be listed: a cluster without Dex's CRD (or without
+/// `config/identity`'s RBAC) leaves the controller idle, not failing. False on shutdown.
+async fn wait_for_crd(client: &Client, shutdown: &Shutdown) -> bool {
+    let api = kube::Api::<crate::api::DexConnector>::all(client.clone());
+    let mut told = false;
+    loop {
+        let listed = tokio::time::timeout(
+            API_REQUEST_DEADLINE,
+            api.list_metadata(&kube::api::ListParams::default().limit(1)),
+        )
+        .await;
+        match listed {
+            Ok(Ok(_)) => return true,
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 || e.code == 403 => {
+                if !told {
+                    tracing::info!(
+                        code = e.code,
+                        "Dex Connectors (connectors.dex.coreos.com) cannot be listed: the identity controller waits (install config/identity)"
+                    );
+                    told = true;
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "listing Dex Connectors failed"),
+            Err(_) => tracing::warn!("listing Dex Connectors timed out"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CRD_RECHECK) => {}
+            _ = shutdown.clone().wait() => return false,
+        }
+    }
 }
 
 /// Builds the context (used by the watches).
