@@ -185,12 +185,17 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let results = runtime.block_on(check::check(&docs, settings));
-            match check::render(&results, output) {
+            let results = runtime.block_on(check::check(&docs, settings.clone()));
+            let identity = runtime.block_on(check::check_identity(&docs, settings));
+            match check::render_all(&results, &identity, output) {
                 Ok(text) => print!("{text}"),
                 Err(e) => return fail(e),
             }
-            if results.iter().all(|(_, status)| check::is_ready(status)) {
+            if results.iter().all(|(_, status)| check::is_ready(status))
+                && identity
+                    .iter()
+                    .all(|(_, status)| check::is_idp_ready(status))
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

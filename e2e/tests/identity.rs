@@ -570,3 +570,46 @@ fn admission_refuses_invalid_filters_with_the_field_path() {
     assert!(!stderr.contains(&password), "{stderr}");
     assert!(!op.logs().contains(&password));
 }
+
+/// `connectors-operator check -f` judges Dex Connectors from files with their
+/// Secrets, against the real slapd: exit 0 when Ready, 1 with `InvalidCredentials`
+/// for a wrong password; the password never printed.
+#[test]
+fn check_cli_judges_ldap_connectors_from_files() {
+    let _serial = serial();
+    let good = sentinel("bind");
+    let slapd = Slapd::start(&good);
+    let dir = std::env::temp_dir().join(format!("connectors-e2e-idp-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |password: &str| {
+        let file = dir.join("idp.yaml");
+        let docs = format!(
+            "{}\n---\n{}\n",
+            bind_secret(password),
+            connector("corp", &ldap_config(&slapd))
+        );
+        std::fs::write(&file, docs).expect("write");
+        let out = std::process::Command::new(
+            connectors_e2e::process::bin_dir().join("connectors-operator"),
+        )
+        .args(["check", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run check");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&good);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("API Version:  dex.coreos.com/v1") && text.contains("SearchReady"),
+        "{text}"
+    );
+    let wrong = sentinel("wrong");
+    let (code, text) = run(&wrong);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("InvalidCredentials"), "{text}");
+    assert!(!text.contains(&good) && !text.contains(&wrong), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,11 +5,10 @@
 //! trust, the live LDAP or OIDC checks) -> decide (`decide::identity`, pure) -> act
 //! (status by server-side apply only when it differs: zero writes at rest). Leader
 //! elected on its own Lease (`<lease>-identity`); re-checks every interval with
-//! jitter, exponential backoff after failures.
+//! jitter, exponential backoff after failures. The checks themselves are in
+//! `observe::identity` (shared with `check`).
 
-pub mod ldap;
-pub mod observe;
-pub mod oidc;
+mod objects;
 mod reconcile;
 mod watches;
 

@@ -9,14 +9,13 @@ use kube::runtime::events::{Event, EventType};
 
 use crate::api::{DexConnector, DexConnectorStatus};
 use crate::decide::conditions::ready_transition;
-use crate::decide::identity::{IdpFacts, IdpSecretFacts, LiveChecks, decide_idp_status};
+use crate::decide::identity::{IdpFacts, decide_idp_status};
+use crate::observe::identity::{IdpCheckSettings, observe_idp};
 use crate::runtime::now;
 use crate::types::conditions::{READY, TRUE};
-use crate::validation::identity::{IdpKind, IdpValidation, validate_dex};
+use crate::validation::identity::validate_dex;
 
-use super::ldap::{LdapTarget, check_ldap};
-use super::observe::{connector_trust, resolve_secret};
-use super::oidc::{OidcTarget, check_oidc};
+use super::objects::ClusterSecrets;
 use super::{API_REQUEST_DEADLINE, Context, Error, MANAGER};
 
 /// `namespace/name`: the key of backoff state.
@@ -34,7 +33,21 @@ pub(super) async fn reconcile(
 ) -> Result<Action, Error> {
     let validation = validate_dex(&connector);
     let namespace = connector.metadata.namespace.clone().unwrap_or_default();
-    let (secret, live) = observe(&ctx, &namespace, &validation).await?;
+    let settings = IdpCheckSettings {
+        timeout: ctx.settings.timeout,
+        destinations: ctx.settings.destinations,
+    };
+    let objects = ClusterSecrets {
+        client: &ctx.client,
+    };
+    let (secret, live) = observe_idp(
+        &objects,
+        &namespace,
+        &validation,
+        &ctx.global_trust(),
+        &settings,
+    )
+    .await?;
     let checked = live.is_some();
     let facts = IdpFacts {
         generation: connector.metadata.generation,
@@ -53,71 +66,6 @@ pub(super) async fn reconcile(
         return Ok(Action::await_change());
     }
     Ok(Action::requeue(ctx.next_check(&key_of(&connector), ready)))
-}
-
-/// The Secret facts and the live checks (`None`, `None` when nothing is checked).
-async fn observe(
-    ctx: &Context,
-    namespace: &str,
-    validation: &IdpValidation,
-) -> Result<(Option<IdpSecretFacts>, Option<LiveChecks>), Error> {
-    if !validation.errors.is_empty() {
-        return Ok((None, None));
-    }
-    let settings = &ctx.settings;
-    match &validation.kind {
-        Some(IdpKind::Ldap(config)) => {
-            let anonymous = config.bind_dn.as_deref().is_none_or(str::is_empty);
-            let (facts, password) = resolve_secret(
-                ctx,
-                namespace,
-                config.bind_pw.as_deref(),
-                config.bind_pw_ref.as_ref(),
-                anonymous,
-            )
-            .await?;
-            let root_ca: Vec<String> = config.root_ca.iter().cloned().collect();
-            let target = LdapTarget {
-                config: (**config).clone(),
-                password,
-                secret_usable: facts.usable(),
-                trust: connector_trust(
-                    &ctx.global_trust(),
-                    config.root_ca_data.as_deref(),
-                    &root_ca,
-                ),
-                timeout: settings.timeout,
-                destinations: settings.destinations,
-            };
-            let checks = check_ldap(&target).await;
-            let live = LiveChecks {
-                liveness: checks.liveness,
-                auth: checks.auth,
-                search: checks.search,
-            };
-            Ok((Some(facts), Some(live)))
-        }
-        Some(IdpKind::Oidc(config)) => {
-            let (facts, secret) = resolve_secret(
-                ctx,
-                namespace,
-                config.client_secret.as_deref(),
-                config.client_secret_ref.as_ref(),
-                false,
-            )
-            .await?;
-            let target = OidcTarget {
-                config: (**config).clone(),
-                secret_usable: facts.usable(),
-                secret,
-                trust: connector_trust(&ctx.global_trust(), None, &config.root_cas),
-                timeout: settings.timeout,
-                destinations: settings.destinations,
-            };
-            Ok((Some(facts), Some(check_oidc(&target).await)))
-        }
-        Some(IdpKind::Unsupported(_)) | None => Ok((None, None)),
-    }
 }
 
 /// Writes the status only if it differs from the stored one, and records an event on

@@ -18,9 +18,9 @@ use crate::api::DexConnector;
 use crate::observe::GLOBAL_CA_LABEL;
 use crate::runtime::{Shutdown, WatchBackoff};
 
-use super::observe::referenced_secret;
 use super::reconcile::{key_of, reconcile};
 use super::{Context, Error, IdentitySettings, context};
+use crate::observe::identity::referenced_secret;
 
 type Touched<K> = Result<K, watcher::Error>;
 
