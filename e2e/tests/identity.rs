@@ -124,14 +124,17 @@ fn wait_idp(ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> Va
 }
 
 /// No sentinel in the object, `kubectl describe` (events included), the namespace's
-/// events or the operator's log.
+/// events, the operator's metrics or its log.
 #[track_caller]
 fn assert_never_shown(ns: &str, name: &str, op: &Operator, sentinels: &[&str]) {
     let object = kubectl_ok(["get", RESOURCE, name, "-n", ns, "-o", "yaml"]);
     let described = describe(ns, RESOURCE, name);
     let events = kubectl_ok(["get", "events", "-n", ns, "-o", "yaml"]);
     let logs = op.logs();
+    let metrics = op.metrics();
+    assert!(!metrics.is_empty(), "no metrics read");
     for s in sentinels {
+        assert!(!metrics.contains(s), "sentinel in the metrics");
         assert!(!object.contains(s), "sentinel in the object: {object}");
         assert!(!described.contains(s), "sentinel in describe: {described}");
         assert!(!events.contains(s), "sentinel in events");

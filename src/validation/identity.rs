@@ -6,7 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::api::dex::{ConfigSource, DexConnector, LdapConfig, OidcConfig, SecretKeyRef};
+use crate::api::dex::{
+    ConfigSource, DexConnector, GroupSearch, LdapConfig, OidcConfig, SecretKeyRef, UserSearch,
+};
 use crate::types::FieldError;
 
 use super::connector::is_object_name;
@@ -161,43 +163,9 @@ fn ldap_rules(path: &str, ldap: &LdapConfig, out: &mut IdpValidation) {
         ldap.bind_dn.as_deref().is_some_and(|d| !d.is_empty()),
         out,
     );
-    let errors = &mut out.errors;
-    match &ldap.user_search {
-        None => errors.push(FieldError::new(
-            format!("{path}.userSearch"),
-            "Required value",
-        )),
-        Some(us) => {
-            let p = format!("{path}.userSearch");
-            required(errors, format!("{p}.baseDN"), us.base_dn.as_deref());
-            required(errors, format!("{p}.username"), us.username.as_deref());
-            required(errors, format!("{p}.idAttr"), us.id_attr.as_deref());
-            required(errors, format!("{p}.emailAttr"), us.email_attr.as_deref());
-            filter_rule(errors, &p, us.filter.as_deref());
-            scope_rule(errors, &p, us.scope.as_deref());
-        }
-    }
+    user_search_rules(path, ldap.user_search.as_ref(), &mut out.errors);
     if let Some(gs) = &ldap.group_search {
-        let p = format!("{path}.groupSearch");
-        required(errors, format!("{p}.baseDN"), gs.base_dn.as_deref());
-        required(errors, format!("{p}.nameAttr"), gs.name_attr.as_deref());
-        filter_rule(errors, &p, gs.filter.as_deref());
-        scope_rule(errors, &p, gs.scope.as_deref());
-        if gs.user_matchers.is_empty() {
-            errors.push(FieldError::new(
-                format!("{p}.userMatchers"),
-                "Required value: at least one {userAttr, groupAttr}",
-            ));
-        }
-        for (i, m) in gs.user_matchers.iter().enumerate() {
-            let m_path = format!("{p}.userMatchers[{i}]");
-            required(errors, format!("{m_path}.userAttr"), m.user_attr.as_deref());
-            required(
-                errors,
-                format!("{m_path}.groupAttr"),
-                m.group_attr.as_deref(),
-            );
-        }
+        group_search_rules(&format!("{path}.groupSearch"), gs, &mut out.errors);
     }
     if ldap.insecure_skip_verify {
         out.warnings.push(FieldError::new(
@@ -210,6 +178,62 @@ fn ldap_rules(path: &str, ldap: &LdapConfig, out: &mut IdpValidation) {
             format!("{path}.insecureNoSSL"),
             "the bind password and user passwords travel in clear text",
         ));
+    }
+}
+
+fn user_search_rules(path: &str, user_search: Option<&UserSearch>, errors: &mut Vec<FieldError>) {
+    match user_search {
+        None => errors.push(FieldError::new(
+            format!("{path}.userSearch"),
+            "Required value",
+        )),
+        Some(us) => {
+            let p = format!("{path}.userSearch");
+            required(errors, format!("{p}.baseDN"), us.base_dn.as_deref());
+            required(errors, format!("{p}.username"), us.username.as_deref());
+            required(errors, format!("{p}.idAttr"), us.id_attr.as_deref());
+            required(errors, format!("{p}.emailAttr"), us.email_attr.as_deref());
+            filter_rule(errors, &p, us.filter.as_deref());
+            scope_rule(errors, &p, us.scope.as_deref());
+            for (field, value) in [
+                ("username", &us.username),
+                ("idAttr", &us.id_attr),
+                ("emailAttr", &us.email_attr),
+                ("nameAttr", &us.name_attr),
+                ("preferredUsernameAttr", &us.preferred_username_attr),
+            ] {
+                attribute_rule(errors, format!("{p}.{field}"), value.as_deref());
+            }
+        }
+    }
+}
+
+fn group_search_rules(p: &str, gs: &GroupSearch, errors: &mut Vec<FieldError>) {
+    required(errors, format!("{p}.baseDN"), gs.base_dn.as_deref());
+    required(errors, format!("{p}.nameAttr"), gs.name_attr.as_deref());
+    filter_rule(errors, p, gs.filter.as_deref());
+    scope_rule(errors, p, gs.scope.as_deref());
+    attribute_rule(errors, format!("{p}.nameAttr"), gs.name_attr.as_deref());
+    if gs.user_matchers.is_empty() {
+        errors.push(FieldError::new(
+            format!("{p}.userMatchers"),
+            "Required value: at least one {userAttr, groupAttr}",
+        ));
+    }
+    for (i, m) in gs.user_matchers.iter().enumerate() {
+        let m_path = format!("{p}.userMatchers[{i}]");
+        required(errors, format!("{m_path}.userAttr"), m.user_attr.as_deref());
+        required(
+            errors,
+            format!("{m_path}.groupAttr"),
+            m.group_attr.as_deref(),
+        );
+        attribute_rule(errors, format!("{m_path}.userAttr"), m.user_attr.as_deref());
+        attribute_rule(
+            errors,
+            format!("{m_path}.groupAttr"),
+            m.group_attr.as_deref(),
+        );
     }
 }
 
@@ -273,6 +297,30 @@ fn filter_rule(errors: &mut Vec<FieldError>, path: &str, filter: Option<&str>) {
             format!(
                 "{filter:?} is not a valid LDAP filter (RFC 4515, e.g. \"(objectClass=person)\")"
             ),
+        ));
+    }
+}
+
+/// An attribute description (RFC 4512: a name or an OID, with `;options`): the only
+/// form that may be placed in a search filter, so no attribute injects filter syntax.
+pub fn is_attribute_name(name: &str) -> bool {
+    let mut parts = name.split(';');
+    let base = parts.next().unwrap_or_default();
+    let keystring = base.starts_with(|c: char| c.is_ascii_alphabetic())
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid = !base.is_empty()
+        && base
+            .split('.')
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    (keystring || oid)
+        && parts.all(|o| !o.is_empty() && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+fn attribute_rule(errors: &mut Vec<FieldError>, path: String, value: Option<&str>) {
+    if let Some(v) = value.filter(|v| !v.is_empty() && !is_attribute_name(v)) {
+        errors.push(FieldError::new(
+            path,
+            format!("{v:?} is not an LDAP attribute name"),
         ));
     }
 }
@@ -505,6 +553,24 @@ mod tests {
         );
         config.as_object_mut().unwrap().remove("bindDN");
         assert!(validate_dex(&ldap(config)).errors.is_empty());
+    }
+
+    #[test]
+    fn attribute_names_cannot_inject_filter_syntax() {
+        assert!(is_attribute_name("uid"));
+        assert!(is_attribute_name("userPrincipalName"));
+        assert!(is_attribute_name("2.5.4.3"));
+        assert!(is_attribute_name("cn;lang-en"));
+        assert!(is_attribute_name("DN"));
+        for bad in ["uid=*)(x", "", "a b", "1a", "cn;", "(cn)"] {
+            assert!(!is_attribute_name(bad), "{bad}");
+        }
+        let mut config = good_ldap();
+        config["userSearch"]["emailAttr"] = json!("mail)(uid=*");
+        assert_eq!(
+            paths(&validate_dex(&ldap(config))),
+            ["spec.config.userSearch.emailAttr"]
+        );
     }
 
     #[test]
