@@ -616,3 +616,57 @@ fn check_cli_judges_ldap_connectors_from_files() {
     assert!(!text.contains(&good) && !text.contains(&wrong), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The operator needs nothing beyond `config/rbac` plus `config/identity/rbac` for
+/// Dex Connectors: run as that ServiceAccount (bound token), it reads the bind
+/// Secret, writes the status and events, with no RBAC denial in its log. (Applying
+/// the identity RBAC also keeps later tests that run the operator as this account
+/// free of denials for the Dex CRD this binary installed.)
+#[test]
+fn the_operator_checks_dex_connectors_with_its_own_rbac() {
+    let _serial = serial();
+    install_dex_crd();
+    connectors_e2e::process::ensure_operator_namespace();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+    for dir in ["rbac", "identity/rbac"] {
+        kubectl_ok([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            &format!("{config}/{dir}"),
+        ]);
+    }
+    let password = sentinel("bind");
+    let slapd = Slapd::start(&password);
+    let ns = TestNamespace::new("idp-rbac");
+    let op = Operator::start(OperatorOptions {
+        identity: "e2e-identity-rbac".into(),
+        probe_interval_seconds: 2,
+        kubeconfig: Some(connectors_e2e::sa_kubeconfig(
+            connectors_e2e::process::OPERATOR_NAMESPACE,
+            "connectors-operator",
+        )),
+        extra_args: vec!["--lease-name".into(), format!("lease-{ns}")],
+        ..OperatorOptions::default()
+    });
+    apply_yaml(&ns, &bind_secret(&password));
+    apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    connectors_e2e::eventually(TIMEOUT, || {
+        let events = kubectl_ok(["get", "events", "-n", &ns, "-o", "json"]);
+        if events.contains("Connector is ready") {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let logs = op.logs();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("forbidden") && l.contains("cannot"))
+        .collect();
+    assert!(denied.is_empty(), "RBAC denied: {:?}", denied.first());
+    assert_never_shown(&ns, "corp", &op, &[&password]);
+}

@@ -172,3 +172,52 @@ pub fn connector_trust(
         .filter_map(|p| TrustBundle::from_pems([p]).ok())
         .fold(global.clone(), |acc, b| acc.merged(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn secret_values_come_from_data_then_string_data_without_a_trailing_newline() {
+        let secret = Secret {
+            data: Some([("a".to_string(), ByteString(b"from-data\n".to_vec()))].into()),
+            string_data: Some([("b".to_string(), "from-string-data".to_string())].into()),
+            ..Secret::default()
+        };
+        assert_eq!(secret_value(&secret, "a").as_deref(), Some("from-data"));
+        assert_eq!(
+            secret_value(&secret, "b").as_deref(),
+            Some("from-string-data")
+        );
+        assert_eq!(secret_value(&secret, "c"), None);
+    }
+
+    #[test]
+    fn the_referenced_secret_is_read_from_the_raw_config() {
+        let c: DexConnector = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "x"}, "type": "oidc",
+            "spec": {"config": {"clientSecretRef": {"name": "sso", "key": "k"}, "issuer": 1}},
+        }))
+        .unwrap();
+        assert_eq!(referenced_secret(&c).as_deref(), Some("sso"));
+    }
+
+    #[test]
+    fn trust_adds_root_ca_data_and_pem_entries_and_skips_unreadable_paths() {
+        use base64::Engine as _;
+        let pem =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/fixtures/ca.pem"))
+                .unwrap();
+        let data = base64::engine::general_purpose::STANDARD.encode(&pem);
+        let trust = connector_trust(&TrustBundle::empty(), Some(&data), &[]);
+        assert_eq!(trust.len(), 1);
+        let trust = connector_trust(
+            &TrustBundle::empty(),
+            None,
+            &[pem.clone(), "/no/such/file.pem".to_string()],
+        );
+        assert_eq!(trust.len(), 1);
+        assert!(connector_trust(&TrustBundle::empty(), Some("not base64"), &[]).is_empty());
+    }
+}
