@@ -35,7 +35,7 @@ fn install_dex_crd() {
             env!("CARGO_MANIFEST_DIR"),
             "/../crds/dex/dex.coreos.com.yaml"
         );
-        kubectl_ok([
+        let out = kubectl([
             "apply",
             "--server-side",
             "--force-conflicts",
@@ -43,6 +43,9 @@ fn install_dex_crd() {
             "-f",
             file,
         ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "applying the Dex CRD: {stderr}");
+        assert!(!stderr.to_ascii_lowercase().contains("warning"), "{stderr}");
         connectors_e2e::wait("", "crd", RESOURCE, "Established", TIMEOUT);
         connectors_e2e::eventually(TIMEOUT, || {
             let out = kubectl(["get", RESOURCE, "--all-namespaces", "-o", "name"]);
@@ -669,4 +672,67 @@ fn the_operator_checks_dex_connectors_with_its_own_rbac() {
         .collect();
     assert!(denied.is_empty(), "RBAC denied: {:?}", denied.first());
     assert_never_shown(&ns, "corp", &op, &[&password]);
+}
+
+fn identity_lease_holder(lease: &str) -> String {
+    connectors_e2e::try_get_json(
+        connectors_e2e::process::OPERATOR_NAMESPACE,
+        "lease",
+        &format!("{lease}-identity"),
+    )
+    .ok()
+    .flatten()
+    .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    .unwrap_or_default()
+}
+
+/// Two operators: only the holder of the identity Lease (`<lease>-identity`) writes
+/// Dex Connector statuses; after a SIGKILL of the holder the standby takes the Lease
+/// and sees a Secret edit made meanwhile.
+#[test]
+fn only_the_identity_lease_holder_writes_and_a_standby_takes_over() {
+    let _serial = serial();
+    let password = sentinel("bind");
+    let slapd = Slapd::start(&password);
+    install_dex_crd();
+    let ns = TestNamespace::new("idp-leader");
+    let lease = format!("lease-{ns}");
+    let options = |name: &str| OperatorOptions {
+        identity: name.into(),
+        probe_interval_seconds: 2,
+        lease_duration_seconds: 6,
+        extra_args: vec![
+            "--lease-name".into(),
+            lease.clone(),
+            "--webhook=false".into(),
+        ],
+        ..OperatorOptions::default()
+    };
+    let mut first = Operator::start(options("idp-first"));
+    connectors_e2e::eventually(TIMEOUT, || match identity_lease_holder(&lease).as_str() {
+        "idp-first" => Ok(()),
+        other => Err(format!("identity lease held by {other:?}")),
+    });
+    let second = Operator::start(options("idp-second"));
+    apply_yaml(&ns, &bind_secret(&password));
+    apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    std::thread::sleep(Duration::from_secs(3));
+    let written =
+        |op: &Operator| op.count_log_lines(&["identity connector status written", ns.name()]);
+    assert!(written(&first) >= 1, "the holder wrote nothing");
+    assert_eq!(written(&second), 0, "the standby wrote a status");
+
+    first.kill();
+    let killed = Instant::now();
+    let wrong = sentinel("wrong");
+    apply_yaml(&ns, &bind_secret(&wrong));
+    wait_idp(&ns, "corp", "AuthReady", "False", "InvalidCredentials");
+    assert_eq!(identity_lease_holder(&lease), "idp-second");
+    eprintln!(
+        "identity hand-over after SIGKILL: InvalidCredentials written {:.1}s after the kill (lease 6s)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(written(&second) >= 1);
+    second.assert_alive_without_panic();
 }
