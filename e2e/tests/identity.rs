@@ -736,3 +736,58 @@ fn only_the_identity_lease_holder_writes_and_a_standby_takes_over() {
     assert!(written(&second) >= 1);
     second.assert_alive_without_panic();
 }
+
+/// Deletes a global CA Secret at the end of a test (also on panic).
+struct GlobalCa(String);
+
+impl Drop for GlobalCa {
+    fn drop(&mut self) {
+        let _ = kubectl([
+            "delete",
+            "secret",
+            &self.0,
+            "-n",
+            connectors_e2e::process::OPERATOR_NAMESPACE,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+/// Trust from a labelled global CA Secret in the operator's namespace: the untrusted
+/// certificate (`TLSFailed`) becomes trusted as soon as the Secret appears (its watch
+/// re-checks every Dex Connector; interval 60 s), and untrusted again when it goes.
+#[test]
+fn a_global_ca_secret_makes_the_certificate_trusted() {
+    let _serial = serial();
+    let password = sentinel("bind");
+    let slapd = Slapd::start(&password);
+    let op = operator("global-ca", 60);
+    let ns = TestNamespace::new("idp-global-ca");
+    apply_yaml(&ns, &bind_secret(&password));
+    let mut config = ldap_config(&slapd);
+    config.as_object_mut().unwrap().remove("rootCAData");
+    apply_yaml(&ns, &connector("corp", &config));
+    wait_idp(&ns, "corp", "LivenessReady", "False", "TLSFailed");
+    let name = format!("idp-ca-{}", ns.name());
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": {"connectors.cpaas.io/ca-cert": "true"}},
+        "stringData": {"ca.crt": slapd.ca_pem},
+    });
+    let guard = GlobalCa(name);
+    let added = Instant::now();
+    apply_yaml(
+        connectors_e2e::process::OPERATOR_NAMESPACE,
+        &secret.to_string(),
+    );
+    wait_idp(&ns, "corp", "Ready", "True", "");
+    let took = added.elapsed();
+    assert!(took < Duration::from_secs(30), "seen after {took:?}");
+    eprintln!(
+        "global CA seen {:.1}s after the Secret appeared (interval 60s)",
+        took.as_secs_f64()
+    );
+    drop(guard);
+    wait_idp(&ns, "corp", "LivenessReady", "False", "TLSFailed");
+    op.assert_alive_without_panic();
+}
