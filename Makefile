@@ -14,7 +14,8 @@ test:
 
 # Regenerates the committed CRDs from the Rust types.
 crds:
-	cargo run -q -- crds > crds/connectors.alauda.io.yaml
+	cargo run -q -- crds --group connectors.alauda.io > crds/connectors.alauda.io.yaml
+	cargo run -q -- crds --group dex.coreos.com > crds/dex/dex.coreos.com.yaml
 
 # The scale benchmark (docs/benchmarks.md) on its own local control plane: make bench N=10000
 N ?= 1000

@@ -14,10 +14,14 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{Connector, ConnectorClass, ConnectorStatus};
+use crate::api::{
+    Condition, Connector, ConnectorClass, ConnectorStatus, DexConnector, DexConnectorStatus,
+};
 use crate::decide::class::{ClassFacts as ClassStatusFacts, decide_class_status};
 use crate::decide::connector::{ClassFacts, ProxyServiceFacts, decide_connector_status};
+use crate::decide::identity::{IdpFacts, decide_idp_status};
 use crate::decide::plan::probe_plan;
+use crate::observe::identity::{IdpCheckSettings, observe_idp};
 use crate::observe::{
     ClassView, Objects, ServiceLookup, class_facts, connector_facts, observe_class, observe_inputs,
     run_probes,
@@ -27,6 +31,7 @@ use crate::probe::{
 };
 use crate::types::FieldError;
 use crate::types::conditions::{READY, TRUE};
+use crate::validation::identity::validate_dex;
 use crate::validation::validate_class;
 
 /// The cluster domain `check` assumes for Service addresses.
@@ -65,6 +70,8 @@ pub struct Documents {
     pub connectors: Vec<Connector>,
     /// Keyed by (namespace, name).
     pub secrets: BTreeMap<(String, String), Secret>,
+    /// Dex Connectors (`dex.coreos.com/v1`, identity providers).
+    pub dex_connectors: Vec<DexConnector>,
 }
 
 const DEFAULT_NAMESPACE: &str = "default";
@@ -98,6 +105,11 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
                 .and_then(|k| k.as_str())
                 .unwrap_or_default()
                 .to_string();
+            if kind == "Connector" && is_dex(&value) {
+                docs.dex_connectors
+                    .push(read_dex(value).map_err(parse_error)?);
+                continue;
+            }
             admit(&kind, &mut value).map_err(parse_error)?;
             match kind.as_str() {
                 "ConnectorClass" => {
@@ -133,10 +145,28 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Documents, CheckError> {
             }
         }
     }
-    if docs.connectors.is_empty() {
+    if docs.connectors.is_empty() && docs.dex_connectors.is_empty() {
         return Err(CheckError::NoConnector);
     }
     Ok(docs)
+}
+
+/// A `Connector` of Dex's API group (SPEC-identity) rather than this project's.
+fn is_dex(value: &serde_yaml::Value) -> bool {
+    value.get("apiVersion").and_then(|v| v.as_str())
+        == Some(DexConnector::api_version(&()).as_ref())
+}
+
+/// A Dex Connector document, in namespace `default` unless it names one. Its errors
+/// never quote the config (which may hold an inline secret).
+fn read_dex(value: serde_yaml::Value) -> Result<DexConnector, String> {
+    let mut connector: DexConnector = serde_yaml::from_value(value)
+        .map_err(|_| "Connector (dex.coreos.com/v1): invalid document".to_string())?;
+    connector
+        .metadata
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
+    Ok(connector)
 }
 
 /// The apiVersion this project serves `kind` at, for the kinds `check` reads.
@@ -536,6 +566,106 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
     results
 }
 
+/// Computes the status of every Dex Connector in `docs` (SPEC-identity section 2),
+/// checking the LDAP or OIDC provider for real, with the identity controller's observe
+/// and decide steps.
+pub async fn check_identity(
+    docs: &Documents,
+    settings: ProbeSettings,
+) -> Vec<(DexConnector, DexConnectorStatus)> {
+    let now = crate::runtime::now();
+    let objects = FileObjects(docs);
+    let check_settings = IdpCheckSettings {
+        timeout: settings.timeout,
+        destinations: settings.destinations,
+    };
+    let mut results = Vec::new();
+    for connector in &docs.dex_connectors {
+        let validation = validate_dex(connector);
+        let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
+        let Ok((secret, live)) = observe_idp(
+            &objects,
+            namespace,
+            &validation,
+            &TrustBundle::empty(),
+            &check_settings,
+        )
+        .await;
+        let facts = IdpFacts {
+            generation: connector.metadata.generation,
+            validation: &validation,
+            secret,
+            live,
+        };
+        results.push((connector.clone(), decide_idp_status(&[], &facts, &now)));
+    }
+    results
+}
+
+/// Whether a Dex Connector's status says Ready.
+pub fn is_idp_ready(status: &DexConnectorStatus) -> bool {
+    crate::api::find_condition(&status.conditions, READY).is_some_and(|c| c.status == TRUE)
+}
+
+/// [`render`] of tool Connectors followed by Dex Connectors (in JSON and YAML one list;
+/// Dex entries carry their `apiVersion`).
+pub fn render_all(
+    results: &[(Connector, ConnectorStatus)],
+    identity: &[(DexConnector, DexConnectorStatus)],
+    output: Output,
+) -> Result<String, CheckError> {
+    if identity.is_empty() {
+        return render(results, output);
+    }
+    let encode = |e: String| CheckError::Encode(e);
+    match output {
+        Output::Describe => Ok(describe(results) + &describe_identity(identity)),
+        Output::Json | Output::Yaml => {
+            let text = render(results, Output::Json)?;
+            let mut all: Vec<serde_json::Value> =
+                serde_json::from_str(&text).map_err(|e| encode(e.to_string()))?;
+            all.extend(identity.iter().map(|(c, status)| {
+                serde_json::json!({
+                    "apiVersion": DexConnector::api_version(&()),
+                    "name": c.metadata.name,
+                    "namespace": c.metadata.namespace,
+                    "status": status,
+                })
+            }));
+            if output == Output::Json {
+                serde_json::to_string_pretty(&all).map_err(|e| encode(e.to_string()))
+            } else {
+                serde_yaml::to_string(&all).map_err(|e| encode(e.to_string()))
+            }
+        }
+    }
+}
+
+fn describe_identity(results: &[(DexConnector, DexConnectorStatus)]) -> String {
+    let mut out = String::new();
+    for (connector, status) in results {
+        let meta = &connector.metadata;
+        let _ = writeln!(
+            out,
+            "Name:         {}",
+            meta.name.as_deref().unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "Namespace:    {}",
+            meta.namespace.as_deref().unwrap_or_default()
+        );
+        let _ = writeln!(out, "API Version:  {}", DexConnector::api_version(&()));
+        let _ = writeln!(
+            out,
+            "Type:         {}",
+            connector.type_.as_deref().unwrap_or_default()
+        );
+        conditions_table(&mut out, &status.conditions);
+    }
+    out
+}
+
 pub fn is_ready(status: &ConnectorStatus) -> bool {
     crate::api::find_condition(&status.conditions, READY).is_some_and(|c| c.status == TRUE)
 }
@@ -585,44 +715,48 @@ fn describe(results: &[(Connector, ConnectorStatus)]) -> String {
             "Address:      {}",
             connector.spec.address.as_deref().unwrap_or_default()
         );
-        let _ = writeln!(out, "Conditions:");
-        let rows: Vec<[&str; 4]> = status
-            .conditions
-            .iter()
-            .map(|c| {
-                [
-                    c.type_.as_str(),
-                    c.status.as_str(),
-                    c.reason.as_deref().unwrap_or(""),
-                    c.message.as_deref().unwrap_or(""),
-                ]
-            })
-            .collect();
-        let header = ["Type", "Status", "Reason", "Message"];
-        let width = |i: usize| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        };
-        let (w0, w1, w2) = (width(0), width(1), width(2));
-        let _ = writeln!(
-            out,
-            "  {:w0$}  {:w1$}  {:w2$}  {}",
-            header[0], header[1], header[2], header[3]
-        );
-        let _ = writeln!(
-            out,
-            "  {:w0$}  {:w1$}  {:w2$}  -------",
-            "----", "------", "------"
-        );
-        for r in rows {
-            let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
-        }
-        out.push('\n');
+        conditions_table(&mut out, &status.conditions);
     }
     out
+}
+
+/// The conditions as `kubectl describe` shows them, then a blank line.
+fn conditions_table(out: &mut String, conditions: &[Condition]) {
+    let _ = writeln!(out, "Conditions:");
+    let rows: Vec<[&str; 4]> = conditions
+        .iter()
+        .map(|c| {
+            [
+                c.type_.as_str(),
+                c.status.as_str(),
+                c.reason.as_deref().unwrap_or(""),
+                c.message.as_deref().unwrap_or(""),
+            ]
+        })
+        .collect();
+    let header = ["Type", "Status", "Reason", "Message"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let _ = writeln!(
+        out,
+        "  {:w0$}  {:w1$}  {:w2$}  {}",
+        header[0], header[1], header[2], header[3]
+    );
+    let _ = writeln!(
+        out,
+        "  {:w0$}  {:w1$}  {:w2$}  -------",
+        "----", "------", "------"
+    );
+    for r in rows {
+        let _ = writeln!(out, "  {:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

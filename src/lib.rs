@@ -11,6 +11,7 @@ pub mod controller;
 pub mod dataplane;
 pub mod decide;
 pub mod gateway;
+pub mod identity;
 pub mod inject;
 pub mod observe;
 pub mod probe;

@@ -25,8 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print both CRDs as YAML.
-    Crds,
+    /// Print the CRDs as YAML (all groups, or one with `--group`).
+    Crds {
+        /// Only this API group: `connectors.alauda.io` or `dex.coreos.com`.
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Validate and probe Connectors from files, without a cluster; exit 0 only when
     /// every Connector is Ready.
     Check {
@@ -190,6 +194,10 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Health-check Dex `Connector`s (dex.coreos.com/v1, LDAP and OIDC identity
+    /// providers); `--identity-controller=false` turns it off.
+    #[arg(long = "identity-controller", env = "IDENTITY_CONTROLLER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    identity_controller: bool,
     #[command(flatten)]
     webhook: WebhookArgs,
 }
@@ -242,7 +250,7 @@ fn main() -> ExitCode {
     // One rustls crypto provider for the whole process (kube and reqwest share it).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Crds => match connectors_operator::api::crds_yaml() {
+        Command::Crds { group } => match crds_yaml(group.as_deref()) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -273,17 +281,34 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let results = runtime.block_on(check::check(&docs, settings));
-            match check::render(&results, output) {
+            let results = runtime.block_on(check::check(&docs, settings.clone()));
+            let identity = runtime.block_on(check::check_identity(&docs, settings));
+            match check::render_all(&results, &identity, output) {
                 Ok(text) => print!("{text}"),
                 Err(e) => return fail(e),
             }
-            if results.iter().all(|(_, status)| check::is_ready(status)) {
+            if results.iter().all(|(_, status)| check::is_ready(status))
+                && identity
+                    .iter()
+                    .all(|(_, status)| check::is_idp_ready(status))
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// The CRDs of one API group, or of all.
+fn crds_yaml(group: Option<&str>) -> Result<String, String> {
+    use connectors_operator::api::{crds_yaml, dex_crd_yaml};
+    let e = |e: serde_yaml::Error| e.to_string();
+    match group {
+        None => Ok(crds_yaml().map_err(e)? + &dex_crd_yaml().map_err(e)?),
+        Some("connectors.alauda.io") => crds_yaml().map_err(e),
+        Some("dex.coreos.com") => dex_crd_yaml().map_err(e),
+        Some(other) => Err(format!("unknown API group {other:?}")),
     }
 }
 
@@ -325,6 +350,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
         format!("{host}-{:08x}", rand::random::<u32>())
     });
+    let identity_enabled = args.identity_controller;
     let settings = Settings {
         probe: ProbeSettings {
             timeout: Duration::from_secs(args.probe_timeout.max(1)),
@@ -380,7 +406,24 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         });
         match (mode, webhook) {
             (Mode::ControllersAndWebhook, _) => {
-                connectors_operator::controller::run(client, settings, metrics, shutdown).await;
+                let identity = identity_enabled.then(|| identity_settings(&settings));
+                let identity = async {
+                    if let Some(identity) = identity {
+                        connectors_operator::identity::run(
+                            client.clone(),
+                            identity,
+                            shutdown.clone(),
+                        )
+                        .await;
+                    }
+                };
+                let controllers = connectors_operator::controller::run(
+                    client.clone(),
+                    settings,
+                    metrics,
+                    shutdown.clone(),
+                );
+                futures::join!(controllers, identity);
                 tracing::info!("controllers stopped");
             }
             (Mode::WebhookOnly, Some(webhook)) => {
@@ -457,6 +500,19 @@ where
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
+}
+
+/// The identity controller's settings, from the Connector controller's.
+fn identity_settings(settings: &Settings) -> connectors_operator::identity::IdentitySettings {
+    connectors_operator::identity::IdentitySettings {
+        interval: settings.probe_interval,
+        min_backoff: settings.min_backoff,
+        timeout: settings.probe.timeout,
+        destinations: settings.probe.destinations,
+        namespace: settings.namespace.clone(),
+        workers: settings.workers.min(32),
+        leader_election: settings.leader_election.clone(),
+    }
 }
 
 /// glibc gives each thread that allocates concurrently its own arena (up to 8 per

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("check", BELOW_PROCESSES),
     ("proxy", BELOW_PROCESSES),
     ("gateway", BELOW_PROCESSES),
+    ("identity", BELOW_PROCESSES),
 ];
 
 /// What a process may import: every layer below the processes.

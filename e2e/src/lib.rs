@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub mod corpus;
 pub mod fixtures;
 pub mod git;
+pub mod ldap;
+pub mod oidc;
 pub mod pki;
 pub mod process;
 pub mod proxy;

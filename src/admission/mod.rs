@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::api::{Connector, ConnectorClass};
+use crate::api::{Connector, ConnectorClass, DexConnector};
 use crate::runtime::Shutdown;
 use crate::telemetry::{AdmissionLabels, Metrics};
 use crate::types::join_errors;
@@ -138,6 +138,7 @@ pub fn router(client: kube::Client, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/validate/connectors", post(validate_connector))
         .route("/validate/connectorclasses", post(validate_class))
+        .route("/validate/dex-connectors", post(validate_dex_connector))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .layer(axum::middleware::from_fn_with_state(budget, bounded_body))
         .with_state(WebhookState {
@@ -456,6 +457,19 @@ async fn validate_connector(
     let user = req.user_info.username.as_deref().unwrap_or_default();
     verdict.errors.extend(secret_access_errors(user, &access));
     state.judged("Connector", respond(&req, verdict))
+}
+
+/// Dex Connectors: the object's own rules only (no I/O).
+async fn validate_dex_connector(
+    State(state): State<WebhookState>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let (req, new, old) = match decode::<DexConnector>(review) {
+        Ok(decoded) => decoded,
+        Err(response) => return state.answer("DexConnector", "error", response),
+    };
+    let verdict = review::review_dex_connector(&new, old.as_ref());
+    state.judged("DexConnector", respond(&req, verdict))
 }
 
 async fn validate_class(

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus;
 
-use crate::api::{Connector, ConnectorClass};
+use crate::api::{Connector, ConnectorClass, DexConnector};
 use crate::types::FieldError;
+use crate::validation::identity::validate_dex;
 use crate::validation::{
     CA_SECRET_NAME_FIELD, SECRET_NAME_FIELD, validate_against_class, validate_class,
     validate_connector,
@@ -26,6 +27,21 @@ pub struct Verdict {
 impl Verdict {
     pub fn allowed(&self) -> bool {
         self.errors.is_empty()
+    }
+}
+
+/// Judges a Dex Connector (`dex.coreos.com/v1`, SPEC-identity sections 1, 2): field
+/// errors refuse it (on UPDATE only new ones, as for Connectors); inline secrets and
+/// `insecureSkipVerify` are warnings. Rules: `validation::identity`.
+pub fn review_dex_connector(new: &DexConnector, old: Option<&DexConnector>) -> Verdict {
+    let judged = validate_dex(new);
+    let errors = match old {
+        Some(old) => only_new(judged.errors, &validate_dex(old).errors),
+        None => judged.errors,
+    };
+    Verdict {
+        errors,
+        warnings: judged.warnings.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -5,5 +5,6 @@ pub mod class;
 pub mod conditions;
 pub mod connector;
 pub mod events;
+pub mod identity;
 pub mod plan;
 pub mod proxy_service;

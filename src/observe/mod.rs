@@ -4,6 +4,7 @@
 
 mod class;
 mod connector;
+pub mod identity;
 mod secrets;
 
 pub use class::{ServiceLookup, observe_class};

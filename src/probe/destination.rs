@@ -45,6 +45,19 @@ impl Internal {
 }
 
 impl DestinationPolicy {
+    /// Why the policy refuses a resolved address (for probes that connect themselves,
+    /// such as the LDAP check of the identity controller), or `None`.
+    pub fn refusal(self, host: &str, ip: IpAddr) -> Option<String> {
+        let kind = classify_name(host).or_else(|| classify(ip))?;
+        self.refuses(kind).then(|| {
+            Refused {
+                host: host.to_string(),
+                kind,
+            }
+            .to_string()
+        })
+    }
+
     /// Whether the policy refuses that kind of address.
     fn refuses(self, kind: Internal) -> bool {
         match self {

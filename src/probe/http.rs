@@ -498,6 +498,15 @@ fn tls_cause(e: &rustls::Error) -> String {
     }
 }
 
+/// The probes' HTTP client (see [`build_client`]) for other checks of the same
+/// process family (the identity controller's OIDC check).
+pub fn probe_client(
+    trust: &TrustBundle,
+    settings: &ProbeSettings,
+) -> Result<reqwest::Client, String> {
+    build_client(trust, settings)
+}
+
 /// A client trusting the system roots plus the bundle, with rustls on the `ring`
 /// provider, no automatic redirects, no proxy (a proxy would connect to the
 /// destination unchecked) and, unless the policy is `Any`, a resolver that keeps only

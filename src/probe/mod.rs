@@ -59,7 +59,7 @@ use crate::api::Connector;
 pub use crate::types::{FailureReason, ProbeKind, ProbeOutcome};
 pub use compile::CompiledClass;
 pub use destination::{DestinationPolicy, Refused, check_url, find_refusal};
-pub use http::{HttpProber, HttpResponse};
+pub use http::{HttpProber, HttpResponse, probe_client};
 pub use request::{ProbeRequest, RequestHeader};
 pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;

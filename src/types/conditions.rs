@@ -17,3 +17,7 @@ pub const API_READY: &str = "APIReady";
 pub const CA_CERT_READY: &str = "CACertReady";
 pub const PROXY_READY: &str = "ProxyReady";
 pub const SPEC_VALID: &str = "SpecValid";
+
+/// Condition types of IdP connectors (`dex.coreos.com/v1` Connector, SPEC-identity 2).
+pub const CONFIG_VALID: &str = "ConfigValid";
+pub const SEARCH_READY: &str = "SearchReady";

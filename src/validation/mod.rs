@@ -2,6 +2,7 @@
 
 pub mod class;
 pub mod connector;
+pub mod identity;
 
 pub use class::{structural_errors, validate_class};
 pub use connector::{
