@@ -327,6 +327,18 @@ fn the_gateway_routes_by_openapi_with_the_connectors_credentials_and_its_flags()
         &format!("{}-flags", e.ns.name()),
     ]);
 
+    // Unknown keys are ignored with a warning.
+    e.flag("enable-something-unknown", "true");
+    eventually(Duration::from_secs(20), || {
+        let logs = e.gateway.logs();
+        match logs.contains("enable-something-unknown")
+            && logs.contains("ignored: not a known flag")
+        {
+            true => Ok(()),
+            false => Err("no warning for the unknown flag yet".to_string()),
+        }
+    });
+
     // Neither the token nor the Secret's password is in the gateway's trace log.
     let logs = e.gateway.logs();
     assert!(logs.contains("TRACE"));

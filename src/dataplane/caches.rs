@@ -92,10 +92,16 @@ impl Caches {
         let map_api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
         let by_name =
             watcher::Config::default().fields(&format!("metadata.name={FLAGS_CONFIGMAP}"));
-        spawn_until(
-            shutdown,
-            drain(reflector(flags_writer, watcher(map_api, by_name))),
-        );
+        let flags = watcher(map_api, by_name)
+            .backoff(WatchBackoff::default())
+            .reflect(flags_writer)
+            .for_each(|event| {
+                if let Ok(watcher::Event::Apply(map) | watcher::Event::InitApply(map)) = &event {
+                    warn_ignored_flags(map);
+                }
+                futures::future::ready(())
+            });
+        spawn_until(shutdown, flags);
         caches
     }
 
@@ -192,6 +198,20 @@ impl Caches {
             cache.insert(name, (generation, compiled.clone()));
         }
         compiled
+    }
+}
+
+/// SPEC-proxy section 1: unknown keys (and values other than "true"/"false") are
+/// ignored with a warning.
+fn warn_ignored_flags(map: &ConfigMap) {
+    let data = map.data.clone().unwrap_or_default();
+    let (_, ignored) = parse_flags(&data);
+    if !ignored.is_empty() {
+        tracing::warn!(
+            configmap = FLAGS_CONFIGMAP,
+            keys = ?ignored,
+            "ignored: not a known flag, or a value other than \"true\"/\"false\""
+        );
     }
 }
 
