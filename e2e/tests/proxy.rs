@@ -181,6 +181,30 @@ fn upgrades_are_spliced_only_after_a_101() {
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, b"ok", "the connection closes after the answer");
+
+    // A tool that refuses an upgrade with 403, and a second request sent right behind
+    // the first (as if the tunnel were open): never relayed, with credentials or not.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.proxy.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let smuggled = format!("GET /echo/smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream
+        .write_all(format!("{}{smuggled}", request("/misbehave/status/403")).as_bytes())
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
+        "a second answer came"
+    );
+    let (_, log) = connectors_e2e::process::http_get(s.tool.port, "/_requests").unwrap();
+    assert!(
+        !log.contains("/echo/smuggled"),
+        "the smuggled request reached the tool: {log}"
+    );
 }
 
 #[test]

@@ -80,14 +80,15 @@ impl ProxyCa {
         })
     }
 
-    /// A TLS server configuration presenting a leaf for `host` (cached; HTTP/1.1).
-    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, String> {
+    /// A TLS server configuration presenting a leaf for `host` (cached; HTTP/1.1), and
+    /// whether it came from the cache.
+    pub fn server_config(&self, host: &str) -> Result<(Arc<ServerConfig>, bool), String> {
         let now = Instant::now();
         if let Ok(leaves) = self.leaves.lock()
             && let Some((renew_at, config)) = leaves.get(host)
             && now < *renew_at
         {
-            return Ok(config.clone());
+            return Ok((config.clone(), true));
         }
         let config = Arc::new(self.mint(host)?);
         if let Ok(mut leaves) = self.leaves.lock() {
@@ -97,7 +98,7 @@ impl ProxyCa {
             let renew_after = StdDuration::from_secs(LEAF_HOURS as u64 * 3600 * 3 / 4);
             leaves.insert(host.to_string(), (now + renew_after, config.clone()));
         }
-        Ok(config)
+        Ok((config, false))
     }
 
     fn mint(&self, host: &str) -> Result<ServerConfig, String> {
@@ -249,8 +250,9 @@ mod tests {
             let leaf = ca.mint(host).unwrap();
             assert_eq!(leaf.alpn_protocols, vec![b"http/1.1".to_vec()]);
             // The cached config is reused for the same host.
-            let a = ca.server_config(host).unwrap();
-            assert!(Arc::ptr_eq(&a, &ca.server_config(host).unwrap()));
+            let (a, first_hit) = ca.server_config(host).unwrap();
+            let (b, second_hit) = ca.server_config(host).unwrap();
+            assert!(Arc::ptr_eq(&a, &b) && !first_hit && second_hit);
         }
         let (chain, _) = ca.leaf("10.1.2.3").unwrap();
         let der = chain[0].clone();

@@ -186,6 +186,7 @@ impl Proxy {
         let config = self.ca.server_config(&authority.host).map_err(|e| {
             Refusal::BadGateway(format!("minting a certificate for {}: {e}", authority.host))
         })?;
+        self.dp.metrics.cache_lookup("leaf", cached);
         let on_upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
             match on_upgrade.await {
