@@ -183,7 +183,7 @@ impl Proxy {
             .map_err(|_| Refusal::BadRequest("CONNECT needs host:port".into()))?;
         crate::probe::check_url(&origin, self.dp.upstream.policy())
             .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
-        let config = self.ca.server_config(&authority.host).map_err(|e| {
+        let (config, cached) = self.ca.server_config(&authority.host).map_err(|e| {
             Refusal::BadGateway(format!("minting a certificate for {}: {e}", authority.host))
         })?;
         self.dp.metrics.cache_lookup("leaf", cached);
