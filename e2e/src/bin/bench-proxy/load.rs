@@ -120,6 +120,17 @@ impl Latencies {
 /// sending its next request as soon as the previous answer is read. A failed
 /// connection is replaced.
 pub async fn latency(target: &Target, path: &str, clients: usize, requests: usize) -> Latencies {
+    latency_until(target, path, clients, requests, None).await
+}
+
+/// [`latency`], stopping also at `deadline` when one is given.
+pub async fn latency_until(
+    target: &Target,
+    path: &str,
+    clients: usize,
+    requests: usize,
+    deadline: Option<Instant>,
+) -> Latencies {
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -130,10 +141,12 @@ pub async fn latency(target: &Target, path: &str, clients: usize, requests: usiz
         let next = next.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let mut micros = Vec::with_capacity(requests / clients + 1);
+            let mut micros = Vec::with_capacity((requests / clients.max(1)).min(100_000) + 1);
             let mut first_error = None;
             let mut sender = None;
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
+            while next.fetch_add(1, Ordering::Relaxed) < requests
+                && deadline.is_none_or(|d| Instant::now() < d)
+            {
                 if sender.is_none() {
                     match connect(target.port).await {
                         Ok(s) => sender = Some(s),

@@ -53,6 +53,11 @@ struct Args {
     /// Warm-up GETs per target before anything is measured.
     #[arg(long, default_value_t = 3_000)]
     warmup: usize,
+    /// Seconds of proxy-only load after the latency rounds, longer than the token
+    /// cache TTL (30 s), so every review cache and the Secret cache expire at least
+    /// once: apiserver requests per proxied request are counted over it.
+    #[arg(long, default_value_t = 35)]
+    sustain_seconds: u64,
     /// Size of the download and the upload, bytes.
     #[arg(long, default_value_t = 1 << 30)]
     transfer_bytes: u64,
@@ -202,7 +207,8 @@ impl ProxyCounters {
             text.lines()
                 .filter(|l| l.starts_with(name) && l.contains(needle))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .sum::<f64>()
+                .max(0.0)
         };
         let mut apiserver: Vec<(String, f64)> = Vec::new();
         for line in text
@@ -225,12 +231,13 @@ impl ProxyCounters {
             apiserver,
             cache_misses: sum_where("connectors_proxy_cache_lookups_total", "result=\"miss\""),
             cache_hits: sum_where("connectors_proxy_cache_lookups_total", "result=\"hit\""),
-            requests: metric_value(&text, "connectors_proxy_requests_total"),
+            requests: metric_value(&text, "connectors_proxy_requests_total").max(0.0),
         }
     }
 
     fn apiserver_total(&self) -> f64 {
-        self.apiserver.iter().map(|(_, v)| v).sum()
+        // An empty sum is -0.0.
+        self.apiserver.iter().map(|(_, v)| v).sum::<f64>().max(0.0)
     }
 
     fn since(&self, earlier: &ProxyCounters) -> ProxyCounters {
@@ -255,18 +262,71 @@ impl ProxyCounters {
     }
 }
 
+/// What the proxy asked of the apiserver in a window, by its metrics and by the
+/// apiserver's, and the CPU spent.
+struct ApiWindow {
+    counters: ProxyCounters,
+    /// Requests the apiserver served for tokenreviews, subjectaccessreviews, secrets.
+    review_requests: f64,
+    lines: Vec<String>,
+    cost: Cost,
+}
+
+impl ApiWindow {
+    fn start(proxy: &ProxyProcess) -> (ProxyCounters, Cost) {
+        (ProxyCounters::read(proxy), Cost::now(Some(proxy.pid())))
+    }
+
+    fn end(proxy: &ProxyProcess, (counters, cost): (ProxyCounters, Cost)) -> ApiWindow {
+        let cost = Cost::now(Some(proxy.pid())).since(&cost);
+        let counters = ProxyCounters::read(proxy).since(&counters);
+        let lines = cost.request_lines(1.0);
+        let review_requests = lines
+            .iter()
+            .filter(|l| {
+                ["tokenreviews", "subjectaccessreviews"]
+                    .iter()
+                    .any(|r| l.starts_with(&format!("POST {r} ")))
+                    || l.starts_with("GET secrets ")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            .max(0.0);
+        ApiWindow {
+            counters,
+            review_requests,
+            lines,
+            cost,
+        }
+    }
+
+    /// Apiserver requests per proxied request: the TokenReviews, SubjectAccessReviews
+    /// and Secret GETs the apiserver served (nothing else makes them during the
+    /// phases), or the proxy's own count if larger.
+    fn per_request(&self) -> f64 {
+        self.review_requests.max(self.counters.apiserver_total()) / self.counters.requests.max(1.0)
+    }
+
+    /// The same by the proxy's `connectors_proxy_apiserver_requests_total` alone.
+    fn per_request_by_proxy(&self) -> f64 {
+        self.counters.apiserver_total() / self.counters.requests.max(1.0)
+    }
+}
+
 /// Latencies of the three paths.
 struct LatencyPhase {
     direct: Latencies,
     nginx: Latencies,
     proxy: Latencies,
     seconds: f64,
-    counters: ProxyCounters,
-    /// Requests the apiserver served for tokenreviews, subjectaccessreviews, secrets.
-    apiserver_review_requests: f64,
-    apiserver_lines: Vec<String>,
-    cost: Cost,
+    api: ApiWindow,
     load: (String, String),
+}
+
+/// Proxy-only load for longer than the cache TTLs.
+struct Sustained {
+    latencies: Latencies,
+    api: ApiWindow,
 }
 
 struct Transfers {
@@ -289,6 +349,7 @@ struct Report {
     nginx_workers: usize,
     setup_s: f64,
     latency: LatencyPhase,
+    sustained: Sustained,
     transfers: Transfers,
     uploads: Uploads,
     proxy_rss_at_start: f64,
@@ -302,10 +363,7 @@ fn run(args: &Args) -> Result<Report, String> {
     let started = Instant::now();
     progress("setting up: class, namespace, Secret, Connector, ServiceAccount token");
     install_crds();
-    let _class = ClassGuard::apply(
-        CLASS,
-        &format!("{}{PROXY_CLASS_EXTRA}", git_class(CLASS)),
-    );
+    let _class = ClassGuard::apply(CLASS, &format!("{}{PROXY_CLASS_EXTRA}", git_class(CLASS)));
     let ns = TestNamespace::new("bench-proxy");
     let tool = DemoTool::start();
     apply_yaml(&ns, &basic_secret("tool-auth", "demo-password"));
@@ -363,7 +421,12 @@ fn run(args: &Args) -> Result<Report, String> {
         args.warmup, args.clients
     ));
     for target in [&direct, &via_nginx, &via_proxy] {
-        let warm = runtime.block_on(load::latency(target, LATENCY_PATH, args.clients, args.warmup));
+        let warm = runtime.block_on(load::latency(
+            target,
+            LATENCY_PATH,
+            args.clients,
+            args.warmup,
+        ));
         if warm.errors > 0 {
             return Err(format!(
                 "{} failed {} warm-up requests: {:?}",
@@ -371,8 +434,7 @@ fn run(args: &Args) -> Result<Report, String> {
             ));
         }
     }
-    let counters_before = ProxyCounters::read(&proxy);
-    let cost_before = Cost::now(Some(proxy.pid()));
+    let window = ApiWindow::start(&proxy);
     let load_before = load_average();
     let latency_started = Instant::now();
     let per_round = args.requests.div_ceil(args.rounds.max(1));
@@ -395,21 +457,7 @@ fn run(args: &Args) -> Result<Report, String> {
     }
     let latency_seconds = latency_started.elapsed().as_secs_f64();
     let load_after = load_average();
-    let cost = Cost::now(Some(proxy.pid())).since(&cost_before);
-    let counters = ProxyCounters::read(&proxy).since(&counters_before);
-    let apiserver_lines = cost.request_lines(1.0);
-    let apiserver_review_requests: f64 = apiserver_lines
-        .iter()
-        .filter(|l| {
-            l.starts_with("create tokenreviews")
-                || l.starts_with("create subjectaccessreviews")
-                || l.starts_with("get secrets")
-                || l.starts_with("GET secrets")
-                || l.starts_with("POST tokenreviews")
-                || l.starts_with("POST subjectaccessreviews")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let api = ApiWindow::end(&proxy, window);
     let [direct_l, nginx_l, proxy_l] = results;
     for (name, l) in [
         ("direct", &direct_l),
@@ -428,15 +476,31 @@ fn run(args: &Args) -> Result<Report, String> {
         nginx: nginx_l,
         proxy: proxy_l,
         seconds: latency_seconds,
-        counters,
-        apiserver_review_requests,
-        apiserver_lines,
-        cost,
+        api,
         load: (load_before, load_after),
     };
     drop(nginx);
 
-    // 2. Throughput.
+    // 2. Sustained proxy load past every cache TTL: apiserver requests per request.
+    progress(&format!(
+        "sustained: {}s of GETs through the proxy at {} clients",
+        args.sustain_seconds, args.clients
+    ));
+    let window = ApiWindow::start(&proxy);
+    let deadline = Instant::now() + Duration::from_secs(args.sustain_seconds);
+    let latencies = runtime.block_on(load::latency_until(
+        &via_proxy,
+        LATENCY_PATH,
+        args.clients,
+        usize::MAX,
+        Some(deadline),
+    ));
+    let sustained = Sustained {
+        latencies,
+        api: ApiWindow::end(&proxy, window),
+    };
+
+    // 3. Throughput.
     let size = args.transfer_bytes;
     let best = |a: Option<Transfer>, b: Transfer| match a {
         Some(a) if a.seconds <= b.seconds => Some(a),
@@ -462,7 +526,7 @@ fn run(args: &Args) -> Result<Report, String> {
         upload_proxy: some(up)?,
     };
 
-    // 3. RSS with concurrent uploads.
+    // 4. RSS with concurrent uploads.
     let peak_rss_before = status_mib(proxy.pid(), "VmHWM:");
     progress(&format!(
         "{} concurrent uploads of {} bytes through the proxy",
@@ -505,6 +569,7 @@ fn run(args: &Args) -> Result<Report, String> {
         nginx_workers,
         setup_s,
         latency,
+        sustained,
         transfers,
         uploads,
         proxy_rss_at_start,
@@ -590,42 +655,73 @@ impl Report {
         row(
             "latency",
             "phase seconds; CPU s apiserver/etcd/proxy/bench",
-            format!("{:.1}; {}", l.seconds, l.cost.cpu_summary()),
+            format!("{:.1}; {}", l.seconds, l.api.cost.cpu_summary()),
         );
-        let proxied = l.proxy.micros.len() as f64 + l.proxy.errors as f64;
-        let apiserver = l.counters.apiserver_total();
-        let per_request = apiserver / proxied.max(1.0);
+        let sus = &self.sustained;
         row(
-            "apiserver",
-            "proxied requests (proxy metric)",
-            format!("{:.0}", l.counters.requests),
-        );
-        let kinds = if l.counters.apiserver.is_empty() {
-            "none".to_string()
-        } else {
-            l.counters
-                .apiserver
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        row("apiserver", "proxy's apiserver requests by kind", kinds);
-        row(
-            "apiserver",
-            "proxy cache lookups: miss / hit",
-            format!("{:.0} / {:.0}", l.counters.cache_misses, l.counters.cache_hits),
+            "sustain",
+            "proxy: seconds / requests/s (errors)",
+            format!(
+                "{:.1} / {:.0} ({})",
+                sus.latencies.seconds,
+                sus.latencies.requests_per_second(),
+                sus.latencies.errors
+            ),
         );
         row(
-            "apiserver",
-            "apiserver: tokenreviews + SARs + secret GETs",
-            format!("{:.0}", l.apiserver_review_requests),
+            "sustain",
+            "proxy: p50 / p90 / p99 / max ms",
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.1}",
+                sus.latencies.ms(0.5),
+                sus.latencies.ms(0.9),
+                sus.latencies.ms(0.99),
+                sus.latencies.ms(1.0)
+            ),
         );
         row(
-            "apiserver",
-            "apiserver requests per proxied request",
-            format!("{per_request:.5}"),
+            "sustain",
+            "CPU s apiserver/etcd/proxy/bench",
+            sus.api.cost.cpu_summary(),
         );
+        for (phase, api) in [("latency", &l.api), ("sustain", &sus.api)] {
+            let c = &api.counters;
+            let kinds = if c.apiserver.is_empty() {
+                "none".to_string()
+            } else {
+                c.apiserver
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            row(
+                phase,
+                "proxied requests (proxy metric)",
+                format!("{:.0}", c.requests),
+            );
+            row(phase, "proxy's apiserver requests by kind", kinds);
+            row(
+                phase,
+                "proxy cache lookups: miss / hit",
+                format!("{:.0} / {:.0}", c.cache_misses, c.cache_hits),
+            );
+            row(
+                phase,
+                "apiserver saw: tokenreviews + SARs + Secret GETs",
+                format!("{:.0}", api.review_requests),
+            );
+            row(
+                phase,
+                "apiserver requests per proxied request (by proxy)",
+                format!(
+                    "{:.5} ({:.5})",
+                    api.per_request(),
+                    api.per_request_by_proxy()
+                ),
+            );
+        }
+        let per_request = sus.api.per_request();
         let t = &self.transfers;
         for (name, d, p) in [
             ("download", t.download_direct, t.download_proxy),
@@ -710,14 +806,15 @@ impl Report {
             format!("~0 apiserver requests per warm request: {per_request:.5}"),
             per_request < 0.001,
         );
-        let requests = if l.apiserver_lines.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "apiserver requests during the latency phase (all clients): {}\n",
-                l.apiserver_lines.join(", ")
-            )
-        };
+        let mut requests = String::new();
+        for (phase, api) in [("latency", &l.api), ("sustain", &sus.api)] {
+            if !api.lines.is_empty() {
+                requests.push_str(&format!(
+                    "apiserver requests during the {phase} phase (all clients): {}\n",
+                    api.lines.join(", ")
+                ));
+            }
+        }
         format!(
             "\n| {:<8} | {:<52} | {:>24} |\n|{:-<10}|{:-<54}|{:-<26}|\n{out}\n{requests}\n{goals}bench-proxy p50_added_ms={p50:.3} p99_added_ms={p99:.3} nginx_p50_added_ms={nginx_p50:.3} nginx_p99_added_ms={nginx_p99:.3} ratio={ratio:.2} download_ratio={download_ratio:.2} upload_ratio={upload_ratio:.2} rss_mib={:.1} apiserver_requests_per_request={per_request:.5}\n",
             "phase", "figure", "value", "", "", "", u.peak_rss,
