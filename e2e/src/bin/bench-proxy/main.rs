@@ -50,6 +50,10 @@ struct Args {
     /// turn (direct, nginx, proxy), so drift in machine load hits all three alike.
     #[arg(long, default_value_t = 4)]
     rounds: usize,
+    /// GETs per target from a single client after the rounds (the unloaded path,
+    /// not a goal).
+    #[arg(long, default_value_t = 2_000)]
+    single_requests: usize,
     /// Warm-up GETs per target before anything is measured.
     #[arg(long, default_value_t = 3_000)]
     warmup: usize,
@@ -207,8 +211,7 @@ impl ProxyCounters {
             text.lines()
                 .filter(|l| l.starts_with(name) && l.contains(needle))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
-                .max(0.0)
+                .fold(0.0, |a, b| a + b)
         };
         let mut apiserver: Vec<(String, f64)> = Vec::new();
         for line in text
@@ -231,13 +234,16 @@ impl ProxyCounters {
             apiserver,
             cache_misses: sum_where("connectors_proxy_cache_lookups_total", "result=\"miss\""),
             cache_hits: sum_where("connectors_proxy_cache_lookups_total", "result=\"hit\""),
-            requests: metric_value(&text, "connectors_proxy_requests_total").max(0.0),
+            requests: metric_value(&text, "connectors_proxy_requests_total") + 0.0,
         }
     }
 
     fn apiserver_total(&self) -> f64 {
-        // An empty sum is -0.0.
-        self.apiserver.iter().map(|(_, v)| v).sum::<f64>().max(0.0)
+        // An empty `sum` would be -0.0.
+        self.apiserver
+            .iter()
+            .map(|(_, v)| v)
+            .fold(0.0, |a, b| a + b)
     }
 
     fn since(&self, earlier: &ProxyCounters) -> ProxyCounters {
@@ -290,8 +296,7 @@ impl ApiWindow {
                     || l.starts_with("GET secrets ")
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            .max(0.0);
+            .fold(0.0, |a, b| a + b);
         ApiWindow {
             counters,
             review_requests,
@@ -321,6 +326,8 @@ struct LatencyPhase {
     seconds: f64,
     api: ApiWindow,
     load: (String, String),
+    /// The same GETs from one client (no queueing): direct, nginx, proxy.
+    single: [Latencies; 3],
 }
 
 /// Proxy-only load for longer than the cache TTLs.
@@ -471,6 +478,12 @@ fn run(args: &Args) -> Result<Report, String> {
             ));
         }
     }
+    progress(&format!(
+        "single client: {} GETs per target",
+        args.single_requests
+    ));
+    let single = [&direct, &via_nginx, &via_proxy]
+        .map(|t| runtime.block_on(load::latency(t, LATENCY_PATH, 1, args.single_requests)));
     let latency = LatencyPhase {
         direct: direct_l,
         nginx: nginx_l,
@@ -478,6 +491,7 @@ fn run(args: &Args) -> Result<Report, String> {
         seconds: latency_seconds,
         api,
         load: (load_before, load_after),
+        single,
     };
     drop(nginx);
 
@@ -651,6 +665,37 @@ impl Report {
             "latency",
             "proxy added / nginx added: p50 / p99",
             format!("{:.2} / {:.2}", ratio_at(0.5), ratio_at(0.99)),
+        );
+        let [single_direct, single_nginx, single_proxy] = &l.single;
+        for (name, lat) in [
+            ("direct", single_direct),
+            ("nginx", single_nginx),
+            ("proxy", single_proxy),
+        ] {
+            row(
+                "1 client",
+                &format!("{name}: p50 / p99 ms (errors)"),
+                format!("{:.3} / {:.3} ({})", lat.ms(0.5), lat.ms(0.99), lat.errors),
+            );
+        }
+        let single_added = |lat: &Latencies, q: f64| lat.ms(q) - single_direct.ms(q);
+        row(
+            "1 client",
+            "added by nginx / by the proxy: p50 ms",
+            format!(
+                "{:.3} / {:.3}",
+                single_added(single_nginx, 0.5),
+                single_added(single_proxy, 0.5)
+            ),
+        );
+        row(
+            "1 client",
+            "added by nginx / by the proxy: p99 ms",
+            format!(
+                "{:.3} / {:.3}",
+                single_added(single_nginx, 0.99),
+                single_added(single_proxy, 0.99)
+            ),
         );
         row(
             "latency",
