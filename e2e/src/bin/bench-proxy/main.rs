@@ -183,6 +183,41 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU seconds (user + system) of `pid` and of its child processes (nginx's
+/// workers), 0 when gone.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = |pid: &str| -> Option<(u32, f64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        let ppid = fields.get(1)?.parse().ok()?;
+        let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // USER_HZ is 100 on Linux.
+        Some((ppid, ticks / 100.0))
+    };
+    let own = stat(&pid.to_string()).map_or(0.0, |(_, s)| s);
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|name| stat(&name))
+        .filter(|(ppid, _)| *ppid == pid)
+        .map(|(_, s)| s)
+        .fold(0.0, |a, b| a + b);
+    own + children
+}
+
+/// CPU seconds so far of: the tool, nginx (with its workers), the proxy, this bench.
+fn cpu_now(pids: [u32; 3]) -> [f64; 4] {
+    [
+        cpu_seconds(pids[0]),
+        cpu_seconds(pids[1]),
+        cpu_seconds(pids[2]),
+        cpu_seconds(std::process::id()),
+    ]
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -274,35 +309,56 @@ struct ApiWindow {
     counters: ProxyCounters,
     /// Requests the apiserver served for tokenreviews, subjectaccessreviews, secrets.
     review_requests: f64,
+    /// The same, each: tokenreviews, subjectaccessreviews, secrets.
+    by_kind: [f64; 3],
+    seconds: f64,
     lines: Vec<String>,
     cost: Cost,
 }
 
 impl ApiWindow {
-    fn start(proxy: &ProxyProcess) -> (ProxyCounters, Cost) {
-        (ProxyCounters::read(proxy), Cost::now(Some(proxy.pid())))
+    fn start(proxy: &ProxyProcess) -> (ProxyCounters, Cost, Instant) {
+        (
+            ProxyCounters::read(proxy),
+            Cost::now(Some(proxy.pid())),
+            Instant::now(),
+        )
     }
 
-    fn end(proxy: &ProxyProcess, (counters, cost): (ProxyCounters, Cost)) -> ApiWindow {
+    fn end(
+        proxy: &ProxyProcess,
+        (counters, cost, started): (ProxyCounters, Cost, Instant),
+    ) -> ApiWindow {
         let cost = Cost::now(Some(proxy.pid())).since(&cost);
         let counters = ProxyCounters::read(proxy).since(&counters);
         let lines = cost.request_lines(1.0);
-        let review_requests = lines
-            .iter()
-            .filter(|l| {
-                ["tokenreviews", "subjectaccessreviews"]
-                    .iter()
-                    .any(|r| l.starts_with(&format!("POST {r} ")))
-                    || l.starts_with("GET secrets ")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .fold(0.0, |a, b| a + b);
+        let count = |prefix: &str| {
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(prefix)?.parse::<f64>().ok())
+                .fold(0.0, |a, b| a + b)
+        };
+        let by_kind = [
+            count("POST tokenreviews "),
+            count("POST subjectaccessreviews "),
+            count("GET secrets "),
+        ];
         ApiWindow {
             counters,
-            review_requests,
+            review_requests: by_kind.iter().fold(0.0, |a, b| a + b),
+            by_kind,
             lines,
             cost,
+            seconds: started.elapsed().as_secs_f64(),
         }
+    }
+
+    /// The most review and Secret requests a warm proxy needs in this window with one
+    /// token, one access decision and one Secret: one refresh of each per TTL (token
+    /// 30 s, access 10 s, Secret 10 s), plus one each for a window not aligned on them.
+    fn expected_max(&self) -> f64 {
+        let refreshes = |ttl: f64| (self.seconds / ttl).floor() + 1.0;
+        refreshes(30.0) + refreshes(10.0) + refreshes(10.0)
     }
 
     /// Apiserver requests per proxied request: the TokenReviews, SubjectAccessReviews
@@ -326,6 +382,9 @@ struct LatencyPhase {
     seconds: f64,
     api: ApiWindow,
     load: (String, String),
+    /// CPU seconds of tool / nginx / proxy / bench while each path (direct, nginx,
+    /// proxy) was measured.
+    cpu: [[f64; 4]; 3],
     /// The same GETs from one client (no queueing): direct, nginx, proxy.
     single: [Latencies; 3],
 }
@@ -338,8 +397,10 @@ struct Sustained {
 
 struct Transfers {
     download_direct: Transfer,
+    download_nginx: Transfer,
     download_proxy: Transfer,
     upload_direct: Transfer,
+    upload_nginx: Transfer,
     upload_proxy: Transfer,
 }
 
@@ -445,6 +506,8 @@ fn run(args: &Args) -> Result<Report, String> {
     let load_before = load_average();
     let latency_started = Instant::now();
     let per_round = args.requests.div_ceil(args.rounds.max(1));
+    let pids = [tool.pid(), nginx.pid(), proxy.pid()];
+    let mut cpu = [[0.0; 4]; 3];
     let mut results = [
         Latencies::default(),
         Latencies::default(),
@@ -458,7 +521,12 @@ fn run(args: &Args) -> Result<Report, String> {
             args.clients
         ));
         for (i, target) in [&direct, &via_nginx, &via_proxy].into_iter().enumerate() {
+            let before = cpu_now(pids);
             let l = runtime.block_on(load::latency(target, LATENCY_PATH, args.clients, per_round));
+            let after = cpu_now(pids);
+            for (k, used) in cpu[i].iter_mut().enumerate() {
+                *used += after[k] - before[k];
+            }
             results[i].merge(l);
         }
     }
@@ -491,9 +559,9 @@ fn run(args: &Args) -> Result<Report, String> {
         seconds: latency_seconds,
         api,
         load: (load_before, load_after),
+        cpu,
         single,
     };
-    drop(nginx);
 
     // 2. Sustained proxy load past every cache TTL: apiserver requests per request.
     progress(&format!(
@@ -520,7 +588,8 @@ fn run(args: &Args) -> Result<Report, String> {
         Some(a) if a.seconds <= b.seconds => Some(a),
         _ => Some(b),
     };
-    let (mut dd, mut dp, mut ud, mut up) = (None, None, None, None);
+    let (mut dd, mut dn, mut dp) = (None, None, None);
+    let (mut ud, mut un, mut up) = (None, None, None);
     for run in 0..args.transfer_runs.max(1) {
         progress(&format!(
             "transfers {}/{}: {size} bytes down and up, direct and through the proxy",
@@ -528,17 +597,22 @@ fn run(args: &Args) -> Result<Report, String> {
             args.transfer_runs
         ));
         dd = best(dd, runtime.block_on(load::download(&direct, size))?);
+        dn = best(dn, runtime.block_on(load::download(&via_nginx, size))?);
         dp = best(dp, runtime.block_on(load::download(&via_proxy, size))?);
         ud = best(ud, runtime.block_on(load::upload(&direct, size))?);
+        un = best(un, runtime.block_on(load::upload(&via_nginx, size))?);
         up = best(up, runtime.block_on(load::upload(&via_proxy, size))?);
     }
     let some = |t: Option<Transfer>| t.ok_or("no transfer ran".to_string());
     let transfers = Transfers {
         download_direct: some(dd)?,
+        download_nginx: some(dn)?,
         download_proxy: some(dp)?,
         upload_direct: some(ud)?,
+        upload_nginx: some(un)?,
         upload_proxy: some(up)?,
     };
+    drop(nginx);
 
     // 4. RSS with concurrent uploads.
     let peak_rss_before = status_mib(proxy.pid(), "VmHWM:");
@@ -649,6 +723,27 @@ impl Report {
                 format!("{:.0} ({})", lat.requests_per_second(), lat.errors),
             );
         }
+        for (i, (name, lat)) in [
+            ("direct", &l.direct),
+            ("nginx", &l.nginx),
+            ("proxy", &l.proxy),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let per = |k: usize| l.cpu[i][k] * 1e6 / (lat.micros.len().max(1) as f64);
+            row(
+                "cpu",
+                &format!("{name}: us/request tool / nginx / proxy / client"),
+                format!(
+                    "{:.0} / {:.0} / {:.0} / {:.0}",
+                    per(0),
+                    per(1),
+                    per(2),
+                    per(3)
+                ),
+            );
+        }
         let added = |lat: &Latencies, q: f64| lat.ms(q) - l.direct.ms(q);
         row(
             "latency",
@@ -753,8 +848,16 @@ impl Report {
             );
             row(
                 phase,
-                "apiserver saw: tokenreviews + SARs + Secret GETs",
-                format!("{:.0}", api.review_requests),
+                "apiserver saw: TokenReviews / SARs / Secret GETs",
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    api.by_kind[0], api.by_kind[1], api.by_kind[2]
+                ),
+            );
+            row(
+                phase,
+                "  at most, one refresh per entry per TTL",
+                format!("{:.0} in {:.0}s", api.expected_max(), api.seconds),
             );
             row(
                 phase,
@@ -768,19 +871,33 @@ impl Report {
         }
         let per_request = sus.api.per_request();
         let t = &self.transfers;
-        for (name, d, p) in [
-            ("download", t.download_direct, t.download_proxy),
-            ("upload", t.upload_direct, t.upload_proxy),
+        for (name, d, n, p) in [
+            (
+                "download",
+                t.download_direct,
+                t.download_nginx,
+                t.download_proxy,
+            ),
+            ("upload", t.upload_direct, t.upload_nginx, t.upload_proxy),
         ] {
             row(
                 name,
-                "direct / proxy MB/s (best of runs)",
-                format!("{:.0} / {:.0}", d.mb_per_s(), p.mb_per_s()),
+                "direct / nginx / proxy MB/s (best of runs)",
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    d.mb_per_s(),
+                    n.mb_per_s(),
+                    p.mb_per_s()
+                ),
             );
             row(
                 name,
-                "proxy / direct",
-                format!("{:.2}", p.mb_per_s() / d.mb_per_s()),
+                "nginx / direct, proxy / direct",
+                format!(
+                    "{:.2}, {:.2}",
+                    n.mb_per_s() / d.mb_per_s(),
+                    p.mb_per_s() / d.mb_per_s()
+                ),
             );
         }
         let u = &self.uploads;
@@ -846,10 +963,16 @@ impl Report {
             format!("peak RSS <= 64 MiB: {:.1} MiB", u.peak_rss),
             u.peak_rss <= 64.0,
         );
-        // One review refresh per cache TTL is expected; "~0" is read as under 1 in 1,000.
+        // A refresh of each cache entry per TTL is expected and tends to 0 per request
+        // as the load grows; more than that grows with the load.
+        let seen = sus.api.review_requests;
+        let expected = sus.api.expected_max();
         goal(
-            format!("~0 apiserver requests per warm request: {per_request:.5}"),
-            per_request < 0.001,
+            format!(
+                "~0 apiserver requests per warm request: {per_request:.5} ({seen:.0} for {:.0} requests; TTL refreshes alone: at most {expected:.0})",
+                sus.api.counters.requests
+            ),
+            seen <= expected,
         );
         let mut requests = String::new();
         for (phase, api) in [("latency", &l.api), ("sustain", &sus.api)] {
@@ -861,8 +984,8 @@ impl Report {
             }
         }
         format!(
-            "\n| {:<8} | {:<52} | {:>24} |\n|{:-<10}|{:-<54}|{:-<26}|\n{out}\n{requests}\n{goals}bench-proxy p50_added_ms={p50:.3} p99_added_ms={p99:.3} nginx_p50_added_ms={nginx_p50:.3} nginx_p99_added_ms={nginx_p99:.3} ratio={ratio:.2} download_ratio={download_ratio:.2} upload_ratio={upload_ratio:.2} rss_mib={:.1} apiserver_requests_per_request={per_request:.5}\n",
-            "phase", "figure", "value", "", "", "", u.peak_rss,
+            "\n| {:<8} | {:<52} | {:>24} |\n|{:-<10}|{:-<54}|{:-<26}|\n{out}\n{requests}\n{goals}bench-proxy p50_added_ms={p50:.3} p99_added_ms={p99:.3} nginx_p50_added_ms={nginx_p50:.3} nginx_p99_added_ms={nginx_p99:.3} ratio={ratio:.2} download_ratio={download_ratio:.2} upload_ratio={upload_ratio:.2} rss_mib={:.1} apiserver_requests_per_request={per_request:.5} apiserver_requests={:.0} ttl_refreshes_max={:.0}\n",
+            "phase", "figure", "value", "", "", "", u.peak_rss, seen, expected,
         )
     }
 }

@@ -39,7 +39,8 @@ fn user_directive() -> String {
 }
 
 /// The configuration: a plain reverse proxy to `127.0.0.1:{tool_port}`, HTTP/1.1 and
-/// a keep-alive upstream pool, no access log, `workers` worker processes.
+/// a keep-alive upstream pool, bodies streamed (no temp files, 64 KiB buffers), no access log,
+/// `workers` worker processes.
 pub fn config(dir: &Path, port: u16, tool_port: u16, workers: usize) -> String {
     let d = dir.display();
     format!(
@@ -69,6 +70,14 @@ http {{
             proxy_pass http://tool;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # Stream both ways like the proxy: no temp files for 1 GiB bodies, and
+            # 64 KiB buffers (the tool's chunk size) rather than nginx's 4-8 KiB.
+            proxy_request_buffering off;
+            client_body_buffer_size 64k;
+            proxy_max_temp_file_size 0;
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;
         }}
     }}
 }}
@@ -114,6 +123,11 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(nginx)
+    }
+
+    /// The master's pid (the workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn version() -> String {
