@@ -140,6 +140,13 @@ impl DataPlaneMetrics {
             .observe(start.elapsed().as_secs_f64());
     }
 
+    /// A request made to the apiserver on a request's path (a cache miss).
+    pub fn apiserver_request(&self, kind: &'static str) {
+        self.apiserver_requests
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache

@@ -126,6 +126,9 @@ impl DataPlane {
         })?;
         self.metrics
             .cache_lookup("token", lookup == review::Lookup::Hit);
+        if lookup == review::Lookup::Miss {
+            self.metrics.apiserver_request("tokenreview");
+        }
         match identity {
             Some(identity) => {
                 self.metrics.auth_result("authenticated");
@@ -149,6 +152,9 @@ impl DataPlane {
         })?;
         self.metrics
             .cache_lookup("access", lookup == review::Lookup::Hit);
+        if lookup == review::Lookup::Miss {
+            self.metrics.apiserver_request("subjectaccessreview");
+        }
         Ok(allowed)
     }
 

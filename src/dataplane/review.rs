@@ -16,7 +16,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::TtlCache;
+use crate::runtime::{KeyLocks, TtlCache};
 
 const TOKEN_TTL: Duration = Duration::from_secs(30);
 const ALLOWED_TTL: Duration = Duration::from_secs(10);
@@ -84,6 +84,8 @@ pub struct Reviewer {
     audience: Option<String>,
     tokens: TtlCache<[u8; 32], Option<Arc<Identity>>>,
     decisions: TtlCache<(Arc<Identity>, Access), bool>,
+    token_fetches: KeyLocks<[u8; 32]>,
+    decision_fetches: KeyLocks<(Arc<Identity>, Access)>,
 }
 
 /// Cache hits and misses, for the metrics.
@@ -100,6 +102,8 @@ impl Reviewer {
             audience,
             tokens: TtlCache::new(CACHE_ENTRIES),
             decisions: TtlCache::new(CACHE_ENTRIES),
+            token_fetches: KeyLocks::default(),
+            decision_fetches: KeyLocks::default(),
         }
     }
 
@@ -109,6 +113,11 @@ impl Reviewer {
         token: &str,
     ) -> Result<(Option<Arc<Identity>>, Lookup), ReviewUnavailable> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(cached) = self.tokens.get(&key) {
+            return Ok((cached, Lookup::Hit));
+        }
+        // One review per token at a time; the others read what it found.
+        let _fetching = self.token_fetches.lock(&key).await;
         if let Some(cached) = self.tokens.get(&key) {
             return Ok((cached, Lookup::Hit));
         }
@@ -143,6 +152,10 @@ impl Reviewer {
         access: &Access,
     ) -> Result<(bool, Lookup), ReviewUnavailable> {
         let key = (identity.clone(), access.clone());
+        if let Some(allowed) = self.decisions.get(&key) {
+            return Ok((allowed, Lookup::Hit));
+        }
+        let _fetching = self.decision_fetches.lock(&key).await;
         if let Some(allowed) = self.decisions.get(&key) {
             return Ok((allowed, Lookup::Hit));
         }

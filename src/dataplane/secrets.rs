@@ -8,14 +8,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use crate::runtime::TtlCache;
+use crate::runtime::{KeyLocks, TtlCache};
 
-use super::metrics::{DataPlaneMetrics, KindLabels};
+use super::metrics::DataPlaneMetrics;
 
 pub struct SecretSource {
     client: Client,
     ttl: Duration,
     cache: TtlCache<(String, String), Option<Arc<Secret>>>,
+    fetches: KeyLocks<(String, String)>,
 }
 
 impl SecretSource {
@@ -24,6 +25,7 @@ impl SecretSource {
             client,
             ttl,
             cache: TtlCache::new(20_000),
+            fetches: KeyLocks::default(),
         }
     }
 
@@ -40,11 +42,14 @@ impl SecretSource {
             metrics.cache_lookup("secret", true);
             return Ok(cached);
         }
+        // One GET per Secret at a time; the others read what it found.
+        let _fetching = self.fetches.lock(&key).await;
+        if let Some(cached) = self.cache.get(&key) {
+            metrics.cache_lookup("secret", true);
+            return Ok(cached);
+        }
         metrics.cache_lookup("secret", false);
-        metrics
-            .apiserver_requests
-            .get_or_create(&KindLabels { kind: "secret" })
-            .inc();
+        metrics.apiserver_request("secret");
         let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
         let found = tokio::time::timeout(Duration::from_secs(10), api.get_opt(name))
             .await
