@@ -811,17 +811,38 @@ fn config_default_is_accepted_by_the_apiserver() {
             "{hook}"
         );
     }
-    let deploy = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("deployment");
-    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["args"], json!(["run"]));
-    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-    assert_eq!(
-        container["securityContext"]["allowPrivilegeEscalation"],
-        false
-    );
+    // Each Deployment runs its command, non-root on a read-only root file system; the
+    // data plane runs two replicas.
+    for (name, args, replicas) in [
+        ("connectors-operator", "run", 1),
+        ("connectors-proxy", "proxy", 2),
+        ("connectors-api", "api", 2),
+    ] {
+        let deploy = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("deployment {name}"));
+        assert_eq!(deploy["spec"]["replicas"], replicas, "{name}");
+        let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["args"], json!([args]), "{name}");
+        assert_eq!(
+            container["securityContext"]["readOnlyRootFilesystem"], true,
+            "{name}"
+        );
+        assert_eq!(container["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"], false,
+            "{name}"
+        );
+        assert!(
+            container["readinessProbe"]["httpGet"]["path"] == "/readyz",
+            "{name}"
+        );
+        assert!(
+            container["resources"]["limits"]["memory"].is_string(),
+            "{name}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
