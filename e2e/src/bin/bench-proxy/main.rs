@@ -15,6 +15,7 @@
 //!
 //! Prints a table, the goals with `met`/`MISSED` and, last, one `bench-proxy ...` line.
 
+mod connect;
 #[allow(dead_code)]
 #[path = "../bench/cost.rs"]
 mod cost;
@@ -412,7 +413,16 @@ struct Uploads {
     failed: usize,
 }
 
+/// HTTPS GETs direct and through CONNECT (issue 15), and the proxy's leaf cache.
+struct ConnectPhase {
+    direct: Latencies,
+    proxied: Latencies,
+    leaf_hits: f64,
+    leaf_misses: f64,
+}
+
 struct Report {
+    connect: ConnectPhase,
     nginx_version: String,
     nginx_workers: usize,
     setup_s: f64,
@@ -421,6 +431,90 @@ struct Report {
     transfers: Transfers,
     uploads: Uploads,
     proxy_rss_at_start: f64,
+}
+
+/// HTTPS GETs of a TLS demo tool (its own test CA, trusted by the Connector through
+/// `caCertSecretRef`) direct and through CONNECT, the client trusting the proxy CA
+/// from ConfigMap `connectors-proxy-ca`.
+fn connect_phase(
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    ns: &TestNamespace,
+    token: &str,
+    proxy: &ProxyProcess,
+) -> Result<ConnectPhase, String> {
+    progress("CONNECT: HTTPS GETs direct and through CONNECT (TLS terminated by the proxy)");
+    let dir = std::env::temp_dir().join(format!("bench-proxy-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (ca, cert, key) = connectors_e2e::pki::ca_and_leaf(&dir);
+    let secure = DemoTool::start_tls(&cert, &key);
+    let ca_pem = std::fs::read_to_string(&ca).map_err(|e| e.to_string())?;
+    let indented: String = ca_pem.lines().map(|l| format!("    {l}\n")).collect();
+    apply_yaml(
+        ns,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: tool-ca}}\nstringData:\n  ca.crt: |\n{indented}"
+        ),
+    );
+    apply_yaml(
+        ns,
+        &format!(
+            "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {{name: secure}}\nspec:\n  connectorClassName: {CLASS}\n  address: {}\n  auth: {{name: basicAuth, secretRef: {{name: tool-auth}}}}\n  caCertSecretRef: {{name: tool-ca}}\n",
+            secure.url()
+        ),
+    );
+    let proxy_ca = connectors_e2e::kubectl_ok([
+        "get",
+        "configmap",
+        "connectors-proxy-ca",
+        "-n",
+        connectors_e2e::process::OPERATOR_NAMESPACE,
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let user = format!("{}/secure", ns.name());
+    let direct = connect::client(ca_pem.as_bytes(), None, args.clients)?;
+    let proxied = connect::client(
+        proxy_ca.as_bytes(),
+        Some((&proxy_url, &user, token)),
+        args.clients,
+    )?;
+    let url = format!("{}{LATENCY_PATH}", secure.url());
+    let waited = Instant::now();
+    while runtime
+        .block_on(connect::latency(&proxied, &url, 1, 1))
+        .errors
+        > 0
+    {
+        if waited.elapsed() > Duration::from_secs(30) {
+            return Err("the proxy did not serve the https Connector within 30s".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for client in [&direct, &proxied] {
+        runtime.block_on(connect::latency(client, &url, args.clients, args.warmup));
+    }
+    let d = runtime.block_on(connect::latency(&direct, &url, args.clients, args.requests));
+    let p = runtime.block_on(connect::latency(
+        &proxied,
+        &url,
+        args.clients,
+        args.requests,
+    ));
+    let metrics = proxy.metrics();
+    let leaf = |result: &str| {
+        metric_value(
+            &metrics,
+            &format!("connectors_proxy_cache_lookups_total{{cache=\"leaf\",result=\"{result}\"}}"),
+        )
+    };
+    Ok(ConnectPhase {
+        direct: d,
+        proxied: p,
+        leaf_hits: leaf("hit"),
+        leaf_misses: leaf("miss"),
+    })
 }
 
 fn run(args: &Args) -> Result<Report, String> {
@@ -563,6 +657,9 @@ fn run(args: &Args) -> Result<Report, String> {
         single,
     };
 
+    // 1b. The CONNECT path.
+    let connect = connect_phase(&runtime, args, &ns, &token, &proxy)?;
+
     // 2. Sustained proxy load past every cache TTL: apiserver requests per request.
     progress(&format!(
         "sustained: {}s of GETs through the proxy at {} clients",
@@ -653,6 +750,7 @@ fn run(args: &Args) -> Result<Report, String> {
     drop(proxy);
     drop(tool);
     Ok(Report {
+        connect,
         nginx_version: Nginx::version(),
         nginx_workers,
         setup_s,
@@ -760,6 +858,34 @@ impl Report {
             "latency",
             "proxy added / nginx added: p50 / p99",
             format!("{:.2} / {:.2}", ratio_at(0.5), ratio_at(0.99)),
+        );
+        let c = &self.connect;
+        for (name, lat) in [
+            ("direct https", &c.direct),
+            ("CONNECT + TLS termination", &c.proxied),
+        ] {
+            row(
+                "connect",
+                &format!("{name}: p50 / p99 ms (errors)"),
+                format!("{:.2} / {:.2} ({})", lat.ms(0.5), lat.ms(0.99), lat.errors),
+            );
+        }
+        let connect_added = |q: f64| c.proxied.ms(q) - c.direct.ms(q);
+        row(
+            "connect",
+            "added by CONNECT + TLS termination: p50 / p99 ms",
+            format!("{:.2} / {:.2}", connect_added(0.5), connect_added(0.99)),
+        );
+        let leaf_rate = c.leaf_hits / (c.leaf_hits + c.leaf_misses).max(1.0);
+        row(
+            "connect",
+            "leaf cache: hits / misses (hit rate)",
+            format!(
+                "{:.0} / {:.0} ({:.1}%)",
+                c.leaf_hits,
+                c.leaf_misses,
+                leaf_rate * 100.0
+            ),
         );
         let [single_direct, single_nginx, single_proxy] = &l.single;
         for (name, lat) in [
@@ -984,8 +1110,19 @@ impl Report {
             }
         }
         format!(
-            "\n| {:<8} | {:<52} | {:>24} |\n|{:-<10}|{:-<54}|{:-<26}|\n{out}\n{requests}\n{goals}bench-proxy p50_added_ms={p50:.3} p99_added_ms={p99:.3} nginx_p50_added_ms={nginx_p50:.3} nginx_p99_added_ms={nginx_p99:.3} ratio={ratio:.2} download_ratio={download_ratio:.2} upload_ratio={upload_ratio:.2} rss_mib={:.1} apiserver_requests_per_request={per_request:.5} apiserver_requests={:.0} ttl_refreshes_max={:.0}\n",
-            "phase", "figure", "value", "", "", "", u.peak_rss, seen, expected,
+            "\n| {:<8} | {:<52} | {:>24} |\n|{:-<10}|{:-<54}|{:-<26}|\n{out}\n{requests}\n{goals}bench-proxy p50_added_ms={p50:.3} p99_added_ms={p99:.3} nginx_p50_added_ms={nginx_p50:.3} nginx_p99_added_ms={nginx_p99:.3} ratio={ratio:.2} download_ratio={download_ratio:.2} upload_ratio={upload_ratio:.2} rss_mib={:.1} apiserver_requests_per_request={per_request:.5} apiserver_requests={:.0} ttl_refreshes_max={:.0} connect_p50_added_ms={:.3} connect_p99_added_ms={:.3} leaf_hit_rate={:.3}\n",
+            "phase",
+            "figure",
+            "value",
+            "",
+            "",
+            "",
+            u.peak_rss,
+            seen,
+            expected,
+            self.connect.proxied.ms(0.5) - self.connect.direct.ms(0.5),
+            self.connect.proxied.ms(0.99) - self.connect.direct.ms(0.99),
+            self.connect.leaf_hits / (self.connect.leaf_hits + self.connect.leaf_misses).max(1.0),
         )
     }
 }
