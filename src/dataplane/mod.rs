@@ -88,6 +88,29 @@ impl Resolved {
 }
 
 impl DataPlane {
+    /// The tool URL of a request: `base` joined with the raw `rest` and `query`, which
+    /// must stay within the Connector's addresses (`400`) and may not be a refused
+    /// destination (`403`).
+    pub fn tool_url(
+        &self,
+        resolved: &Resolved,
+        base: &Url,
+        rest: &str,
+        query: Option<&str>,
+    ) -> Result<Url, Refusal> {
+        let key = resolved.key();
+        let url = crate::route::join_target(base, rest, query)
+            .map_err(|e| Refusal::BadRequest(format!("connector {key}: {e}")))?;
+        if !crate::route::ConnectorTargets::of(&resolved.connector).allows(&url) {
+            return Err(Refusal::BadRequest(format!(
+                "connector {key}: the path leaves the connector's address"
+            )));
+        }
+        crate::probe::check_url(&url, self.upstream.policy())
+            .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
+        Ok(url)
+    }
+
     /// The credential step of a request toward the tool (SPEC-proxy section 4): reads
     /// the Connector's Secret, asks what to inject, and applies a header or query
     /// injection to `headers` and `url`; a body injection is returned, to be merged

@@ -224,15 +224,9 @@ impl Gateway {
             .map_err(|e| Refusal::BadRequest(format!("connector {key}: {}", e.0)))?;
         let mut headers = request.headers().clone();
         let query = stripped_query(&mut headers, request.uri().query());
-        let mut url = route::join_target(&base, &path.rest, query.as_deref())
-            .map_err(|e| Refusal::BadRequest(format!("connector {key}: {e}")))?;
-        if !targets.allows(&url) {
-            return Err(Refusal::BadRequest(format!(
-                "connector {key}: the path leaves the connector's address"
-            )));
-        }
-        crate::probe::check_url(&url, self.dp.upstream.policy())
-            .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
+        let mut url = self
+            .dp
+            .tool_url(resolved, &base, &path.rest, query.as_deref())?;
         let body_injection = self
             .dp
             .inject(resolved, request.method(), &mut url, &mut headers)

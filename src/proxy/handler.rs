@@ -229,15 +229,7 @@ impl Proxy {
             Some(q) => Some(q.as_str()),
             None => query,
         };
-        let mut url = route::join_target(&address, &routed.rest, query)
-            .map_err(|e| Refusal::BadRequest(format!("connector {key}: {e}")))?;
-        if !targets.allows(&url) {
-            return Err(Refusal::BadRequest(format!(
-                "connector {key}: the path leaves the connector's address"
-            )));
-        }
-        crate::probe::check_url(&url, self.dp.upstream.policy())
-            .map_err(|refused| Refusal::DestinationRefused(refused.to_string()))?;
+        let mut url = self.dp.tool_url(resolved, &address, &routed.rest, query)?;
         let body_injection = self
             .dp
             .inject(resolved, request.method(), &mut url, &mut headers)
