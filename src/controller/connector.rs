@@ -18,18 +18,18 @@ use crate::decide::events::connector_events;
 use crate::decide::plan::probe_plan;
 use crate::decide::proxy_service::{
     ObservedService, ServicePlan, service_action, service_facts, service_plan,
-    status_reports_service,
 };
 use crate::observe::{
-    ClassView, ConnectorInputs, class_facts, connector_facts, observe_inputs, run_probes,
+    ClassView, ConnectorInputs, class_facts, connector_facts, observe_inputs, referenced_secrets,
+    run_probes,
 };
 use crate::telemetry::{KindLabels, ReconcileTimer};
 use crate::types::conditions::{READY, TRUE};
 
 use super::act::{apply_status, ensure_service, publish};
 use super::memo::{Outcomes, probe_inputs};
-use super::objects::ClusterObjects;
-use super::{Context, Error, api_call};
+use super::objects::{ClusterObjects, SecretReads};
+use super::{Context, Error};
 
 /// Key of a Connector in the operator's in-memory maps.
 pub fn key_of(connector: &Connector) -> String {
@@ -85,8 +85,14 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     // conditions and move lastTransitionTime).
     ctx.caches_ready.wait().await?;
 
+    ctx.secrets
+        .set_references(&key_of(connector), referenced_secrets(connector));
     let objects = ClusterObjects {
         client: &ctx.client,
+        secrets: Some(SecretReads {
+            cache: &ctx.secrets,
+            in_flight: &ctx.secret_reads,
+        }),
     };
     let inputs = observe_inputs(&objects, connector, &ctx.global_trust()).await?;
     let class_name = &connector.spec.connector_class_name;
@@ -169,8 +175,10 @@ async fn probe(
     outcomes
 }
 
-/// Observe, decide and act for the proxy Service; never takes over a Service it does
-/// not own.
+/// Observe (the owned-Service cache, no apiserver read), decide and act for the proxy
+/// Service; never takes over a Service it does not own. A Service missing from the
+/// cache (absent, or someone else's, which carries no label) is created; a conflict
+/// reads it and decides again.
 async fn proxy_service(
     ctx: &Context,
     connector: &Connector,
@@ -186,14 +194,13 @@ async fn proxy_service(
     };
     let owner_uid = connector.meta().uid.clone().unwrap_or_default();
     let service_name = proxy_service_name(connector.meta().name.as_deref().unwrap_or_default());
-    let observed = if status_reports_service(connector) {
-        let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
-        let api =
-            Api::<k8s_openapi::api::core::v1::Service>::namespaced(ctx.client.clone(), namespace);
-        let found = api_call("reading a Service", api.get_opt(&service_name)).await?;
-        ObservedService::of(found.as_ref(), &owner_uid)
-    } else {
-        ObservedService::NotRead
+    let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
+    let cached = ctx
+        .services
+        .get(&ObjectRef::new(&service_name).within(namespace));
+    let observed = match cached {
+        Some(service) => ObservedService::of(Some(&service), &owner_uid),
+        None => ObservedService::NotRead,
     };
     let action = service_action(&desired, &observed);
     Ok(
