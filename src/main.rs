@@ -245,7 +245,14 @@ struct WebhookArgs {
     hosts: Vec<String>,
 }
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Written to dhat-heap.json when main returns (a SIGTERM'd `run` returns).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     // One rustls crypto provider for the whole process (kube and reqwest share it).
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -137,6 +137,7 @@ pub struct Metrics {
     pub probes: Family<ProbeResultLabels, Counter>,
     pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
     pub probes_shared: Counter,
+    pub probes_deferred: Counter,
     pub probes_waiting: Gauge,
     pub leader: Gauge,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
@@ -157,6 +158,7 @@ impl Default for Metrics {
             probes: Family::default(),
             probe_duration: Family::new_with_constructor(seconds_histogram),
             probes_shared: Counter::default(),
+            probes_deferred: Counter::default(),
             probes_waiting: Gauge::default(),
             leader: Gauge::default(),
             admission_reviews: Family::default(),
@@ -220,6 +222,11 @@ fn register(registry: &mut Registry, m: &Metrics) {
         "probes_shared",
         "Liveness probes answered by another Connector's identical request",
         m.probes_shared.clone(),
+    );
+    registry.register(
+        "probes_deferred",
+        "Reconciles put back because the liveness request they share was still pending",
+        m.probes_deferred.clone(),
     );
     registry.register(
         "probes_waiting",

@@ -23,11 +23,12 @@ use crate::observe::{
     ClassView, ConnectorInputs, class_facts, connector_facts, observe_inputs, referenced_secrets,
     run_probes,
 };
+use crate::probe::Deferred;
 use crate::telemetry::{KindLabels, ReconcileTimer};
 use crate::types::conditions::{READY, TRUE};
 
 use super::act::{apply_status, ensure_service, publish};
-use super::memo::{Outcomes, probe_inputs};
+use super::memo::{Outcomes, probe_inputs, status_hash};
 use super::objects::{ClusterObjects, SecretReads};
 use super::{Context, Error};
 
@@ -107,10 +108,15 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
         .map(|(class, compiled)| ClassView { class, compiled });
     let facts = class_facts(connector, class_name, view.as_ref());
     let (outcomes, proxy_service) = match (&facts, &view) {
-        (ClassFacts::Usable { class }, Some(view)) => (
-            probe(ctx, connector, view, &inputs).await,
-            proxy_service(ctx, connector, class).await?,
-        ),
+        (ClassFacts::Usable { class }, Some(view)) => {
+            let Ok(outcomes) = probe(ctx, connector, view, &inputs).await else {
+                // Its tool has not answered another Connector's identical liveness
+                // request yet: free the worker, judge when that answer is in.
+                ctx.metrics.probes_deferred.inc();
+                return Ok(Action::requeue(deferred_retry()));
+            };
+            (outcomes, proxy_service(ctx, connector, class).await?)
+        }
         _ => ((None, None), ProxyServiceFacts::Pending),
     };
     let facts = connector_facts(
@@ -127,6 +133,14 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     Ok(Action::requeue(ctx.next_check(&key_of(connector), healthy)))
 }
 
+/// When a Connector whose shared liveness request was pending is tried again: soon
+/// (the answer or the probe timeout is near) and jittered.
+fn deferred_retry() -> Duration {
+    Duration::from_millis(rand::rng().random_range(DEFERRED_RETRY_MS))
+}
+
+const DEFERRED_RETRY_MS: std::ops::Range<u64> = 1000..2000;
+
 /// The probe outcomes: reused from the memo while their inputs are unchanged,
 /// otherwise the plan is run.
 async fn probe(
@@ -134,9 +148,9 @@ async fn probe(
     connector: &Connector,
     view: &ClassView<'_>,
     inputs: &ConnectorInputs,
-) -> Outcomes {
+) -> Result<Outcomes, Deferred> {
     let Ok(compiled) = view.compiled.as_ref() else {
-        return (None, None);
+        return Ok((None, None));
     };
     let key = key_of(connector);
     let fingerprint = probe_inputs(
@@ -153,7 +167,7 @@ async fn probe(
         settings.probe_interval / 2,
         settings.min_backoff / 2,
     ) {
-        return outcomes;
+        return Ok(outcomes);
     }
     let plan = probe_plan(connector, view.class, &inputs.secret);
     let (live, auth) = run_probes(
@@ -164,7 +178,7 @@ async fn probe(
         view.api_url(),
         &ctx.runner,
     )
-    .await;
+    .await?;
     ctx.metrics.probes_waiting.set(ctx.runner.waiting());
     for report in live.iter().chain(auth.iter()) {
         ctx.metrics
@@ -172,7 +186,7 @@ async fn probe(
     }
     let outcomes = (live.map(|r| r.outcome), auth.map(|r| r.outcome));
     ctx.probe_memo.put(key, fingerprint, outcomes.clone());
-    outcomes
+    Ok(outcomes)
 }
 
 /// Observe (the owned-Service cache, no apiserver read), decide and act for the proxy
@@ -223,8 +237,15 @@ async fn write_status(
     if connector.status.as_ref() == Some(status) {
         return Ok(());
     }
+    let key = key_of(connector);
+    let version = connector.metadata.resource_version.as_deref();
+    let hash = status_hash(status);
+    if ctx.pending_status.already_written(&key, version, hash) {
+        return Ok(());
+    }
     let api = Api::<Connector>::namespaced(ctx.client.clone(), namespace);
     apply_status(&api, name, status).await?;
+    ctx.pending_status.record(&key, version, hash);
     ctx.metrics
         .status_writes
         .get_or_create(&KindLabels { kind: "Connector" })

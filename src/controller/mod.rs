@@ -34,7 +34,7 @@ use crate::telemetry::Metrics;
 use crate::types::FieldError;
 
 pub use act::MANAGER;
-pub use memo::{OwnServiceWrites, ProbeMemo};
+pub use memo::{OwnServiceWrites, PendingStatusWrites, ProbeMemo};
 use secret_cache::{SecretCache, SecretKey};
 
 /// Operator settings (flags and environment variables of `run`).
@@ -110,6 +110,8 @@ pub struct Context {
     pub probe_memo: ProbeMemo,
     /// Proxy Service writes whose watch events must not trigger another reconcile.
     pub own_service_writes: OwnServiceWrites,
+    /// Status writes the Connector cache does not show yet.
+    pub pending_status: PendingStatusWrites,
     /// Reconciles one namespace may run at once (and so probes it may hold).
     pub namespace_share: FairShare,
     /// Referenced Secrets, kept while the metadata watch shows them unchanged.
@@ -137,6 +139,7 @@ impl Context {
             RunnerSettings {
                 share_for: settings.probe_interval,
                 share_failure_for: settings.min_backoff.min(settings.probe_interval),
+                defer_shared_after: Some(DEFER_SHARED_AFTER),
                 ..settings.runner.clone()
             },
         );
@@ -174,6 +177,7 @@ impl Context {
             failures: Mutex::default(),
             probe_memo: ProbeMemo::default(),
             own_service_writes: OwnServiceWrites::default(),
+            pending_status: PendingStatusWrites::default(),
             namespace_share,
             secrets: SecretCache::default(),
             secret_reads: KeyLocks::default(),
@@ -254,8 +258,14 @@ impl Context {
         }
         self.probe_memo.forget(key);
         self.secrets.forget(key);
+        self.pending_status.forget(key);
     }
 }
+
+/// How long a reconcile waits for another Connector's identical liveness request
+/// before it frees its worker: a healthy tool answers well within it, a hanging one
+/// would hold the worker for the whole probe timeout (docs/benchmarks.md).
+const DEFER_SHARED_AFTER: Duration = Duration::from_secs(1);
 
 /// The longest one apiserver request of a reconcile may take.
 pub const API_REQUEST_DEADLINE: Duration = Duration::from_secs(15);
