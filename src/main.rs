@@ -250,9 +250,11 @@ struct WebhookArgs {
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 fn main() -> ExitCode {
-    // Written to dhat-heap.json when main returns (a SIGTERM'd `run` returns).
+    // Written to dhat-heap-{pid}.json when main returns (a SIGTERM'd `run` returns).
     #[cfg(feature = "dhat-heap")]
-    let _profiler = dhat::Profiler::new_heap();
+    let _profiler = dhat::Profiler::builder()
+        .file_name(format!("dhat-heap-{}.json", std::process::id()))
+        .build();
     let cli = Cli::parse();
     // One rustls crypto provider for the whole process (kube and reqwest share it).
     let _ = rustls::crypto::ring::default_provider().install_default();
