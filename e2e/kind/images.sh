@@ -20,7 +20,7 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 hash_of() { local f; for f; do sha256sum <"$f"; done | sha256sum | cut -c1-12; }
 # docker build, legacy builder (it ignores `# syntax=`, which would pull), the host
 # network (apt, crates.io).
-dbuild() { DOCKER_BUILDKIT=0 docker build --network host -q "$@" >/dev/null; }
+dbuild() { DOCKER_BUILDKIT=0 docker build --network host --force-rm -q "$@" >/dev/null; }
 
 build_debian_base() {
   have_image "$DEBIAN_IMAGE" && return 0
@@ -333,7 +333,7 @@ build_operator_image() {
   build_runtime
   local start=$SECONDS
   log "docker build $REPO (Dockerfile unchanged; RUST_IMAGE=$RUST_BUILDER_IMAGE RUNTIME_IMAGE=$RUNTIME_IMAGE)"
-  DOCKER_BUILDKIT=0 docker build --network host \
+  DOCKER_BUILDKIT=0 docker build --network host --force-rm \
     --build-arg "RUST_IMAGE=$RUST_BUILDER_IMAGE" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
     -t "$OPERATOR_IMAGE" "$REPO" >"$STATE/operator-build.log" 2>&1 \
     || { tail -40 "$STATE/operator-build.log" >&2; die "operator image build failed (log: $STATE/operator-build.log)"; }
