@@ -333,12 +333,12 @@ build_operator_image() {
   build_runtime
   local start=$SECONDS
   log "docker build $REPO (Dockerfile unchanged; RUST_IMAGE=$RUST_BUILDER_IMAGE RUNTIME_IMAGE=$RUNTIME_IMAGE)"
-  DOCKER_BUILDKIT=0 docker build --network host --force-rm \
+  DOCKER_BUILDKIT=0 bg_wait docker build --network host --force-rm \
     --build-arg "RUST_IMAGE=$RUST_BUILDER_IMAGE" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
     -t "$OPERATOR_IMAGE" "$REPO" >"$STATE/operator-build.log" 2>&1 \
     || { tail -40 "$STATE/operator-build.log" >&2; die "operator image build failed (log: $STATE/operator-build.log)"; }
   log "operator image built in $((SECONDS - start))s"
-  docker image prune -f >/dev/null 2>&1 || true
+  # No `docker image prune`: the builder stage's untagged layers ARE the cache.
 }
 
 # Debian + git + curl + the demo tool (built on this host, same glibc as bookworm).

@@ -228,13 +228,32 @@ stop_dockerd() {
   rm -f "$STATE/dockerd.pid"
   # Shims of containers that outlived the daemon (none expected).
   local shims; shims="$(pgrep -f "containerd-shim.*$STATE/exec" 2>/dev/null)" || true
-  [[ -n "$shims" ]] && kill -KILL $shims 2>/dev/null
-  grep -F " $STATE/exec" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  grep -F " $KIND_CACHE/docker/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  [[ -n "$shims" ]] && kill -KILL $shims 2>/dev/null || true
+  { grep -F " $STATE/exec" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l; } 2>/dev/null || true
+  { grep -F " $KIND_CACHE/docker/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l; } 2>/dev/null || true
   restore_links
   restore_iptables iptables
   restore_iptables ip6tables
   restore_sysctls
   rm -rf "$STATE/host" "$STATE/exec"
+  return 0
+}
+
+# Runs a long command in the background and waits for it, so that SIGINT/SIGTERM
+# reach the script's traps at once (bash defers traps until a foreground child
+# ends); teardown stops CHILD_PID and its children.
+CHILD_PID=""
+bg_wait() {
+  "$@" &
+  CHILD_PID=$!
+  local rc=0
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  return "$rc"
+}
+stop_child() {
+  [[ -n "$CHILD_PID" ]] || return 0
+  pkill -TERM -P "$CHILD_PID" 2>/dev/null
+  kill -TERM "$CHILD_PID" 2>/dev/null
   return 0
 }

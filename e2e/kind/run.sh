@@ -48,9 +48,12 @@ phase() { # phase NAME CMD...: run and time one step
 teardown() {
   local rc=$?
   trap '' INT TERM
-  if [[ -n "${E2E_KIND_KEEP:-}" && "$rc" == 0 ]]; then
-    log "E2E_KIND_KEEP set: cluster and dockerd left running; e2e/kind/run.sh down stops them"
-    exit 0
+  # Best effort from here on: one failing step must not skip the others.
+  set +e +o pipefail
+  stop_child
+  if [[ -n "${E2E_KIND_KEEP:-}" ]]; then
+    log "E2E_KIND_KEEP set (exit code $rc): cluster and dockerd left running; e2e/kind/run.sh down stops them"
+    exit "$rc"
   fi
   log "teardown (exit code $rc)"
   if command -v kind >/dev/null && { [[ "$MODE" == docker ]] || docker_running; }; then
@@ -163,11 +166,11 @@ run_tests() {
   export E2E_KIND=1 E2E_KIND_TOOLS_IMAGE="$TOOLS_IMAGE" E2E_OPERATOR_MODE=in-cluster
   local rc=0
   # The kind-only tests (ignored everywhere else, run explicitly here).
-  cargo test -q --locked -p connectors-e2e --test kind -- --ignored --test-threads=1 "$@" || rc=$?
+  bg_wait cargo test -q --locked -p connectors-e2e --test kind -- --ignored --test-threads=1 "$@" || rc=$?
   if ((rc == 0)) && (($# == 0)); then
     # The e2e tests that make sense on kind: they only talk to the apiserver
     # (see e2e/kind/README.md for the selection and why).
-    cargo test -q --locked -p connectors-e2e --test smoke --test crds -- --test-threads=2 || rc=$?
+    bg_wait cargo test -q --locked -p connectors-e2e --test smoke --test crds -- --test-threads=2 || rc=$?
   fi
   ((rc == 0)) || diagnostics
   return "$rc"
@@ -197,6 +200,7 @@ main() {
 
 case "${1:-}" in
   down)
+    set +e +o pipefail
     MODE=offline
     export DOCKER_HOST="unix://$DOCKER_SOCK" PATH="$STATE/bin:$KIND_CACHE/tools/kind-$KIND_VERSION:$PATH"
     if docker_running; then kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; fi
