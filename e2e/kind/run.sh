@@ -181,7 +181,14 @@ main() {
   trap teardown EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  mkdir -p "$STATE"
+  mkdir -p "$STATE" "$KIND_CACHE"
+  # One run per machine at a time: the dockerd data root, the cluster name and
+  # the host state are shared by every checkout.
+  exec 9>"$KIND_CACHE/run.lock"
+  if ! flock -n 9; then
+    log "another e2e/kind/run.sh is running; waiting for it"
+    flock 9
+  fi
   log "mode: $MODE, Kubernetes $K8S_VERSION, kind $KIND_VERSION, state $STATE, cache $KIND_CACHE"
   if [[ "$MODE" == offline ]]; then
     phase dockerd start_dockerd
