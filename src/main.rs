@@ -27,7 +27,8 @@ struct Cli {
 enum Command {
     /// Print the CRDs as YAML (all groups, or one with `--group`).
     Crds {
-        /// Only this API group: `connectors.alauda.io` or `dex.coreos.com`.
+        /// Only this API group: `connectors.alauda.io`, `dex.coreos.com`, `auth.alauda.io`
+        /// (User) or `user.openshift.io` (the Group stand-in).
         #[arg(long)]
         group: Option<String>,
     },
@@ -302,12 +303,17 @@ fn main() -> ExitCode {
 
 /// The CRDs of one API group, or of all.
 fn crds_yaml(group: Option<&str>) -> Result<String, String> {
-    use connectors_operator::api::{crds_yaml, dex_crd_yaml};
+    use connectors_operator::api::{crds_yaml, dex_crd_yaml, group_crd_yaml, user_crd_yaml};
     let e = |e: serde_yaml::Error| e.to_string();
     match group {
-        None => Ok(crds_yaml().map_err(e)? + &dex_crd_yaml().map_err(e)?),
+        None => Ok(crds_yaml().map_err(e)?
+            + &dex_crd_yaml().map_err(e)?
+            + &user_crd_yaml().map_err(e)?
+            + &group_crd_yaml().map_err(e)?),
         Some("connectors.alauda.io") => crds_yaml().map_err(e),
         Some("dex.coreos.com") => dex_crd_yaml().map_err(e),
+        Some("auth.alauda.io") => user_crd_yaml().map_err(e),
+        Some("user.openshift.io") => group_crd_yaml().map_err(e),
         Some(other) => Err(format!("unknown API group {other:?}")),
     }
 }
