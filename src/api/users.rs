@@ -40,6 +40,7 @@ pub const OPENSHIFT_USER_GROUP: &str = "user.openshift.io";
     kind = "User",
     plural = "users",
     status = "UserStatus",
+    derive = "PartialEq",
     doc = "User is the Schema for the users API",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.connector_type"}"#,
     printcolumn = r#"{"name":"Username","type":"string","jsonPath":".spec.username"}"#,

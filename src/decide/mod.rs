@@ -4,6 +4,7 @@ pub mod address;
 pub mod class;
 pub mod conditions;
 pub mod connector;
+pub mod directory;
 pub mod events;
 pub mod identity;
 pub mod plan;
