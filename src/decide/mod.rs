@@ -9,3 +9,4 @@ pub mod events;
 pub mod identity;
 pub mod plan;
 pub mod proxy_service;
+pub mod schedule;
