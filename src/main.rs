@@ -412,7 +412,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         });
         match (mode, webhook) {
             (Mode::ControllersAndWebhook, _) => {
-                let identity = identity_enabled.then(|| identity_settings(&settings));
+                let identity = identity_enabled.then(|| identity_settings(&settings, &metrics));
                 let identity = async {
                     if let Some(identity) = identity {
                         connectors_operator::identity::run(
@@ -509,7 +509,10 @@ where
 }
 
 /// The identity controller's settings, from the Connector controller's.
-fn identity_settings(settings: &Settings) -> connectors_operator::identity::IdentitySettings {
+fn identity_settings(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> connectors_operator::identity::IdentitySettings {
     connectors_operator::identity::IdentitySettings {
         interval: settings.probe_interval,
         min_backoff: settings.min_backoff,
@@ -518,6 +521,7 @@ fn identity_settings(settings: &Settings) -> connectors_operator::identity::Iden
         namespace: settings.namespace.clone(),
         workers: settings.workers.min(32),
         leader_election: settings.leader_election.clone(),
+        metrics: Some(metrics.clone()),
     }
 }
 

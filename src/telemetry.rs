@@ -53,6 +53,31 @@ pub struct AdmissionLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncResultLabels {
+    /// `synced` or a failure reason (`EmptyResult`, `SearchFailed`, ...).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncObjectLabels {
+    /// `user` or `group`.
+    pub kind: &'static str,
+    /// `created`, `updated`, `invalidated`, `pruned`, `unchanged`, `skipped`, `conflict`.
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `timer` (the next expiry came) or `change` (a User changed).
+    pub trigger: &'static str,
+}
+
+fn long_seconds_histogram() -> Histogram {
+    // 10 ms .. ~20 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 18))
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -74,6 +99,17 @@ pub struct Metrics {
     pub probes_waiting: Gauge,
     pub leader: Gauge,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
+    pub directory_syncs: Family<SyncResultLabels, Counter>,
+    pub directory_sync_duration: Histogram,
+    pub directory_sync_objects: Family<SyncObjectLabels, Counter>,
+    pub user_validity_checks: Family<TriggerLabels, Counter>,
+    pub user_disables: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl Default for Metrics {
@@ -93,6 +129,11 @@ impl Default for Metrics {
             probes_waiting: Gauge::default(),
             leader: Gauge::default(),
             admission_reviews: Family::default(),
+            directory_syncs: Family::default(),
+            directory_sync_duration: long_seconds_histogram(),
+            directory_sync_objects: Family::default(),
+            user_validity_checks: Family::default(),
+            user_disables: Counter::default(),
             registry: Registry::default(),
         };
         register(&mut registry, &m);
@@ -157,6 +198,31 @@ fn register(registry: &mut Registry, m: &Metrics) {
         "leader",
         "1 while this process holds the leader Lease",
         m.leader.clone(),
+    );
+    registry.register(
+        "directory_syncs",
+        "LDAP directory syncs run, by result",
+        m.directory_syncs.clone(),
+    );
+    registry.register(
+        "directory_sync_duration_seconds",
+        "LDAP directory sync duration (searches and writes)",
+        m.directory_sync_duration.clone(),
+    );
+    registry.register(
+        "directory_sync_objects",
+        "Users and Groups handled by directory syncs, by kind and action",
+        m.directory_sync_objects.clone(),
+    );
+    registry.register(
+        "user_validity_checks",
+        "User validity evaluations, by trigger (timer: the next expiry came; change: a User changed)",
+        m.user_validity_checks.clone(),
+    );
+    registry.register(
+        "user_disables",
+        "Users disabled because expired.end passed",
+        m.user_disables.clone(),
     );
     registry.register(
         "admission_reviews",

@@ -156,13 +156,36 @@ pub fn user_crd() -> CustomResourceDefinition {
 }
 
 /// OpenShift's `Group`: a named set of user names.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Group {
+    #[serde(rename = "apiVersion", default = "group_api_version")]
+    pub api_version: String,
+    #[serde(default = "group_kind")]
+    pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
     /// Users is the list of users in this group.
     #[serde(default)]
     pub users: Vec<String>,
+}
+
+fn group_api_version() -> String {
+    format!("{OPENSHIFT_USER_GROUP}/v1")
+}
+
+fn group_kind() -> String {
+    "Group".into()
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Group {
+            api_version: group_api_version(),
+            kind: group_kind(),
+            metadata: ObjectMeta::default(),
+            users: Vec::new(),
+        }
+    }
 }
 
 impl kube::Resource for Group {

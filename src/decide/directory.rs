@@ -841,6 +841,7 @@ fn synced_group(
             ..ObjectMeta::default()
         },
         users,
+        ..Group::default()
     }
 }
 
@@ -1407,6 +1408,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             users: vec!["x".into()],
+            ..Group::default()
         };
         let mut other_server = plan_groups(
             &GroupSource {
@@ -1462,6 +1464,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             users: vec![],
+            ..Group::default()
         };
         let all: Vec<Group> = existing.into_iter().chain([hand_made]).collect();
         assert!(

@@ -10,6 +10,7 @@
 
 mod objects;
 mod reconcile;
+pub mod sync;
 mod watches;
 
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ pub struct IdentitySettings {
     pub workers: u16,
     /// `None`: no leader election. The name gets `-identity` appended.
     pub leader_election: Option<LeaseSettings>,
+    /// The process's metrics; `None` leaves the directory sync and User validity off.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 #[derive(Debug, thiserror::Error)]
