@@ -240,6 +240,32 @@ impl Slapd {
         );
     }
 
+    /// `ldapsearch` as `bind_dn` under `base` for `filter` (no paging): its exit code
+    /// (4: size limit exceeded) and the number of entries returned.
+    pub fn ldapsearch(
+        &self,
+        bind_dn: &str,
+        password: &str,
+        base: &str,
+        filter: &str,
+    ) -> (i32, usize) {
+        let out = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", self.ldap_port),
+            ])
+            .args(["-D", bind_dn, "-w", password, "-b", base, filter, "dn"])
+            .output()
+            .expect("run ldapsearch (apt-get install ldap-utils)");
+        let entries = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dn: "))
+            .count();
+        (out.status.code().unwrap_or(-1), entries)
+    }
+
     /// Stops the server (the ports stop answering); `resume` starts it again.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -548,6 +548,14 @@ fn more_entries_than_the_size_limit_are_all_synced() {
             ..SlapdOptions::default()
         },
     );
+    // Without paging the server stops at 500 for this bind.
+    let (rc, n) = slapd.ldapsearch(
+        &format!("cn=reader,{SUFFIX}"),
+        "reader-password",
+        PEOPLE_DN,
+        "(objectClass=inetOrgPerson)",
+    );
+    assert_eq!((rc, n), (4, 500), "the size limit does not apply");
     let op = operator("paging");
     apply_yaml(&ns, &bind_secret("reader-password"));
     let mut config = ldap_config(&slapd, json!([]));
