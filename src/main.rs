@@ -54,6 +54,10 @@ enum Command {
     /// Serve the Connectors proxy: each Connector's proxy address, with the tool's
     /// credentials injected for a client holding a ServiceAccount token.
     Proxy(Box<ProxyArgs>),
+    /// OpenShift-style LDAP group sync (`oc adm groups sync|prune` on an LDAPSyncConfig):
+    /// a dry run unless `--confirm`.
+    #[command(subcommand)]
+    Groups(connectors_operator::identity::cli::GroupsCommand),
     /// Serve the Connectors API gateway: `/connectors/v1alpha1/{ns}/{name}/path/...`
     /// toward the class API or the tool, with the tool's credentials.
     Api(Box<ApiArgs>),
@@ -262,6 +266,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => run(*args, Mode::WebhookOnly),
         Command::Proxy(args) => run_proxy(*args),
         Command::Api(args) => run_api(*args),
+        Command::Groups(command) => connectors_operator::identity::cli::main(command),
         Command::Check {
             files,
             output,

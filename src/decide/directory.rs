@@ -209,6 +209,186 @@ pub fn groups_from_dex(
     (groups, skipped)
 }
 
+/// The attribute names of an `oc adm groups sync` schema (`LDAPSyncConfig`'s
+/// `rfc2307`, `activeDirectory` or `augmentedActiveDirectory`), as the resolvers below
+/// use them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OcSchema {
+    /// `groupUIDAttribute` (`dn` for the DN).
+    pub group_uid_attribute: String,
+    pub group_name_attributes: Vec<String>,
+    /// rfc2307: on groups (`member`); AD: on users (`memberOf`).
+    pub group_membership_attributes: Vec<String>,
+    /// `userUIDAttribute` (rfc2307 only; `dn` for the DN).
+    pub user_uid_attribute: String,
+    pub user_name_attributes: Vec<String>,
+    /// `groupUIDNameMapping`: LDAP group UID -> Group name.
+    pub uid_name_mapping: BTreeMap<String, String>,
+}
+
+impl OcSchema {
+    fn user_name<'a>(&self, user: &'a Entry) -> Option<&'a str> {
+        self.user_name_attributes.iter().find_map(|a| user.first(a))
+    }
+
+    fn group_name(&self, uid: &str, group: Option<&Entry>) -> Option<String> {
+        if let Some(mapped) = self.uid_name_mapping.get(uid) {
+            return Some(mapped.clone());
+        }
+        match group {
+            Some(g) => self
+                .group_name_attributes
+                .iter()
+                .find_map(|a| g.first(a))
+                .map(str::to_string),
+            // activeDirectory: without a mapping the Group is named by its UID.
+            None => Some(uid.to_string()),
+        }
+    }
+}
+
+/// `rfc2307`: groups list their members (`groupMembershipAttributes` holding user
+/// UIDs); a member is named by the first of `userNameAttributes` of the user entry with
+/// that UID. Members not found among `user_entries` are left out (counted as skipped).
+pub fn groups_rfc2307(
+    group_entries: &[Entry],
+    user_entries: &[Entry],
+    schema: &OcSchema,
+) -> (Vec<DirGroup>, Vec<Skipped>) {
+    let users: HashMap<String, &str> = user_entries
+        .iter()
+        .filter_map(|u| {
+            let uid = u.first(&schema.user_uid_attribute)?;
+            Some((normalise(uid), schema.user_name(u)?))
+        })
+        .collect();
+    let (mut groups, mut skipped) = (Vec::new(), Vec::new());
+    for g in group_entries {
+        let Some(uid) = g.first(&schema.group_uid_attribute) else {
+            skipped.push(Skipped {
+                what: g.dn.clone(),
+                reason: format!("no {} attribute", schema.group_uid_attribute),
+            });
+            continue;
+        };
+        let Some(name) = schema.group_name(uid, Some(g)) else {
+            skipped.push(Skipped {
+                what: g.dn.clone(),
+                reason: "no group name attribute".into(),
+            });
+            continue;
+        };
+        let mut members = BTreeSet::new();
+        for attr in &schema.group_membership_attributes {
+            for m in g.values(attr) {
+                match users.get(&normalise(m)) {
+                    Some(user) => {
+                        members.insert(user.to_string());
+                    }
+                    None if normalise(m) == normalise(&g.dn) => {}
+                    None => skipped.push(Skipped {
+                        what: m.to_string(),
+                        reason: format!("member of {uid} not found by the users query"),
+                    }),
+                }
+            }
+        }
+        groups.push(DirGroup {
+            uid: uid.to_string(),
+            name,
+            members: members.into_iter().collect(),
+        });
+    }
+    (groups, skipped)
+}
+
+/// `activeDirectory` (`group_entries` None) and `augmentedActiveDirectory`: users list
+/// their groups (`groupMembershipAttributes`, e.g. `memberOf`, holding group UIDs). AD:
+/// every UID found on a user is a group, named by `groupUIDNameMapping` or its UID;
+/// augmented: the groups are the entries of the groups query, named by
+/// `groupNameAttributes`.
+pub fn groups_active_directory(
+    group_entries: Option<&[Entry]>,
+    user_entries: &[Entry],
+    schema: &OcSchema,
+) -> (Vec<DirGroup>, Vec<Skipped>) {
+    let mut by_uid: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    for u in user_entries {
+        let Some(name) = schema.user_name(u) else {
+            continue;
+        };
+        for attr in &schema.group_membership_attributes {
+            for uid in u.values(attr) {
+                by_uid
+                    .entry(normalise(uid))
+                    .or_insert_with(|| (uid.to_string(), BTreeSet::new()))
+                    .1
+                    .insert(name.to_string());
+            }
+        }
+    }
+    let (mut groups, mut skipped) = (Vec::new(), Vec::new());
+    match group_entries {
+        None => {
+            for (uid, members) in by_uid.into_values() {
+                if let Some(name) = schema.group_name(&uid, None) {
+                    groups.push(DirGroup {
+                        uid,
+                        name,
+                        members: members.into_iter().collect(),
+                    });
+                }
+            }
+        }
+        Some(entries) => {
+            for g in entries {
+                let Some(uid) = g.first(&schema.group_uid_attribute) else {
+                    skipped.push(Skipped {
+                        what: g.dn.clone(),
+                        reason: format!("no {} attribute", schema.group_uid_attribute),
+                    });
+                    continue;
+                };
+                let Some(name) = schema.group_name(uid, Some(g)) else {
+                    skipped.push(Skipped {
+                        what: g.dn.clone(),
+                        reason: "no group name attribute".into(),
+                    });
+                    continue;
+                };
+                let members = by_uid
+                    .get(&normalise(uid))
+                    .map(|(_, m)| m.iter().cloned().collect())
+                    .unwrap_or_default();
+                groups.push(DirGroup {
+                    uid: uid.to_string(),
+                    name,
+                    members,
+                });
+            }
+        }
+    }
+    (groups, skipped)
+}
+
+/// Keeps the groups named (by UID or Group name) in `whitelist` (all when empty), minus
+/// those in `blacklist` (`oc adm groups sync --whitelist/--blacklist`).
+pub fn filter_groups(
+    groups: Vec<DirGroup>,
+    whitelist: &[String],
+    blacklist: &[String],
+) -> Vec<DirGroup> {
+    let listed = |list: &[String], g: &DirGroup| {
+        list.iter()
+            .any(|l| normalise(l) == normalise(&g.uid) || *l == g.name)
+    };
+    groups
+        .into_iter()
+        .filter(|g| whitelist.is_empty() || listed(whitelist, g))
+        .filter(|g| !listed(blacklist, g))
+        .collect()
+}
+
 /// Values compared without case and surrounding spaces (DNs, uids).
 pub fn normalise(v: &str) -> String {
     v.trim().to_lowercase()
@@ -1489,6 +1669,91 @@ mod tests {
         // an empty group search never prunes
         let empty = plan_groups(&ldap(), &[], &all, GroupMode::SyncAndPrune, "t");
         assert!(empty.empty_result && empty.prunes.is_empty());
+    }
+
+    fn oc_schema() -> OcSchema {
+        OcSchema {
+            group_uid_attribute: "dn".into(),
+            group_name_attributes: vec!["cn".into()],
+            group_membership_attributes: vec!["member".into()],
+            user_uid_attribute: "dn".into(),
+            user_name_attributes: vec!["mail".into(), "uid".into()],
+            uid_name_mapping: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn rfc2307_groups_name_members_by_the_user_name_attributes() {
+        let users = [
+            entry("uid=a,ou=p", &[("uid", &["a"]), ("mail", &["a@x"])]),
+            entry("uid=b,ou=p", &[("uid", &["b"])]),
+        ];
+        let groups = [entry(
+            "cn=g,ou=g",
+            &[
+                ("cn", &["g"]),
+                ("member", &["uid=A,ou=p", "uid=b,ou=p", "uid=z,ou=p"]),
+            ],
+        )];
+        let mut schema = oc_schema();
+        let (dir, skipped) = groups_rfc2307(&groups, &users, &schema);
+        assert_eq!(
+            dir,
+            [DirGroup {
+                uid: "cn=g,ou=g".into(),
+                name: "g".into(),
+                members: vec!["a@x".into(), "b".into()]
+            }]
+        );
+        assert_eq!(skipped.len(), 1);
+        schema
+            .uid_name_mapping
+            .insert("cn=g,ou=g".into(), "mapped".into());
+        assert_eq!(groups_rfc2307(&groups, &users, &schema).0[0].name, "mapped");
+    }
+
+    #[test]
+    fn active_directory_groups_come_from_member_of() {
+        let users = [
+            entry(
+                "uid=a,ou=p",
+                &[("uid", &["a"]), ("memberOf", &["cn=g,ou=g", "cn=h,ou=g"])],
+            ),
+            entry(
+                "uid=b,ou=p",
+                &[("uid", &["b"]), ("memberof", &["CN=G,ou=g"])],
+            ),
+        ];
+        let mut schema = oc_schema();
+        schema.group_membership_attributes = vec!["memberOf".into()];
+        schema.user_name_attributes = vec!["uid".into()];
+        schema
+            .uid_name_mapping
+            .insert("cn=g,ou=g".into(), "g".into());
+        let (ad, _) = groups_active_directory(None, &users, &schema);
+        assert_eq!(ad.len(), 2);
+        assert_eq!(
+            (ad[0].name.as_str(), ad[0].members.clone()),
+            ("g", vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            ad[1].name, "cn=h,ou=g",
+            "no mapping: named by its UID (then skipped as invalid)"
+        );
+        schema.uid_name_mapping.clear();
+        let groups = [entry("cn=g,ou=g", &[("cn", &["team-g"])])];
+        let (aug, _) = groups_active_directory(Some(&groups), &users, &schema);
+        assert_eq!(
+            aug,
+            [DirGroup {
+                uid: "cn=g,ou=g".into(),
+                name: "team-g".into(),
+                members: vec!["a".into(), "b".into()]
+            }]
+        );
+        let filtered = filter_groups(ad.clone(), &["CN=G,OU=G".into()], &[]);
+        assert_eq!(filtered.len(), 1);
+        assert!(filter_groups(ad, &[], &["g".into(), "cn=h,ou=g".into()]).is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! jitter, exponential backoff after failures. The checks themselves are in
 //! `observe::identity` (shared with `check`).
 
+pub mod cli;
 mod objects;
 mod reconcile;
 pub mod sync;
