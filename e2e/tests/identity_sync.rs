@@ -680,3 +680,181 @@ fn iso8601(secs: u64) -> String {
         rem % 60
     )
 }
+
+/// Runs `connectors-operator groups <args>`: (success, stdout, stderr).
+fn groups_command(args: &[&str]) -> (bool, String, String) {
+    let bin = connectors_e2e::process::bin_dir().join("connectors-operator");
+    let out = std::process::Command::new(bin)
+        .arg("groups")
+        .args(args)
+        .output()
+        .expect("run connectors-operator groups");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn groups_sync_command_has_ocs_semantics_and_matches_the_controller() {
+    let _serial = serial();
+    install_crds();
+    let ns = TestNamespace::new("e2e-sync-cli");
+    let id: String = format!("c{}", ns.name().replace('-', ""))
+        .chars()
+        .take(30)
+        .collect();
+    let domain = format!("{id}.example.org");
+    let (g1, g2) = (format!("{id}-one"), format!("{id}-two"));
+    let slapd = Slapd::start_with(
+        "admin-secret",
+        SlapdOptions {
+            ldif: Some(ldif(
+                &[
+                    ("gina", "Gina", Some(format!("gina@{domain}"))),
+                    ("hank", "Hank", Some(format!("hank@{domain}"))),
+                ],
+                &[],
+            )),
+            memberof: true,
+            ..SlapdOptions::default()
+        },
+    );
+    slapd.ldapmodify(&group(&g1, &["gina", "hank"]), true);
+    slapd.ldapmodify(&group(&g2, &["hank"]), true);
+    let dir = std::env::temp_dir().join(format!("connectors-e2e-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &slapd.ca_pem).unwrap();
+    let rfc2307 = dir.join("rfc2307.yaml");
+    std::fs::write(
+        &rfc2307,
+        format!(
+            "kind: LDAPSyncConfig\napiVersion: v1\nurl: ldaps://{host}\nbindDN: {ADMIN_DN}\n\
+             bindPassword: admin-secret\nca: {ca}\nrfc2307:\n  groupsQuery:\n    baseDN: {GROUPS_DN}\n\
+             \x20   scope: sub\n    derefAliases: never\n    filter: (objectClass=groupOfNames)\n\
+             \x20 groupUIDAttribute: dn\n  groupNameAttributes: [cn]\n  groupMembershipAttributes: [member]\n\
+             \x20 usersQuery:\n    baseDN: {PEOPLE_DN}\n    scope: sub\n    derefAliases: never\n\
+             \x20 userUIDAttribute: dn\n  userNameAttributes: [uid]\n",
+            host = slapd.ldaps_host(),
+            ca = ca.display()
+        ),
+    )
+    .unwrap();
+    let config = rfc2307.to_str().unwrap();
+
+    // Dry run: prints the Groups, writes nothing.
+    let (ok, out, err) = groups_command(&["sync", "--sync-config", config]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("kind: List") && out.contains(&g1) && out.contains(&g2),
+        "{out}"
+    );
+    assert!(out.contains("openshift.io/ldap.uid"), "{out}");
+    assert!(
+        group_obj(&g1).is_none() && group_obj(&g2).is_none(),
+        "a dry run wrote"
+    );
+    // A whitelist keeps only what it lists.
+    let white = dir.join("white.txt");
+    std::fs::write(&white, format!("cn={g1},{GROUPS_DN}\n")).unwrap();
+    let (ok, out, err) = groups_command(&[
+        "sync",
+        "--sync-config",
+        config,
+        "--whitelist",
+        white.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&g1) && !out.contains(&g2), "{out}");
+    // activeDirectory (memberOf) gives the same members, named by the mapping.
+    let ad = dir.join("ad.yaml");
+    std::fs::write(
+        &ad,
+        format!(
+            "kind: LDAPSyncConfig\napiVersion: v1\nurl: ldap://{host}\ninsecure: true\nbindDN: {ADMIN_DN}\n\
+             bindPassword: admin-secret\ngroupUIDNameMapping:\n  \"cn={g1},{GROUPS_DN}\": {g1}-ad\n\
+             activeDirectory:\n  usersQuery:\n    baseDN: {PEOPLE_DN}\n    scope: sub\n    filter: (objectClass=inetOrgPerson)\n\
+             \x20 userNameAttributes: [uid]\n  groupMembershipAttributes: [memberOf]\n",
+            host = slapd.ldap_host(),
+        ),
+    )
+    .unwrap();
+    let (_, out, err) = groups_command(&["sync", "--sync-config", ad.to_str().unwrap()]);
+    let listed: Value =
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&out).unwrap()).unwrap();
+    let mapped = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == format!("{g1}-ad"))
+        .unwrap_or_else(|| panic!("{out}\n{err}"));
+    assert_eq!(mapped["users"], json!(["gina", "hank"]));
+    assert!(
+        err.contains("skipped"),
+        "the unmapped group (named by its DN) is skipped: {err}"
+    );
+
+    // --confirm writes them.
+    let (ok, _, err) = groups_command(&["sync", "--sync-config", config, "--confirm"]);
+    assert!(ok, "{err}");
+    let one = group_obj(&g1).expect("created");
+    assert_eq!(one["users"], json!(["gina", "hank"]));
+    assert_eq!(
+        one["metadata"]["annotations"]["openshift.io/ldap.url"],
+        slapd.ldaps_host()
+    );
+    assert_eq!(group_obj(&g2).unwrap()["users"], json!(["hank"]));
+
+    // The controller on the same directory finds nothing to change.
+    let rv_before = (
+        one["metadata"]["resourceVersion"].clone(),
+        group_obj(&g2).unwrap()["metadata"]["resourceVersion"].clone(),
+    );
+    let op = operator("cli");
+    apply_yaml(&ns, &bind_secret("admin-secret"));
+    let matchers = json!([{"userAttr": "DN", "groupAttr": "member"}]);
+    apply_yaml(
+        &ns,
+        &connector(&id, &ldap_config(&slapd, matchers), json!({})),
+    );
+    let c = eventually(TIMEOUT, || {
+        let c = get_json(&ns, RESOURCE, &id);
+        if c["status"]["lastSync"]["time"].is_string() {
+            Ok(c)
+        } else {
+            Err(format!("{}", c["status"]))
+        }
+    });
+    assert_eq!(c["status"]["lastSync"]["groups"], 2);
+    assert_eq!(c["status"]["lastSync"]["conflicts"], 0, "{}", c["status"]);
+    let rv_after = (
+        group_obj(&g1).unwrap()["metadata"]["resourceVersion"].clone(),
+        group_obj(&g2).unwrap()["metadata"]["resourceVersion"].clone(),
+    );
+    assert_eq!(
+        rv_before, rv_after,
+        "the controller rewrote the command's Groups"
+    );
+    drop(op);
+
+    // prune: dry run names, --confirm deletes only the synced Group whose LDAP group is gone.
+    slapd.ldapmodify(
+        &format!("dn: cn={g2},{GROUPS_DN}\nchangetype: delete\n"),
+        false,
+    );
+    let (ok, out, err) = groups_command(&["prune", "--sync-config", config]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("group/{g2}"));
+    assert!(group_obj(&g2).is_some(), "a dry run deleted");
+    let (ok, _, err) = groups_command(&["prune", "--sync-config", config, "--confirm"]);
+    assert!(ok, "{err}");
+    eventually(TIMEOUT, || match group_obj(&g2) {
+        None => Ok(()),
+        Some(_) => Err("still there".to_string()),
+    });
+    assert!(group_obj(&g1).is_some());
+    cleanup(&id, &[&g1, &g2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
