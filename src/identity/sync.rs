@@ -820,40 +820,54 @@ async fn write_status(
     desired: Desired,
     last_sync: Option<LastSync>,
 ) -> Result<(), Error> {
-    let stored = connector.status.clone().unwrap_or_default();
-    let now = crate::runtime::now();
-    let mine = merge(&stored.conditions, std::slice::from_ref(&desired), &now);
-    let mut conditions: Vec<_> = stored
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != SYNC_READY)
-        .cloned()
-        .collect();
-    conditions.extend(mine);
-    let last_sync = last_sync.or(stored.last_sync.clone());
-    if conditions == stored.conditions && last_sync == stored.last_sync {
-        return Ok(());
-    }
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
     let name = connector.metadata.name.as_deref().unwrap_or_default();
     let api = Api::<DexConnector>::namespaced(ctx.client.clone(), namespace);
-    let mut status = serde_json::json!({"conditions": conditions});
-    if let Some(l) = &last_sync {
-        status["lastSync"] = serde_json::to_value(l).unwrap_or(Value::Null);
+    let mut current = connector.clone();
+    // The conditions list is shared with the health check: a write from a stale read
+    // fails (409) and is made again from the stored object.
+    for attempt in 0..3 {
+        let stored = current.status.clone().unwrap_or_default();
+        let now = crate::runtime::now();
+        let mine = merge(&stored.conditions, std::slice::from_ref(&desired), &now);
+        let mut conditions: Vec<_> = stored
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != SYNC_READY)
+            .cloned()
+            .collect();
+        conditions.extend(mine);
+        let last_sync = last_sync.clone().or(stored.last_sync.clone());
+        if conditions == stored.conditions && last_sync == stored.last_sync {
+            return Ok(());
+        }
+        let mut status = serde_json::json!({"conditions": conditions});
+        if let Some(l) = &last_sync {
+            status["lastSync"] = serde_json::to_value(l).unwrap_or(Value::Null);
+        }
+        let patch = serde_json::json!({
+            "apiVersion": DexConnector::api_version(&()),
+            "kind": DexConnector::kind(&()),
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "status": status,
+        });
+        let params = PatchParams::apply(SYNC_MANAGER).force();
+        let written = tokio::time::timeout(
+            API_REQUEST_DEADLINE,
+            api.patch_status(name, &params, &Patch::Apply(&patch)),
+        )
+        .await
+        .map_err(|_| Error::Deadline("writing a status"))?;
+        match written {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 2 => {
+                current = tokio::time::timeout(API_REQUEST_DEADLINE, api.get_status(name))
+                    .await
+                    .map_err(|_| Error::Deadline("reading a Connector"))??;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    let patch = serde_json::json!({
-        "apiVersion": DexConnector::api_version(&()),
-        "kind": DexConnector::kind(&()),
-        "metadata": {"resourceVersion": connector.metadata.resource_version},
-        "status": status,
-    });
-    let params = PatchParams::apply(SYNC_MANAGER).force();
-    tokio::time::timeout(
-        API_REQUEST_DEADLINE,
-        api.patch_status(name, &params, &Patch::Apply(&patch)),
-    )
-    .await
-    .map_err(|_| Error::Deadline("writing a status"))??;
     Ok(())
 }
 
