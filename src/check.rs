@@ -549,9 +549,12 @@ pub async fn check(docs: &Documents, settings: ProbeSettings) -> Vec<(Connector,
             (&facts, &view, view.as_ref().map(|v| v.compiled))
         {
             let plan = probe_plan(connector, class, &inputs.secret);
-            let (live, auth) =
-                run_probes(&plan, compiled, connector, &inputs, view.api_url(), &runner).await;
-            outcomes = (live.map(|r| r.outcome), auth.map(|r| r.outcome));
+            // The default runner waits for shared requests: it never defers.
+            if let Ok((live, auth)) =
+                run_probes(&plan, compiled, connector, &inputs, view.api_url(), &runner).await
+            {
+                outcomes = (live.map(|r| r.outcome), auth.map(|r| r.outcome));
+            }
         }
         let facts = connector_facts(
             connector,

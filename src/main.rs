@@ -250,7 +250,14 @@ struct WebhookArgs {
     hosts: Vec<String>,
 }
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Written to dhat-heap.json when main returns (a SIGTERM'd `run` returns).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     // One rustls crypto provider for the whole process (kube and reqwest share it).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -390,9 +397,9 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
             grace: Duration::from_secs(args.lease_renew_before.max(1)),
         }),
     };
-    with_client(|client| async move {
+    let metrics = Arc::new(Metrics::default());
+    with_counted_client(metrics.clone(), |client| async move {
         let shutdown = Shutdown::on_signal();
-        let metrics = Arc::new(Metrics::default());
         let server = tokio::spawn(telemetry::serve(
             args.metrics_addr,
             metrics.clone(),
@@ -496,6 +503,34 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
+    with_runtime(async { kube::Client::try_default().await }, work)
+}
+
+/// [`with_client`] whose client counts every apiserver request in `metrics`.
+fn with_counted_client<F, Fut>(metrics: Arc<Metrics>, work: F) -> ExitCode
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let client = async move {
+        let config = kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?;
+        Ok::<_, kube::Error>(
+            kube::client::ClientBuilder::try_from(config)?
+                .with_layer(&telemetry::count_api_requests(metrics))
+                .build(),
+        )
+    };
+    with_runtime(client, work)
+}
+
+fn with_runtime<C, F, Fut>(client: C, work: F) -> ExitCode
+where
+    C: std::future::Future<Output = Result<kube::Client, kube::Error>>,
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -504,7 +539,7 @@ where
         Err(e) => return fail(e),
     };
     let code = runtime.block_on(async {
-        match kube::Client::try_default().await {
+        match client.await {
             Ok(client) => work(client).await,
             Err(e) => fail(e),
         }

@@ -78,6 +78,72 @@ fn long_seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 18))
 }
 
+/// One request the operator's client sent to the apiserver.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `apply`, `delete`, `other`.
+    pub verb: &'static str,
+    /// `secrets`, `connectors/status`, `leases`...: the path's resource, never a name.
+    pub resource: String,
+}
+
+impl ApiRequestLabels {
+    /// Classifies a request by its method, path, query and content type (as the
+    /// apiserver's own `apiserver_request_total` does).
+    pub fn of(method: &http::Method, uri: &http::Uri, content_type: Option<&str>) -> Self {
+        let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+        let rest = match segments.as_slice() {
+            ["api", _version, rest @ ..] | ["apis", _, _version, rest @ ..] => rest,
+            _ => &[][..],
+        };
+        // `namespaces/{ns}/{resource}...`, unless the namespace itself is the object.
+        let rest = match rest {
+            ["namespaces", _, resource, more @ ..] => {
+                let mut r = vec![*resource];
+                r.extend_from_slice(more);
+                r
+            }
+            other => other.to_vec(),
+        };
+        let (resource, named) = match rest.as_slice() {
+            [] => ("".to_string(), false),
+            [resource] => (resource.to_string(), false),
+            [resource, _name] => (resource.to_string(), true),
+            [resource, _name, sub, ..] => (format!("{resource}/{sub}"), true),
+        };
+        let watch = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        let verb = match *method {
+            http::Method::GET if watch => "watch",
+            http::Method::GET if named => "get",
+            http::Method::GET => "list",
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::PATCH if content_type == Some("application/apply-patch+yaml") => "apply",
+            http::Method::PATCH => "patch",
+            http::Method::DELETE => "delete",
+            _ => "other",
+        };
+        ApiRequestLabels { verb, resource }
+    }
+}
+
+/// Counts every request a client sends, by verb and resource.
+pub fn count_api_requests<B>(
+    metrics: Arc<Metrics>,
+) -> tower::util::MapRequestLayer<impl Fn(http::Request<B>) -> http::Request<B> + Clone> {
+    tower::util::MapRequestLayer::new(move |request: http::Request<B>| {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let labels = ApiRequestLabels::of(request.method(), request.uri(), content_type);
+        metrics.api_requests.get_or_create(&labels).inc();
+        request
+    })
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -96,6 +162,7 @@ pub struct Metrics {
     pub probes: Family<ProbeResultLabels, Counter>,
     pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
     pub probes_shared: Counter,
+    pub probes_deferred: Counter,
     pub probes_waiting: Gauge,
     pub leader: Gauge,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
@@ -104,6 +171,7 @@ pub struct Metrics {
     pub directory_sync_objects: Family<SyncObjectLabels, Counter>,
     pub user_validity_checks: Family<TriggerLabels, Counter>,
     pub user_disables: Counter,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +194,7 @@ impl Default for Metrics {
             probes: Family::default(),
             probe_duration: Family::new_with_constructor(seconds_histogram),
             probes_shared: Counter::default(),
+            probes_deferred: Counter::default(),
             probes_waiting: Gauge::default(),
             leader: Gauge::default(),
             admission_reviews: Family::default(),
@@ -134,6 +203,7 @@ impl Default for Metrics {
             directory_sync_objects: Family::default(),
             user_validity_checks: Family::default(),
             user_disables: Counter::default(),
+            api_requests: Family::default(),
             registry: Registry::default(),
         };
         register(&mut registry, &m);
@@ -175,6 +245,11 @@ fn register(registry: &mut Registry, m: &Metrics) {
     );
     registry.register("events", "Events recorded", m.events.clone());
     registry.register(
+        "apiserver_requests",
+        "Requests sent to the apiserver, by verb and resource (watches included)",
+        m.api_requests.clone(),
+    );
+    registry.register(
         "probes",
         "Probes run, by class, probe and result",
         m.probes.clone(),
@@ -188,6 +263,11 @@ fn register(registry: &mut Registry, m: &Metrics) {
         "probes_shared",
         "Liveness probes answered by another Connector's identical request",
         m.probes_shared.clone(),
+    );
+    registry.register(
+        "probes_deferred",
+        "Reconciles put back because the liveness request they share was still pending",
+        m.probes_deferred.clone(),
     );
     registry.register(
         "probes_waiting",
@@ -375,6 +455,61 @@ impl Drop for ReconcileTimer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_requests_are_classified_like_the_apiserver_does() {
+        let of = |method: &str, uri: &str, content_type: Option<&str>| {
+            let labels = ApiRequestLabels::of(
+                &method.parse().unwrap(),
+                &uri.parse().unwrap(),
+                content_type,
+            );
+            format!("{} {}", labels.verb, labels.resource)
+        };
+        let apply = Some("application/apply-patch+yaml");
+        assert_eq!(
+            of("GET", "/api/v1/namespaces/a/secrets/creds", None),
+            "get secrets"
+        );
+        assert_eq!(
+            of("GET", "/api/v1/secrets?watch=true&rv=1", None),
+            "watch secrets"
+        );
+        assert_eq!(
+            of("GET", "/api/v1/namespaces/a/services?limit=500", None),
+            "list services"
+        );
+        assert_eq!(
+            of("POST", "/api/v1/namespaces/a/services", None),
+            "create services"
+        );
+        assert_eq!(
+            of(
+                "PATCH",
+                "/apis/connectors.alauda.io/v1alpha1/namespaces/a/connectors/c/status?fieldManager=x",
+                apply
+            ),
+            "apply connectors/status"
+        );
+        assert_eq!(
+            of(
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/a/leases/l",
+                None
+            ),
+            "update leases"
+        );
+        assert_eq!(of("GET", "/api/v1/namespaces/a", None), "get namespaces");
+        assert_eq!(
+            of(
+                "PATCH",
+                "/apis/events.k8s.io/v1/namespaces/a/events/e",
+                None
+            ),
+            "patch events"
+        );
+        assert_eq!(of("GET", "/version", None), "list ");
+    }
 
     /// A subscriber with the operator's filter, writing into a buffer.
     fn logged(rust_log: &str, emit: impl FnOnce()) -> String {

@@ -236,7 +236,6 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
         c["status"]["observedGeneration"],
         c["metadata"]["generation"]
     );
-    wait_event(&ns, "my-git", "Normal", "Ready");
     let text = describe(&ns, "connector", "my-git");
     assert!(text.contains("LivenessReady"), "{text}");
     assert!(text.contains("AuthReady"), "{text}");
@@ -245,6 +244,20 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
         columns.contains("my-git") && columns.contains("True"),
         "{columns}"
     );
+    // SPEC section 5: no event on the first Ready; a Warning when it is lost, a Normal
+    // `Ready` when it comes back.
+    kubectl_ok(["delete", "secret", "creds", "-n", &ns]);
+    wait_connector(&ns, "my-git", "Ready", "False", "SecretNotFound");
+    wait_event(&ns, "my-git", "Warning", "SecretNotFound");
+    let events = describe(&ns, "connector", "my-git");
+    let events = events.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        !events.contains("Normal"),
+        "event on the first Ready: {events}"
+    );
+    apply_yaml(&ns, &basic_secret("creds", "demo-password"));
+    wait(&ns, "connector", "my-git", "Ready", TIMEOUT);
+    wait_event(&ns, "my-git", "Normal", "Ready");
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub async fn reconcile(class: Arc<ConnectorClass>, ctx: Arc<Context>) -> Result<
         .unwrap_or_default();
     let objects = ClusterObjects {
         client: &ctx.client,
+        secrets: None,
     };
     let (api, proxy) = observe_class(
         &objects,

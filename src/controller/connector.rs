@@ -18,18 +18,19 @@ use crate::decide::events::connector_events;
 use crate::decide::plan::probe_plan;
 use crate::decide::proxy_service::{
     ObservedService, ServicePlan, service_action, service_facts, service_plan,
-    status_reports_service,
 };
 use crate::observe::{
-    ClassView, ConnectorInputs, class_facts, connector_facts, observe_inputs, run_probes,
+    ClassView, ConnectorInputs, class_facts, connector_facts, observe_inputs, referenced_secrets,
+    run_probes,
 };
+use crate::probe::Deferred;
 use crate::telemetry::{KindLabels, ReconcileTimer};
 use crate::types::conditions::{READY, TRUE};
 
 use super::act::{apply_status, ensure_service, publish};
-use super::memo::{Outcomes, probe_inputs};
-use super::objects::ClusterObjects;
-use super::{Context, Error, api_call};
+use super::memo::{Outcomes, probe_inputs, status_hash};
+use super::objects::{ClusterObjects, SecretReads};
+use super::{Context, Error};
 
 /// Key of a Connector in the operator's in-memory maps.
 pub fn key_of(connector: &Connector) -> String {
@@ -85,8 +86,14 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     // conditions and move lastTransitionTime).
     ctx.caches_ready.wait().await?;
 
+    ctx.secrets
+        .set_references(&key_of(connector), referenced_secrets(connector));
     let objects = ClusterObjects {
         client: &ctx.client,
+        secrets: Some(SecretReads {
+            cache: &ctx.secrets,
+            in_flight: &ctx.secret_reads,
+        }),
     };
     let inputs = observe_inputs(&objects, connector, &ctx.global_trust()).await?;
     let class_name = &connector.spec.connector_class_name;
@@ -101,10 +108,15 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
         .map(|(class, compiled)| ClassView { class, compiled });
     let facts = class_facts(connector, class_name, view.as_ref());
     let (outcomes, proxy_service) = match (&facts, &view) {
-        (ClassFacts::Usable { class }, Some(view)) => (
-            probe(ctx, connector, view, &inputs).await,
-            proxy_service(ctx, connector, class).await?,
-        ),
+        (ClassFacts::Usable { class }, Some(view)) => {
+            let Ok(outcomes) = probe(ctx, connector, view, &inputs).await else {
+                // Its tool has not answered another Connector's identical liveness
+                // request yet: free the worker, judge when that answer is in.
+                ctx.metrics.probes_deferred.inc();
+                return Ok(Action::requeue(deferred_retry()));
+            };
+            (outcomes, proxy_service(ctx, connector, class).await?)
+        }
         _ => ((None, None), ProxyServiceFacts::Pending),
     };
     let facts = connector_facts(
@@ -121,6 +133,14 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     Ok(Action::requeue(ctx.next_check(&key_of(connector), healthy)))
 }
 
+/// When a Connector whose shared liveness request was pending is tried again: soon
+/// (the answer or the probe timeout is near) and jittered.
+fn deferred_retry() -> Duration {
+    Duration::from_millis(rand::rng().random_range(DEFERRED_RETRY_MS))
+}
+
+const DEFERRED_RETRY_MS: std::ops::Range<u64> = 1000..2000;
+
 /// The probe outcomes: reused from the memo while their inputs are unchanged,
 /// otherwise the plan is run.
 async fn probe(
@@ -128,9 +148,9 @@ async fn probe(
     connector: &Connector,
     view: &ClassView<'_>,
     inputs: &ConnectorInputs,
-) -> Outcomes {
+) -> Result<Outcomes, Deferred> {
     let Ok(compiled) = view.compiled.as_ref() else {
-        return (None, None);
+        return Ok((None, None));
     };
     let key = key_of(connector);
     let fingerprint = probe_inputs(
@@ -147,7 +167,7 @@ async fn probe(
         settings.probe_interval / 2,
         settings.min_backoff / 2,
     ) {
-        return outcomes;
+        return Ok(outcomes);
     }
     let plan = probe_plan(connector, view.class, &inputs.secret);
     let (live, auth) = run_probes(
@@ -158,7 +178,7 @@ async fn probe(
         view.api_url(),
         &ctx.runner,
     )
-    .await;
+    .await?;
     ctx.metrics.probes_waiting.set(ctx.runner.waiting());
     for report in live.iter().chain(auth.iter()) {
         ctx.metrics
@@ -166,11 +186,13 @@ async fn probe(
     }
     let outcomes = (live.map(|r| r.outcome), auth.map(|r| r.outcome));
     ctx.probe_memo.put(key, fingerprint, outcomes.clone());
-    outcomes
+    Ok(outcomes)
 }
 
-/// Observe, decide and act for the proxy Service; never takes over a Service it does
-/// not own.
+/// Observe (the owned-Service cache, no apiserver read), decide and act for the proxy
+/// Service; never takes over a Service it does not own. A Service missing from the
+/// cache (absent, or someone else's, which carries no label) is created; a conflict
+/// reads it and decides again.
 async fn proxy_service(
     ctx: &Context,
     connector: &Connector,
@@ -186,14 +208,13 @@ async fn proxy_service(
     };
     let owner_uid = connector.meta().uid.clone().unwrap_or_default();
     let service_name = proxy_service_name(connector.meta().name.as_deref().unwrap_or_default());
-    let observed = if status_reports_service(connector) {
-        let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
-        let api =
-            Api::<k8s_openapi::api::core::v1::Service>::namespaced(ctx.client.clone(), namespace);
-        let found = api_call("reading a Service", api.get_opt(&service_name)).await?;
-        ObservedService::of(found.as_ref(), &owner_uid)
-    } else {
-        ObservedService::NotRead
+    let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
+    let cached = ctx
+        .services
+        .get(&ObjectRef::new(&service_name).within(namespace));
+    let observed = match cached {
+        Some(service) => ObservedService::of(Some(&service), &owner_uid),
+        None => ObservedService::NotRead,
     };
     let action = service_action(&desired, &observed);
     Ok(
@@ -216,8 +237,15 @@ async fn write_status(
     if connector.status.as_ref() == Some(status) {
         return Ok(());
     }
+    let key = key_of(connector);
+    let version = connector.metadata.resource_version.as_deref();
+    let hash = status_hash(status);
+    if ctx.pending_status.already_written(&key, version, hash) {
+        return Ok(());
+    }
     let api = Api::<Connector>::namespaced(ctx.client.clone(), namespace);
     apply_status(&api, name, status).await?;
+    ctx.pending_status.record(&key, version, hash);
     ctx.metrics
         .status_writes
         .get_or_create(&KindLabels { kind: "Connector" })

@@ -68,6 +68,52 @@ impl ProbeMemo {
     }
 }
 
+/// Status writes the Connector cache has not shown yet. A reconcile that runs right
+/// after a status write (another trigger, such as the watch event of the proxy
+/// Service, which can arrive before the Connector's own) still sees the old status in
+/// the cache; without this it would write the same status again (about one Connector
+/// in ten under a cold-start burst). Keyed by Connector: the resourceVersion the
+/// cache showed when the status was written, and a hash of what was written.
+#[derive(Default)]
+pub struct PendingStatusWrites(Mutex<HashMap<String, (Option<String>, u64)>>);
+
+impl PendingStatusWrites {
+    /// Records a write made while the cache showed `version`.
+    pub fn record(&self, key: &str, version: Option<&str>, status: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key.to_string(), (version.map(str::to_string), status));
+    }
+
+    /// Whether `status` was already written and the cache (still at `version`) only
+    /// has not caught up. Once the cache shows another version, the entry is dropped
+    /// and the cache is trusted again.
+    pub fn already_written(&self, key: &str, version: Option<&str>, status: u64) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(key) {
+            Some((at, written)) if at.as_deref() == version => *written == status,
+            Some(_) => {
+                map.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+/// Hash of a status as it would be written.
+pub fn status_hash<S: serde::Serialize>(status: &S) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(status)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Resource versions of the proxy Services this operator just wrote, so that the watch
 /// event of its own write (the echo) does not reconcile the owner again: that round
 /// would only read the Secret and the Service again to find nothing to do (a second
@@ -127,6 +173,27 @@ mod tests {
     use crate::probe::FailureReason;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_status_write_the_cache_has_not_shown_is_not_repeated() {
+        let pending = PendingStatusWrites::default();
+        assert!(!pending.already_written("c", Some("1"), 7));
+        pending.record("c", Some("1"), 7);
+        assert!(
+            pending.already_written("c", Some("1"), 7),
+            "cache still at 1"
+        );
+        assert!(
+            !pending.already_written("c", Some("1"), 8),
+            "another status is written"
+        );
+        // The cache caught up (or someone else wrote): trust it from now on.
+        assert!(!pending.already_written("c", Some("2"), 7));
+        assert!(!pending.already_written("c", Some("1"), 7), "entry dropped");
+        pending.record("c", Some("2"), 7);
+        pending.forget("c");
+        assert!(!pending.already_written("c", Some("2"), 7));
+    }
 
     #[test]
     fn only_the_exact_state_written_is_an_echo_and_only_once() {

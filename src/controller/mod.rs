@@ -8,13 +8,14 @@ pub mod class;
 pub mod connector;
 mod memo;
 mod objects;
+pub mod secret_cache;
 mod watches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -26,13 +27,15 @@ use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
 use crate::runtime::{
-    CachesReady, CachesStopped, FairShare, LeaseSettings, Shutdown, backoff_delay, run_while_leader,
+    CachesReady, CachesStopped, FairShare, KeyLocks, LeaseSettings, Shutdown, backoff_delay,
+    run_while_leader,
 };
 use crate::telemetry::Metrics;
 use crate::types::FieldError;
 
 pub use act::MANAGER;
-pub use memo::{OwnServiceWrites, ProbeMemo};
+pub use memo::{OwnServiceWrites, PendingStatusWrites, ProbeMemo};
+use secret_cache::{SecretCache, SecretKey};
 
 /// Operator settings (flags and environment variables of `run`).
 #[derive(Clone, Debug)]
@@ -95,7 +98,9 @@ pub struct Context {
     pub classes: Store<ConnectorClass>,
     /// The labelled global CA Secrets of the operator's namespace (and nothing else).
     pub global_cas: Store<Secret>,
-    /// Open once both caches above hold their first full list.
+    /// The proxy Services the operator created (labelled; trimmed to what it compares).
+    pub services: Store<Service>,
+    /// Open once the caches above hold their first full list.
     pub caches_ready: CachesReady,
     /// Compiled classes keyed by (uid, generation): compile once per generation.
     compiled: Mutex<HashMap<(String, i64), CompiledEntry>>,
@@ -105,23 +110,36 @@ pub struct Context {
     pub probe_memo: ProbeMemo,
     /// Proxy Service writes whose watch events must not trigger another reconcile.
     pub own_service_writes: OwnServiceWrites,
+    /// Status writes the Connector cache does not show yet.
+    pub pending_status: PendingStatusWrites,
     /// Reconciles one namespace may run at once (and so probes it may hold).
     pub namespace_share: FairShare,
+    /// Referenced Secrets, kept while the metadata watch shows them unchanged.
+    pub secrets: SecretCache,
+    /// One apiserver read per Secret at a time.
+    pub secret_reads: KeyLocks<SecretKey>,
+}
+
+/// The caches fed by watches that every Connector reconcile reads.
+pub struct Caches {
+    pub classes: Store<ConnectorClass>,
+    pub global_cas: Store<Secret>,
+    pub services: Store<Service>,
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-        classes: Store<ConnectorClass>,
-        global_cas: Store<Secret>,
-    ) -> Self {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>, caches: Caches) -> Self {
+        let Caches {
+            classes,
+            global_cas,
+            services,
+        } = caches;
         let runner = ProbeRunner::new(
             HttpProber::new(settings.probe.clone()),
             RunnerSettings {
                 share_for: settings.probe_interval,
                 share_failure_for: settings.min_backoff.min(settings.probe_interval),
+                defer_shared_after: Some(DEFER_SHARED_AFTER),
                 ..settings.runner.clone()
             },
         );
@@ -136,10 +154,12 @@ impl Context {
             },
         );
         let caches_ready = {
-            let (classes, global_cas) = (classes.clone(), global_cas.clone());
+            let (classes, global_cas, services) =
+                (classes.clone(), global_cas.clone(), services.clone());
             CachesReady::spawn(async move {
                 classes.wait_until_ready().await.is_ok()
                     && global_cas.wait_until_ready().await.is_ok()
+                    && services.wait_until_ready().await.is_ok()
             })
         };
         let namespace_share = FairShare::new(namespace_share(&settings));
@@ -151,12 +171,16 @@ impl Context {
             recorder,
             classes,
             global_cas,
+            services,
             caches_ready,
             compiled: Mutex::default(),
             failures: Mutex::default(),
             probe_memo: ProbeMemo::default(),
             own_service_writes: OwnServiceWrites::default(),
+            pending_status: PendingStatusWrites::default(),
             namespace_share,
+            secrets: SecretCache::default(),
+            secret_reads: KeyLocks::default(),
         }
     }
 
@@ -233,8 +257,15 @@ impl Context {
             map.remove(key);
         }
         self.probe_memo.forget(key);
+        self.secrets.forget(key);
+        self.pending_status.forget(key);
     }
 }
+
+/// How long a reconcile waits for another Connector's identical liveness request
+/// before it frees its worker: a healthy tool answers well within it, a hanging one
+/// would hold the worker for the whole probe timeout (docs/benchmarks.md).
+const DEFER_SHARED_AFTER: Duration = Duration::from_secs(1);
 
 /// The longest one apiserver request of a reconcile may take.
 pub const API_REQUEST_DEADLINE: Duration = Duration::from_secs(15);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
 use kube::Client;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -17,7 +17,7 @@ use crate::observe::GLOBAL_CA_LABEL;
 use crate::runtime::{Shutdown, WatchBackoff};
 use crate::telemetry::{ErrorLabels, Metrics};
 
-use super::{Context, Error, Settings, class, connector};
+use super::{Caches, Context, Error, Settings, class, connector};
 
 /// Runs both controllers until `shutdown`.
 pub(super) async fn controllers(
@@ -46,14 +46,24 @@ pub(super) async fn controllers(
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
+    let (service_store, service_writer) = reflector::store::<Service>();
+    let service_events = reflector(
+        service_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default().labels(CONNECTOR_LABEL),
+        )
+        .modify(trim_cached_service),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects();
     let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        metrics,
-        class_store,
-        ca_store,
-    ));
+    let caches = Caches {
+        classes: class_store,
+        global_cas: ca_store,
+        services: service_store,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics, caches));
     let classes = Controller::new(
         Api::<ConnectorClass>::all(client.clone()),
         watcher::Config::default(),
@@ -63,12 +73,24 @@ pub(super) async fn controllers(
     .graceful_shutdown_on(shutdown.clone().wait())
     .run(class::reconcile, error_policy_class, ctx.clone())
     .for_each(|_| futures::future::ready(()));
-    let connectors = connector_controller(client, ctx, config, class_events, ca_events, shutdown)
+    let events = WatchedEvents {
+        classes: class_events,
+        global_cas: ca_events,
+        services: service_events,
+    };
+    let connectors = connector_controller(client, ctx, config, events, shutdown)
         .for_each(|_| futures::future::ready(()));
     futures::join!(classes, connectors);
 }
 
 type Touched<K> = Result<K, watcher::Error>;
+
+/// Objects touched on the watches the Connector controller shares with its caches.
+struct WatchedEvents<C, G, S> {
+    classes: C,
+    global_cas: G,
+    services: S,
+}
 
 /// The Connector controller: its own watch (generation changes only, so a status
 /// write does not trigger another round of probes), owned proxy Services, classes,
@@ -77,8 +99,11 @@ fn connector_controller(
     client: Client,
     ctx: Arc<Context>,
     config: kube::runtime::controller::Config,
-    class_events: impl Stream<Item = Touched<ConnectorClass>> + Send + 'static,
-    ca_events: impl Stream<Item = Touched<Secret>> + Send + 'static,
+    events: WatchedEvents<
+        impl Stream<Item = Touched<ConnectorClass>> + Send + 'static,
+        impl Stream<Item = Touched<Secret>> + Send + 'static,
+        impl Stream<Item = Touched<Service>> + Send + 'static,
+    >,
     shutdown: Shutdown,
 ) -> impl Stream<Item = ()> {
     let (store, writer) = reflector::store::<Connector>();
@@ -105,13 +130,13 @@ fn connector_controller(
     Controller::for_stream(connector_events, store)
         .with_config(config)
         .trigger_backoff(WatchBackoff::default())
-        .owns_stream(owned_service_events(&client, &ctx))
-        .watches_stream(class_events, move |class| {
+        .owns_stream(without_own_writes(events.services, &ctx))
+        .watches_stream(events.classes, move |class| {
             let name = class.metadata.name.clone().unwrap_or_default();
             connectors_where(&by_class, |c| c.spec.connector_class_name == name)
         })
-        .watches_stream(ca_events, move |_| connectors_where(&all, |_| true))
-        .watches_stream(secret_events(&client), move |secret| {
+        .watches_stream(events.global_cas, move |_| connectors_where(&all, |_| true))
+        .watches_stream(secret_events(&client, &ctx), move |secret| {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
             connectors_where(&by_secret, |c| {
@@ -136,34 +161,49 @@ fn connectors_where(
         .collect()
 }
 
-/// Metadata only: which Secret changed, never its data.
+/// Metadata only: which Secret changed, never its data. Every event also tells the
+/// Secret cache what is no longer current.
 fn secret_events(
     client: &Client,
+    ctx: &Arc<Context>,
 ) -> impl Stream<Item = Touched<PartialObjectMeta<Secret>>> + Send + 'static {
+    let ctx = ctx.clone();
     watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
     )
     .backoff(WatchBackoff::default())
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            ctx.secrets.observe(event);
+        }
+    })
     .touched_objects()
 }
 
-/// Owned proxy Services (metadata only, as `owns` watches them), minus the echo of
-/// the operator's own writes.
-fn owned_service_events(
-    client: &Client,
+/// Owned proxy Services minus the echo of the operator's own writes.
+fn without_own_writes(
+    services: impl Stream<Item = Touched<Service>> + Send + 'static,
     ctx: &Arc<Context>,
-) -> impl Stream<Item = Touched<PartialObjectMeta<Service>>> + Send + 'static {
+) -> impl Stream<Item = Touched<Service>> + Send + 'static {
     let ctx = ctx.clone();
-    watcher(
-        Api::<PartialObjectMeta<Service>>::all(client.clone()),
-        watcher::Config::default().labels(CONNECTOR_LABEL),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects()
-    .try_filter(move |service| {
+    services.try_filter(move |service| {
         futures::future::ready(!ctx.own_service_writes.is_echo(&service.metadata))
     })
+}
+
+/// Keeps of a proxy Service only what the reconcile compares and the echo filter and
+/// owner mapping read: identity, labels, owners, type and externalName.
+fn trim_cached_service(service: &mut Service) {
+    let meta = &mut service.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    service.status = None;
+    service.spec = service.spec.take().map(|spec| ServiceSpec {
+        type_: spec.type_,
+        external_name: spec.external_name,
+        ..ServiceSpec::default()
+    });
 }
 
 fn count_error(ctx: &Context, kind: &'static str, error: &Error) {

@@ -94,8 +94,8 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// The Event to record when the Ready condition changes: Normal `Ready` on becoming
-/// Ready, Warning with the condition's reason on becoming False (from True, Unknown or
+/// The Event to record when the Ready condition changes: Normal `Ready` on coming
+/// back from False (not on a first Ready), Warning with the condition's reason on becoming False (from True, Unknown or
 /// nothing). None otherwise.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadyEvent {
@@ -111,12 +111,14 @@ pub fn ready_transition(stored: &[Condition], merged: &[Condition]) -> Option<Re
         .map(|c| c.status.as_str());
     let now = merged.iter().find(|c| c.type_ == READY)?;
     match (was, now.status.as_str()) {
-        (Some(TRUE), TRUE) => None,
-        (_, TRUE) => Some(ReadyEvent {
+        // Coming back is worth a Normal event; a first Ready is not (SPEC section 5:
+        // at scale that event would cost as much as the status write).
+        (Some(FALSE), TRUE) => Some(ReadyEvent {
             warning: false,
             reason: "Ready".into(),
             message: "Connector is ready".into(),
         }),
+        (_, TRUE) => None,
         // Becoming not ready (also on first sight) is worth a Warning; staying so is not.
         (was, FALSE) if was != Some(FALSE) => Some(ReadyEvent {
             warning: true,
@@ -176,10 +178,7 @@ mod tests {
             &[Desired::failed("Ready", "ConnectionFailed", "down")],
             &t(2),
         );
-        assert_eq!(
-            ready_transition(&[], &ready).map(|e| e.warning),
-            Some(false)
-        );
+        assert_eq!(ready_transition(&[], &ready), None, "first Ready: no event");
         assert_eq!(ready_transition(&ready, &ready), None);
         let e = ready_transition(&ready, &broken).unwrap();
         assert!(e.warning);
@@ -188,5 +187,13 @@ mod tests {
         let first = ready_transition(&[], &broken).unwrap();
         assert!(first.warning);
         assert_eq!(first.reason, "ConnectionFailed");
+        let back = ready_transition(&broken, &ready).unwrap();
+        assert_eq!((back.warning, back.reason.as_str()), (false, "Ready"));
+        let unknown = merge(&[], &[Desired::unknown("Ready", "Checking", "")], &t(1));
+        assert_eq!(
+            ready_transition(&unknown, &ready),
+            None,
+            "Unknown is no Ready loss"
+        );
     }
 }

@@ -8,7 +8,7 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{Connector, ConnectorClass, find_condition};
-use crate::types::conditions::{PROXY_READY, PROXY_SERVICE_READY, TRUE};
+use crate::types::conditions::PROXY_READY;
 
 use super::address::proxy_service_name;
 use super::connector::ProxyServiceFacts;
@@ -33,8 +33,8 @@ pub enum ServicePlan {
 /// An existing proxy Service, as far as the decision needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObservedService {
-    /// Not read: the Connector's status does not report it, so it is almost surely
-    /// new (creating first saves a read per new Connector).
+    /// Not in the cache of labelled Services: absent, or someone else's (which a
+    /// create finds out through its conflict).
     NotRead,
     Absent,
     Present {
@@ -102,14 +102,6 @@ pub fn service_plan(
     Ok(ServicePlan::Desired(Box::new(desired_proxy_service(
         connector, host,
     )?)))
-}
-
-/// Whether the stored status says the Service is in place (then it is read and
-/// checked; otherwise it is created first).
-pub fn status_reports_service(connector: &Connector) -> bool {
-    connector.status.as_ref().is_some_and(|s| {
-        find_condition(&s.conditions, PROXY_SERVICE_READY).is_some_and(|c| c.status == TRUE)
-    })
 }
 
 /// What to do given what exists.

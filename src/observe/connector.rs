@@ -11,8 +11,8 @@ use crate::decide::connector::{
 };
 use crate::decide::plan::ProbePlan;
 use crate::probe::{
-    CompiledClass, ProbeKind, ProbeOutcome, ProbeReport, ProbeRunner, ProbeTarget, SecretMaterial,
-    TrustBundle,
+    CompiledClass, Deferred, ProbeKind, ProbeOutcome, ProbeReport, ProbeRunner, ProbeTarget,
+    SecretMaterial, TrustBundle,
 };
 use crate::types::{FieldError, join_errors};
 use crate::validation::spec_mismatch_errors;
@@ -128,7 +128,8 @@ pub fn class_facts<'a>(
 }
 
 /// Runs the plan's probes in order: liveness, then auth when the plan allows it
-/// after the liveness outcome. `None`: not run.
+/// after the liveness outcome. `None`: not run. [`Deferred`]: the shared liveness
+/// request is still pending (only with a runner that defers).
 pub async fn run_probes(
     plan: &ProbePlan<'_>,
     compiled: &CompiledClass,
@@ -136,7 +137,7 @@ pub async fn run_probes(
     inputs: &ConnectorInputs,
     class_api_url: Option<&str>,
     runner: &ProbeRunner,
-) -> (Option<ProbeReport>, Option<ProbeReport>) {
+) -> Result<(Option<ProbeReport>, Option<ProbeReport>), Deferred> {
     let target = ProbeTarget {
         connector,
         secret: inputs.material.as_ref(),
@@ -145,7 +146,7 @@ pub async fn run_probes(
     let liveness = if plan.runs(ProbeKind::Liveness, None) {
         runner
             .run(compiled, ProbeKind::Liveness, &target, &inputs.trust)
-            .await
+            .await?
     } else {
         None
     };
@@ -153,11 +154,11 @@ pub async fn run_probes(
     let auth = if plan.runs(ProbeKind::Auth, live) {
         runner
             .run(compiled, ProbeKind::Auth, &target, &inputs.trust)
-            .await
+            .await?
     } else {
         None
     };
-    (liveness, auth)
+    Ok((liveness, auth))
 }
 
 /// Everything the decide step needs about a Connector.

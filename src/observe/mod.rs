@@ -13,5 +13,5 @@ pub use connector::{
 };
 pub use secrets::{
     GLOBAL_CA_LABEL, InvalidPem, SecretLookup, ca_bundle_from_secret, ca_facts, ca_lookup,
-    secret_facts, secret_lookup, secret_material,
+    referenced_secrets, secret_facts, secret_lookup, secret_material,
 };

@@ -56,6 +56,19 @@ pub fn ca_lookup(connector: &Connector) -> SecretLookup {
     )
 }
 
+/// `(namespace, name)` of every Secret a Connector reads (auth and CA); invalid and
+/// cross-namespace references are never read, so they are not listed.
+pub fn referenced_secrets(connector: &Connector) -> Vec<(String, String)> {
+    let namespace = connector.metadata.namespace.clone().unwrap_or_default();
+    [secret_lookup(connector), ca_lookup(connector)]
+        .into_iter()
+        .filter_map(|lookup| match lookup {
+            SecretLookup::InOwnNamespace(name) => Some((namespace.clone(), name)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Decoded `data` and `stringData` of a Secret (values stay inside SecretMaterial, whose
 /// Debug redacts them).
 pub fn secret_material(secret: &Secret) -> SecretMaterial {

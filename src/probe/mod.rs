@@ -61,7 +61,7 @@ pub use compile::CompiledClass;
 pub use destination::{DestinationPolicy, Refused, check_url, find_refusal};
 pub use http::{HttpProber, HttpResponse, probe_client};
 pub use request::{ProbeRequest, RequestHeader};
-pub use runner::{ProbeReport, ProbeRunner, RunnerSettings};
+pub use runner::{Deferred, ProbeReport, ProbeRunner, RunnerSettings};
 pub use secret::SecretMaterial;
 pub use settings::ProbeSettings;
 pub use trust::{TrustBundle, TrustError, parse_pem_certs};
@@ -95,9 +95,12 @@ pub async fn run_probe(
     prober: &HttpProber,
     trust: &TrustBundle,
 ) -> Option<ProbeOutcome> {
+    // A fresh runner shares nothing, so it never defers.
     ProbeRunner::new(prober.clone(), RunnerSettings::default())
         .run(class, kind, target, trust)
         .await
+        .ok()
+        .flatten()
         .map(|report| report.outcome)
 }
 

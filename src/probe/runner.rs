@@ -32,6 +32,10 @@ pub struct RunnerSettings {
     pub share_for: Duration,
     /// How long any other liveness result is reused (the first retry delay).
     pub share_failure_for: Duration,
+    /// How long a caller waits for a liveness request another caller has in flight
+    /// before giving up with [`Deferred`] (its worker is better spent elsewhere than
+    /// on a tool that does not answer). `None`: wait for it.
+    pub defer_shared_after: Option<Duration>,
 }
 
 impl Default for RunnerSettings {
@@ -41,6 +45,7 @@ impl Default for RunnerSettings {
             max_per_host: 16,
             share_for: Duration::from_secs(300),
             share_failure_for: Duration::from_secs(10),
+            defer_shared_after: None,
         }
     }
 }
@@ -57,8 +62,15 @@ pub struct ProbeReport {
 
 type Sent = Result<HttpResponse, ProbeOutcome>;
 
+/// Not judged: the liveness request this probe shares was still in flight after
+/// [`RunnerSettings::defer_shared_after`]; ask again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deferred;
+
 struct SharedSlot {
     cell: OnceCell<(Instant, Sent)>,
+    /// Set by the caller that sends the request; the others only wait for it.
+    claimed: std::sync::atomic::AtomicBool,
 }
 
 /// Entries kept before expired ones are dropped.
@@ -102,21 +114,22 @@ impl ProbeRunner {
         kind: ProbeKind,
         target: &ProbeTarget<'_>,
         trust: &TrustBundle,
-    ) -> Option<ProbeReport> {
+    ) -> Result<Option<ProbeReport>, Deferred> {
         let started = Instant::now();
-        let request = match class.request(kind, target)? {
-            Ok(r) => r,
-            Err(outcome) => {
-                return Some(ProbeReport {
+        let request = match class.request(kind, target) {
+            None => return Ok(None),
+            Some(Ok(r)) => r,
+            Some(Err(outcome)) => {
+                return Ok(Some(ProbeReport {
                     kind,
                     outcome,
                     elapsed: started.elapsed(),
                     shared: false,
-                });
+                }));
             }
         };
         let (sent, shared) = match kind {
-            ProbeKind::Liveness => self.shared_send(&request, trust).await,
+            ProbeKind::Liveness => self.shared_send(&request, trust).await?,
             ProbeKind::Auth => (self.gated_send(&request, trust).await, false),
         };
         let outcome = match sent {
@@ -124,17 +137,22 @@ impl ProbeRunner {
             Err(outcome) => outcome,
         };
         // Building, sending and judging each scrub and bound their own messages.
-        Some(ProbeReport {
+        Ok(Some(ProbeReport {
             kind,
             outcome,
             elapsed: started.elapsed(),
             shared,
-        })
+        }))
     }
 
     /// One request per identical liveness request and sharing window. The bool says
-    /// whether the result came from another caller's request.
-    async fn shared_send(&self, request: &ProbeRequest, trust: &TrustBundle) -> (Sent, bool) {
+    /// whether the result came from another caller's request. The caller that sends
+    /// waits for its answer; the others wait at most `defer_shared_after`.
+    async fn shared_send(
+        &self,
+        request: &ProbeRequest,
+        trust: &TrustBundle,
+    ) -> Result<(Sent, bool), Deferred> {
         let key = (request.dedup_key(), trust.id());
         let slot = {
             let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,22 +165,27 @@ impl ProbeRunner {
                     }
                     let slot = Arc::new(SharedSlot {
                         cell: OnceCell::new(),
+                        claimed: Default::default(),
                     });
                     map.insert(key, slot.clone());
                     slot
                 }
             }
         };
+        let sender = !slot.claimed.swap(true, std::sync::atomic::Ordering::AcqRel);
         let mut ran_here = false;
-        let (_, sent) = slot
-            .cell
-            .get_or_init(|| async {
-                ran_here = true;
-                let sent = self.gated_send(request, trust).await;
-                (Instant::now(), sent)
-            })
-            .await;
-        (sent.clone(), !ran_here)
+        let answer = slot.cell.get_or_init(|| async {
+            ran_here = true;
+            let sent = self.gated_send(request, trust).await;
+            (Instant::now(), sent)
+        });
+        let (_, sent) = match self.settings.defer_shared_after {
+            Some(patience) if !sender => tokio::time::timeout(patience, answer)
+                .await
+                .map_err(|_| Deferred)?,
+            _ => answer.await,
+        };
+        Ok((sent.clone(), !ran_here))
     }
 
     /// In flight (not yet answered) or answered within its window.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::server::{Reply, serve};
 use super::{compiled, connector, secret};
 use crate::probe::{
-    HttpProber, ProbeKind, ProbeOutcome, ProbeRunner, ProbeSettings, ProbeTarget, RunnerSettings,
-    TrustBundle,
+    Deferred, HttpProber, ProbeKind, ProbeOutcome, ProbeRunner, ProbeSettings, ProbeTarget,
+    RunnerSettings, TrustBundle,
 };
 
 const CLASS: &str = r#"
@@ -52,11 +52,55 @@ async fn probe(
         secret: Some(&material),
         class_api_url: None,
     };
-    let report = runner
-        .run(&class, kind, &target, &TrustBundle::empty())
+    let report = try_probe(runner, &class, kind, &target)
         .await
-        .unwrap_or_else(|| panic!("no {kind:?} probe"));
+        .expect("not deferred");
     (report.outcome, report.shared)
+}
+
+async fn try_probe(
+    runner: &ProbeRunner,
+    class: &crate::probe::CompiledClass,
+    kind: ProbeKind,
+    target: &ProbeTarget<'_>,
+) -> Result<crate::probe::ProbeReport, Deferred> {
+    runner
+        .run(class, kind, target, &TrustBundle::empty())
+        .await
+        .map(|report| report.unwrap_or_else(|| panic!("no {kind:?} probe")))
+}
+
+/// A caller that only waits for another's liveness request gives up after its
+/// patience (freeing its worker); the sender keeps waiting, and the answer, once in,
+/// is shared with everyone who asks again.
+#[tokio::test]
+async fn waiters_of_a_slow_shared_request_are_deferred() {
+    let s = serve(|_| Reply::After(Duration::from_millis(600), Box::new(Reply::status(200)))).await;
+    let r = runner(RunnerSettings {
+        defer_shared_after: Some(Duration::from_millis(100)),
+        ..RunnerSettings::default()
+    });
+    let class = compiled(CLASS);
+    let c = connector(&format!("connectorClassName: test\naddress: {}", s.url("")));
+    let target = ProbeTarget {
+        connector: &c,
+        secret: None,
+        class_api_url: None,
+    };
+    let sender = try_probe(&r, &class, ProbeKind::Liveness, &target);
+    let waiter = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        try_probe(&r, &class, ProbeKind::Liveness, &target).await
+    };
+    let (sent, waited) = futures::future::join(sender, waiter).await;
+    assert_eq!(
+        sent.expect("the sender waits").outcome,
+        ProbeOutcome::Passed
+    );
+    assert_eq!(waited.err(), Some(Deferred));
+    let later = try_probe(&r, &class, ProbeKind::Liveness, &target).await;
+    assert!(later.expect("answered by now").shared);
+    assert_eq!(s.recorded().len(), 1, "one request for all three");
 }
 
 #[tokio::test]

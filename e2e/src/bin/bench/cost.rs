@@ -52,6 +52,15 @@ fn component_pid(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// The value of label `name` in a Prometheus sample's `{...}` (empty if absent).
+pub fn label_value(labels: &str, name: &str) -> String {
+    labels
+        .split_once(&format!("{name}=\""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(v, _)| v.to_string())
+        .unwrap_or_default()
+}
+
 /// Sums `apiserver_request_total` by verb and resource (+ subresource).
 pub fn requests_by_verb(metrics: &str) -> BTreeMap<String, f64> {
     let mut sums = BTreeMap::new();
@@ -62,13 +71,7 @@ pub fn requests_by_verb(metrics: &str) -> BTreeMap<String, f64> {
         let Some((labels, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        let label = |name: &str| {
-            labels
-                .split_once(&format!("{name}=\""))
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map(|(v, _)| v.to_string())
-                .unwrap_or_default()
-        };
+        let label = |name: &str| label_value(labels, name);
         let resource = match label("subresource").as_str() {
             "" => label("resource"),
             sub => format!("{}/{sub}", label("resource")),
@@ -117,6 +120,11 @@ impl Cost {
             .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0.0)))
             .filter(|(_, v)| *v > 0.0)
             .collect()
+    }
+
+    /// Requests served for one `VERB resource[/subresource]`.
+    pub fn requests(&self, key: &str) -> f64 {
+        self.requests.get(key).copied().unwrap_or(0.0)
     }
 
     /// `apiserver 12.3 / etcd 4.5 / operator 6.7 / bench 1.2`

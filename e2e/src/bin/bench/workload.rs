@@ -317,6 +317,26 @@ where
 /// second by default) takes minutes for 10,000 objects.
 pub async fn delete_all(client: &Client, concurrency: usize) -> Result<Duration, BenchError> {
     let started = Instant::now();
+    // Idempotent, so a request lost to an overloaded apiserver (seen at 10,000 on a
+    // busy machine: `SendRequest`) is retried by running it all again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match delete_all_once(client, concurrency, started).await {
+            Err(BenchError::Kube(e)) if attempts < 3 && !matches!(e, kube::Error::Api(_)) => {
+                eprintln!("bench: clean-up request failed ({e}); trying again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn delete_all_once(
+    client: &Client,
+    concurrency: usize,
+    started: Instant,
+) -> Result<Duration, BenchError> {
     let services = Api::<Service>::all(client.clone())
         .list_metadata(&ListParams::default().labels(CONNECTOR_LABEL))
         .await?;
