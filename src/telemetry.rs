@@ -280,6 +280,16 @@ fn register(registry: &mut Registry, m: &Metrics) {
         m.leader.clone(),
     );
     registry.register(
+        "admission_reviews",
+        "Admission reviews answered by the webhook, by kind and result",
+        m.admission_reviews.clone(),
+    );
+    register_identity(registry, m);
+}
+
+/// The identity controller's metrics (directory sync, User validity).
+fn register_identity(registry: &mut Registry, m: &Metrics) {
+    registry.register(
         "directory_syncs",
         "LDAP directory syncs run, by result",
         m.directory_syncs.clone(),
@@ -303,11 +313,6 @@ fn register(registry: &mut Registry, m: &Metrics) {
         "user_disables",
         "Users disabled because expired.end passed",
         m.user_disables.clone(),
-    );
-    registry.register(
-        "admission_reviews",
-        "Admission reviews answered by the webhook, by kind and result",
-        m.admission_reviews.clone(),
     );
 }
 
