@@ -881,10 +881,6 @@ pub fn plan_groups(
     mode: GroupMode,
     sync_time: &str,
 ) -> GroupPlan {
-    let by_name: HashMap<&str, &Group> = existing
-        .iter()
-        .filter_map(|g| Some((g.metadata.name.as_deref()?, g)))
-        .collect();
     let any_synced = existing.iter().any(|g| synced_from(g, source));
     if dir_groups.is_empty() && any_synced {
         return GroupPlan {
@@ -896,95 +892,125 @@ pub fn plan_groups(
         groups: dir_groups.len(),
         ..GroupPlan::default()
     };
-    let mut seen_names = BTreeSet::new();
-    let live_uids: BTreeSet<String> = dir_groups.iter().map(|g| normalise(&g.uid)).collect();
     if mode != GroupMode::PruneOnly {
-        for dir in dir_groups {
-            if !valid_object_name(&dir.name) {
-                plan.skipped.push(Skipped {
-                    what: dir.name.clone(),
-                    reason: format!(
-                        "{:?} is not a valid object name (group {})",
-                        dir.name, dir.uid
-                    ),
-                });
-                continue;
-            }
-            if !seen_names.insert(dir.name.clone()) {
-                plan.skipped.push(Skipped {
-                    what: dir.name.clone(),
-                    reason: format!(
-                        "another LDAP group is also named {:?} (group {})",
-                        dir.name, dir.uid
-                    ),
-                });
-                continue;
-            }
-            let users: Vec<String> = dir
-                .members
-                .iter()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let desired = synced_group(source, dir, users.clone(), sync_time);
-            match by_name.get(dir.name.as_str()) {
-                None => plan.creates.push(desired),
-                Some(group) => {
-                    if !synced_from(group, source)
-                        || group_uid(group).map(normalise) != Some(normalise(&dir.uid))
-                    {
-                        plan.conflicts.push(Conflict {
-                            name: dir.name.clone(),
-                            reason: group_conflict_reason(group, source, &dir.uid),
-                        });
-                        continue;
-                    }
-                    let mut stored: Vec<String> = group.users.clone();
-                    stored.sort();
-                    stored.dedup();
-                    if stored == users && group.users.len() == users.len() {
-                        plan.unchanged.push((*group).clone());
-                    } else {
-                        let patch = json!({
-                            "metadata": {
-                                "resourceVersion": group.metadata.resource_version,
-                                "annotations": {LDAP_SYNC_TIME_ANNOTATION: sync_time},
-                            },
-                            "users": users,
-                        });
-                        let mut shown = (*group).clone();
-                        shown.users = desired.users.clone();
-                        shown
-                            .metadata
-                            .annotations
-                            .get_or_insert_with(BTreeMap::new)
-                            .insert(LDAP_SYNC_TIME_ANNOTATION.into(), sync_time.into());
-                        plan.updates.push((
-                            shown,
-                            Update {
-                                name: dir.name.clone(),
-                                patch,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
+        plan_group_writes(&mut plan, source, dir_groups, existing, sync_time);
     }
     if mode != GroupMode::Sync {
-        for group in existing {
-            if !synced_from(group, source) {
-                continue;
-            }
-            let gone = group_uid(group).is_some_and(|uid| !live_uids.contains(&normalise(uid)));
-            if gone && let Some(name) = &group.metadata.name {
-                plan.prunes.push(name.clone());
-            }
-        }
-        plan.prunes.sort();
+        plan.prunes = gone_groups(source, dir_groups, existing);
     }
     plan
+}
+
+/// Adds to `plan` the create, update, unchanged, conflict or skip of each LDAP group.
+fn plan_group_writes(
+    plan: &mut GroupPlan,
+    source: &GroupSource,
+    dir_groups: &[DirGroup],
+    existing: &[Group],
+    sync_time: &str,
+) {
+    let by_name: HashMap<&str, &Group> = existing
+        .iter()
+        .filter_map(|g| Some((g.metadata.name.as_deref()?, g)))
+        .collect();
+    let mut seen_names = BTreeSet::new();
+    for dir in dir_groups {
+        if let Some(reason) = unsyncable_reason(dir, &mut seen_names) {
+            plan.skipped.push(Skipped {
+                what: dir.name.clone(),
+                reason,
+            });
+            continue;
+        }
+        let users: Vec<String> = dir
+            .members
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let desired = synced_group(source, dir, users.clone(), sync_time);
+        let Some(group) = by_name.get(dir.name.as_str()) else {
+            plan.creates.push(desired);
+            continue;
+        };
+        if !synced_from(group, source)
+            || group_uid(group).map(normalise) != Some(normalise(&dir.uid))
+        {
+            plan.conflicts.push(Conflict {
+                name: dir.name.clone(),
+                reason: group_conflict_reason(group, source, &dir.uid),
+            });
+            continue;
+        }
+        let mut stored: Vec<String> = group.users.clone();
+        stored.sort();
+        stored.dedup();
+        if stored == users && group.users.len() == users.len() {
+            plan.unchanged.push((*group).clone());
+        } else {
+            plan.updates
+                .push(group_update(group, &dir.name, desired.users, sync_time));
+        }
+    }
+}
+
+/// Why `dir` cannot become a Group (an invalid or already taken name), if it cannot;
+/// a usable name is recorded in `seen_names` so later LDAP groups of that name skip.
+fn unsyncable_reason(dir: &DirGroup, seen_names: &mut BTreeSet<String>) -> Option<String> {
+    if !valid_object_name(&dir.name) {
+        return Some(format!(
+            "{:?} is not a valid object name (group {})",
+            dir.name, dir.uid
+        ));
+    }
+    if !seen_names.insert(dir.name.clone()) {
+        return Some(format!(
+            "another LDAP group is also named {:?} (group {})",
+            dir.name, dir.uid
+        ));
+    }
+    None
+}
+
+/// The update of the synced `group` to `users`: the Group as it will be (for printing)
+/// and the merge patch, which carries the stored resourceVersion.
+fn group_update(group: &Group, name: &str, users: Vec<String>, sync_time: &str) -> (Group, Update) {
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": group.metadata.resource_version,
+            "annotations": {LDAP_SYNC_TIME_ANNOTATION: sync_time},
+        },
+        "users": users,
+    });
+    let mut shown = group.clone();
+    shown.users = users;
+    shown
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(LDAP_SYNC_TIME_ANNOTATION.into(), sync_time.into());
+    (
+        shown,
+        Update {
+            name: name.to_string(),
+            patch,
+        },
+    )
+}
+
+/// Names (sorted) of the Groups synced from `source` whose LDAP group is no longer in
+/// `dir_groups`.
+fn gone_groups(source: &GroupSource, dir_groups: &[DirGroup], existing: &[Group]) -> Vec<String> {
+    let live_uids: BTreeSet<String> = dir_groups.iter().map(|g| normalise(&g.uid)).collect();
+    let mut prunes: Vec<String> = existing
+        .iter()
+        .filter(|g| synced_from(g, source))
+        .filter(|g| group_uid(g).is_some_and(|uid| !live_uids.contains(&normalise(uid))))
+        .filter_map(|g| g.metadata.name.clone())
+        .collect();
+    prunes.sort();
+    prunes
 }
 
 fn group_conflict_reason(group: &Group, source: &GroupSource, uid: &str) -> String {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 
+use crate::api::Group;
 use crate::api::dex::LdapConfig;
 use crate::decide::directory::{
     self, DirGroup, Entry, GroupMode, GroupPlan, GroupSource, OcSchema, Skipped,
@@ -261,6 +262,38 @@ pub async fn read_groups(
 ) -> Result<(GroupSource, Vec<DirGroup>, Vec<Skipped>), String> {
     let (kind, schema_config) = config.schema()?;
     let (host, port, _ldaps, start_tls) = config.endpoint()?;
+    let target = ldap_target(config, &host, port, start_tls, timeout)?;
+    let schema = oc_schema(config, schema_config);
+    let users_query = schema_config
+        .users_query
+        .clone()
+        .ok_or("usersQuery is required")?;
+    let (user_attrs, group_attrs) = search_attributes(kind, &schema);
+    let users_query = query_of(&users_query, user_attrs);
+    let groups_query = schema_config
+        .groups_query
+        .as_ref()
+        .map(|q| query_of(q, group_attrs));
+    let (users, groups) =
+        search_directory(&target, kind, &users_query, groups_query, timeout).await?;
+    let (dir, skipped) = match kind {
+        Kind::Rfc2307 => {
+            directory::groups_rfc2307(groups.as_deref().unwrap_or_default(), &users, &schema)
+        }
+        _ => directory::groups_active_directory(groups.as_deref(), &users, &schema),
+    };
+    Ok((GroupSource { host, port }, dir, skipped))
+}
+
+/// The connection target of an `LDAPSyncConfig` (its bind password resolved, its CA
+/// file checked).
+fn ldap_target(
+    config: &LdapSyncConfig,
+    host: &str,
+    port: u16,
+    start_tls: bool,
+    timeout: Duration,
+) -> Result<LdapTarget, String> {
     let password = match &config.bind_password {
         Some(p) => Some(Password(p.resolve()?)),
         None => None,
@@ -281,7 +314,7 @@ pub async fn read_groups(
     if let Some(ca) = &config.ca {
         std::fs::metadata(ca).map_err(|e| format!("ca {ca}: {e}"))?;
     }
-    let target = LdapTarget {
+    Ok(LdapTarget {
         config: ldap,
         password,
         secret_usable: true,
@@ -289,8 +322,12 @@ pub async fn read_groups(
         timeout,
         // An administrator's command: any address they name.
         destinations: DestinationPolicy::AllowLoopback,
-    };
-    let schema = OcSchema {
+    })
+}
+
+/// The planner's view of the schema (`oc`'s defaults filled in).
+fn oc_schema(config: &LdapSyncConfig, schema_config: &SchemaConfig) -> OcSchema {
+    OcSchema {
         group_uid_attribute: schema_config
             .group_uid_attribute
             .clone()
@@ -303,20 +340,12 @@ pub async fn read_groups(
             .unwrap_or_else(|| "dn".into()),
         user_name_attributes: schema_config.user_name_attributes.clone(),
         uid_name_mapping: config.group_uid_name_mapping.clone(),
-    };
-    let query = |q: &LdapQuery, attrs: Vec<String>| Query {
-        base: q.base_dn.clone(),
-        scope: scope_of(q.scope.as_deref()),
-        filter: presence_filter(q.filter.as_deref(), &[]),
-        attributes: attrs
-            .into_iter()
-            .filter(|a| !a.eq_ignore_ascii_case("dn"))
-            .collect(),
-    };
-    let users_query = schema_config
-        .users_query
-        .clone()
-        .ok_or("usersQuery is required")?;
+    }
+}
+
+/// The attributes to read of users and of groups: membership sits on the groups in
+/// RFC 2307, on the users otherwise.
+fn search_attributes(kind: Kind, schema: &OcSchema) -> (Vec<String>, Vec<String>) {
     let mut user_attrs = schema.user_name_attributes.clone();
     user_attrs.push(schema.user_uid_attribute.clone());
     if kind != Kind::Rfc2307 {
@@ -327,16 +356,37 @@ pub async fn read_groups(
     if kind == Kind::Rfc2307 {
         group_attrs.extend(schema.group_membership_attributes.clone());
     }
+    (user_attrs, group_attrs)
+}
+
+/// The search of `q` for `attrs` (`dn` is not an attribute: every entry has it).
+fn query_of(q: &LdapQuery, attrs: Vec<String>) -> Query {
+    Query {
+        base: q.base_dn.clone(),
+        scope: scope_of(q.scope.as_deref()),
+        filter: presence_filter(q.filter.as_deref(), &[]),
+        attributes: attrs
+            .into_iter()
+            .filter(|a| !a.eq_ignore_ascii_case("dn"))
+            .collect(),
+    }
+}
+
+/// The user entries and, where the schema has group entries, the group entries, in
+/// one session (closed whatever the outcome).
+async fn search_directory(
+    target: &LdapTarget,
+    kind: Kind,
+    users_query: &Query,
+    groups_query: Option<Query>,
+    timeout: Duration,
+) -> Result<(Vec<Entry>, Option<Vec<Entry>>), String> {
     let deadline = timeout * 10;
-    let mut session = Session::open(&target).await?;
+    let mut session = Session::open(target).await?;
     let read = async {
-        let users: Vec<Entry> = session
-            .search(&query(&users_query, user_attrs), deadline)
-            .await?;
-        let groups = match (&schema_config.groups_query, kind) {
-            (Some(q), Kind::Rfc2307 | Kind::Augmented) => {
-                Some(session.search(&query(q, group_attrs), deadline).await?)
-            }
+        let users: Vec<Entry> = session.search(users_query, deadline).await?;
+        let groups = match (&groups_query, kind) {
+            (Some(q), Kind::Rfc2307 | Kind::Augmented) => Some(session.search(q, deadline).await?),
             (None, Kind::Rfc2307 | Kind::Augmented) => {
                 return Err("groupsQuery is required".to_string());
             }
@@ -346,16 +396,10 @@ pub async fn read_groups(
     }
     .await;
     session.close().await;
-    let (users, groups) = read?;
-    let (dir, skipped) = match kind {
-        Kind::Rfc2307 => {
-            directory::groups_rfc2307(groups.as_deref().unwrap_or_default(), &users, &schema)
-        }
-        _ => directory::groups_active_directory(groups.as_deref(), &users, &schema),
-    };
-    Ok((GroupSource { host, port }, dir, skipped))
+    read
 }
 
+/// Runs `groups sync` or `groups prune`, planned against the Groups of the cluster.
 async fn run(args: &GroupsArgs, mode: GroupMode) -> Result<bool, String> {
     let text = std::fs::read_to_string(&args.sync_config)
         .map_err(|e| format!("{}: {e}", args.sync_config.display()))?;
@@ -365,51 +409,10 @@ async fn run(args: &GroupsArgs, mode: GroupMode) -> Result<bool, String> {
     let timeout = Duration::from_secs(args.timeout.max(1));
     let (source, dir, skipped) = read_groups(&config, timeout).await?;
     let dir = directory::filter_groups(dir, &whitelist, &blacklist);
-    let client = kube::Client::try_default().await;
-    let (client, existing) = match client {
-        Ok(client) => match groups_served(&client).await {
-            Ok(true) => {
-                let groups = tokio::time::timeout(timeout, list_groups(&client))
-                    .await
-                    .map_err(|_| "listing Groups took too long".to_string())?
-                    .map_err(|e| format!("listing Groups: {e}"))?;
-                (Some(client), groups)
-            }
-            Ok(false) if !args.confirm => {
-                eprintln!(
-                    "warning: user.openshift.io/v1 groups is not served by this cluster: planned against no Groups"
-                );
-                (None, Vec::new())
-            }
-            Ok(false) => {
-                return Err(
-                    "user.openshift.io/v1 groups is not served by this cluster (install config/identity-groups)".into(),
-                );
-            }
-            Err(e) => return Err(e),
-        },
-        Err(e) if !args.confirm => {
-            eprintln!("warning: no cluster ({e}): planned against no Groups");
-            (None, Vec::new())
-        }
-        Err(e) => return Err(format!("no cluster: {e}")),
-    };
+    let (client, existing) = cluster_groups(args.confirm, timeout).await?;
     // With a whitelist, prune looks only at the listed Groups (as oc).
     let existing = if mode == GroupMode::PruneOnly && !whitelist.is_empty() {
-        existing
-            .into_iter()
-            .filter(|g| {
-                let uid = g
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(directory::LDAP_UID_ANNOTATION));
-                whitelist.iter().any(|w| {
-                    Some(w) == g.metadata.name.as_ref()
-                        || uid.is_some_and(|u| directory::normalise(u) == directory::normalise(w))
-                })
-            })
-            .collect()
+        whitelisted(existing, &whitelist)
     } else {
         existing
     };
@@ -440,6 +443,58 @@ async fn run(args: &GroupsArgs, mode: GroupMode) -> Result<bool, String> {
         ok &= errors.is_empty();
     }
     Ok(ok)
+}
+
+/// The cluster's client and Groups. Without `confirm` (a dry run) a missing cluster or
+/// Group API plans against no Groups, with a warning; with it, that is an error.
+async fn cluster_groups(
+    confirm: bool,
+    timeout: Duration,
+) -> Result<(Option<kube::Client>, Vec<Group>), String> {
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) if !confirm => {
+            eprintln!("warning: no cluster ({e}): planned against no Groups");
+            return Ok((None, Vec::new()));
+        }
+        Err(e) => return Err(format!("no cluster: {e}")),
+    };
+    match groups_served(&client).await? {
+        true => {
+            let groups = tokio::time::timeout(timeout, list_groups(&client))
+                .await
+                .map_err(|_| "listing Groups took too long".to_string())?
+                .map_err(|e| format!("listing Groups: {e}"))?;
+            Ok((Some(client), groups))
+        }
+        false if !confirm => {
+            eprintln!(
+                "warning: user.openshift.io/v1 groups is not served by this cluster: planned against no Groups"
+            );
+            Ok((None, Vec::new()))
+        }
+        false => Err(
+            "user.openshift.io/v1 groups is not served by this cluster (install config/identity-groups)".into(),
+        ),
+    }
+}
+
+/// The Groups of `existing` that `whitelist` names, by Group name or LDAP group UID.
+fn whitelisted(existing: Vec<Group>, whitelist: &[String]) -> Vec<Group> {
+    existing
+        .into_iter()
+        .filter(|g| {
+            let uid = g
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(directory::LDAP_UID_ANNOTATION));
+            whitelist.iter().any(|w| {
+                Some(w) == g.metadata.name.as_ref()
+                    || uid.is_some_and(|u| directory::normalise(u) == directory::normalise(w))
+            })
+        })
+        .collect()
 }
 
 fn report(plan: &GroupPlan, skipped: &[Skipped]) {

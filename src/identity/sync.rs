@@ -151,21 +151,55 @@ pub(super) async fn run(
     };
     let (users, users_writer) = reflector::store::<User>();
     let changed = Arc::new(Notify::new());
-    let user_events = reflector(
-        users_writer,
+    let user_events = watch_users(&client, users_writer, changed.clone());
+    let (connectors, connectors_writer) = reflector::store::<DexConnector>();
+    let ctx = Arc::new(SyncContext {
+        client: client.clone(),
+        recorder: sync_recorder(&client, &settings),
+        settings,
+        metrics,
+        users,
+        connectors: connectors.clone(),
+        health,
+        failures: Default::default(),
+    });
+    let connector_events = watch_connectors(&ctx, connectors_writer);
+    let controller = Controller::for_stream(connector_events, connectors)
+        .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        .graceful_shutdown_on(shutdown.clone().wait())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let sweep = sweep_when_ready(&ctx);
+    let validity = validity_task(ctx.clone(), changed);
+    tokio::select! {
+        _ = async { futures::join!(controller, sweep) } => {}
+        _ = user_events => {}
+        _ = validity => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// Fills the User store; every User change wakes the validity task (`changed`).
+fn watch_users(
+    client: &Client,
+    writer: reflector::store::Writer<User>,
+    changed: Arc<Notify>,
+) -> impl Future<Output = ()> + Send + 'static {
+    reflector(
+        writer,
         watcher(Api::<User>::all(client.clone()), watcher::Config::default()),
     )
     .backoff(WatchBackoff::default())
     .applied_objects()
-    .for_each({
-        let changed = changed.clone();
-        move |_| {
-            changed.notify_one();
-            futures::future::ready(())
-        }
-    });
-    let (connectors, connectors_writer) = reflector::store::<DexConnector>();
-    let recorder = Recorder::new(
+    .for_each(move |_| {
+        changed.notify_one();
+        futures::future::ready(())
+    })
+}
+
+/// The Events recorder of the sync, named as the Lease holder where there is one.
+fn sync_recorder(client: &Client, settings: &IdentitySettings) -> Recorder {
+    Recorder::new(
         client.clone(),
         Reporter {
             controller: SYNC_MANAGER.into(),
@@ -174,60 +208,43 @@ pub(super) async fn run(
                 .as_ref()
                 .map(|l| l.identity.clone()),
         },
-    );
-    let ctx = Arc::new(SyncContext {
-        client: client.clone(),
-        settings: settings.clone(),
-        metrics,
-        recorder,
-        users: users.clone(),
-        connectors: connectors.clone(),
-        health,
-        failures: Default::default(),
-    });
-    let connector_events = reflector(
-        connectors_writer,
+    )
+}
+
+/// Fills the Connector store and yields the Connectors whose sync-relevant fields
+/// changed; a deleted `ldap` Connector invalidates its Users at once.
+fn watch_connectors(
+    ctx: &Arc<SyncContext>,
+    writer: reflector::store::Writer<DexConnector>,
+) -> impl futures::Stream<Item = Result<DexConnector, watcher::Error>> + Send + 'static {
+    let ctx = ctx.clone();
+    reflector(
+        writer,
         watcher(
-            Api::<DexConnector>::all(client.clone()),
+            Api::<DexConnector>::all(ctx.client.clone()),
             watcher::Config::default(),
         ),
     )
     .backoff(WatchBackoff::default())
-    .inspect({
-        let ctx = ctx.clone();
-        move |event| {
-            if let Ok(watcher::Event::Delete(c)) = event
-                && c.type_.as_deref() == Some("ldap")
-                && let Some(id) = c.id.clone()
-            {
-                let ctx = ctx.clone();
-                tokio::spawn(async move { connector_gone(&ctx, &id).await });
-            }
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(c)) = event
+            && c.type_.as_deref() == Some("ldap")
+            && let Some(id) = c.id.clone()
+        {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { connector_gone(&ctx, &id).await });
         }
     })
     .touched_objects()
-    .predicate_filter(sync_relevant, Default::default());
-    let controller = Controller::for_stream(connector_events, connectors.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(8))
-        .graceful_shutdown_on(shutdown.clone().wait())
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let sweep = {
-        let ctx = ctx.clone();
-        async move {
-            if ctx.users.wait_until_ready().await.is_ok()
-                && ctx.connectors.wait_until_ready().await.is_ok()
-            {
-                sweep_orphans(&ctx).await;
-            }
-        }
-    };
-    let validity = validity_task(ctx.clone(), changed);
-    tokio::select! {
-        _ = async { futures::join!(controller, sweep) } => {}
-        _ = user_events => {}
-        _ = validity => {}
-        _ = shutdown.wait() => {}
+    .predicate_filter(sync_relevant, Default::default())
+}
+
+/// Invalidates the Users of Connectors deleted while no operator ran, once both stores
+/// are filled (an empty store would make every User look orphaned).
+async fn sweep_when_ready(ctx: &SyncContext) {
+    if ctx.users.wait_until_ready().await.is_ok() && ctx.connectors.wait_until_ready().await.is_ok()
+    {
+        sweep_orphans(ctx).await;
     }
 }
 
@@ -493,33 +510,9 @@ async fn sync_once(
     last: Option<&LastSync>,
     now: DateTime<Utc>,
 ) -> Outcome {
-    let validation = validate_dex(connector);
-    let config = match (&validation.kind, validation.errors.is_empty()) {
-        (Some(IdpKind::Ldap(config)), true) => config.clone(),
-        _ => {
-            return Outcome::failed(
-                INVALID_CONFIG,
-                "the LDAP config is invalid (see ConfigValid)",
-            );
-        }
-    };
-    if tokio::time::timeout(API_REQUEST_DEADLINE, ctx.users.wait_until_ready())
-        .await
-        .is_err()
-    {
-        return Outcome::failed(
-            USERS_API_NOT_SERVED,
-            "Users (auth.alauda.io/v1) cannot be listed: install config/identity-users",
-        );
-    }
-    let namespace = connector.metadata.namespace.clone().unwrap_or_default();
-    let target = match target_of(ctx, &namespace, &config).await {
-        Ok(t) => t,
-        Err((reason, message)) => return Outcome::failed(reason, message),
-    };
-    let read = match read_directory(&target).await {
-        Ok(r) => r,
-        Err((reason, message)) => return Outcome::failed(reason, message),
+    let (config, read) = match read_connector_directory(ctx, connector).await {
+        Ok(observed) => observed,
+        Err(outcome) => return outcome,
     };
     let source = SyncSource {
         connector_id: connector.id.clone().unwrap_or_default(),
@@ -544,7 +537,63 @@ async fn sync_once(
     }
     let mut errors = write_users(ctx, &plan).await;
     record_objects(&ctx.metrics, "user", &plan);
-    let mut last_sync = LastSync {
+    let mut last_sync = users_last_sync(&plan, now);
+    let mut conflicts: Vec<String> = plan.conflicts.iter().map(|c| c.reason.clone()).collect();
+    let mut groups_not_synced = None;
+    if let Some(dir_groups) = &read.groups {
+        let synced = sync_groups(ctx, connector, &config, dir_groups, now, &mut last_sync).await;
+        errors.extend(synced.errors);
+        conflicts.extend(synced.conflicts);
+        groups_not_synced = synced.not_synced;
+    }
+    if !conflicts.is_empty() {
+        publish_conflicts(ctx, connector, &conflicts);
+    }
+    let summary = sync_summary(&last_sync);
+    tracing::info!(connector = %connector_key(connector), %summary, "directory synced");
+    let (result, condition) = sync_condition(summary, &errors, groups_not_synced);
+    Outcome {
+        result,
+        condition,
+        last_sync: Some(last_sync),
+    }
+}
+
+/// The Connector's LDAP config and what its directory holds, or the failed Outcome
+/// where the config, the User API, the bind Secret or the directory is not usable.
+async fn read_connector_directory(
+    ctx: &SyncContext,
+    connector: &DexConnector,
+) -> Result<(Box<LdapConfig>, DirectoryRead), Outcome> {
+    let validation = validate_dex(connector);
+    let config = match (&validation.kind, validation.errors.is_empty()) {
+        (Some(IdpKind::Ldap(config)), true) => config.clone(),
+        _ => {
+            return Err(Outcome::failed(
+                INVALID_CONFIG,
+                "the LDAP config is invalid (see ConfigValid)",
+            ));
+        }
+    };
+    if tokio::time::timeout(API_REQUEST_DEADLINE, ctx.users.wait_until_ready())
+        .await
+        .is_err()
+    {
+        return Err(Outcome::failed(
+            USERS_API_NOT_SERVED,
+            "Users (auth.alauda.io/v1) cannot be listed: install config/identity-users",
+        ));
+    }
+    let namespace = connector.metadata.namespace.clone().unwrap_or_default();
+    let failed = |(reason, message)| Outcome::failed(reason, message);
+    let target = target_of(ctx, &namespace, &config).await.map_err(failed)?;
+    let read = read_directory(&target).await.map_err(failed)?;
+    Ok((config, read))
+}
+
+/// `status.lastSync` of the user part of a run (the group part adds to it).
+fn users_last_sync(plan: &UserPlan, now: DateTime<Utc>) -> LastSync {
+    LastSync {
         time: Some(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
         users: plan.users as i64,
         groups: 0,
@@ -554,64 +603,98 @@ async fn sync_once(
         skipped: plan.skipped.len() as i64,
         conflicts: plan.conflicts.len() as i64,
         ..LastSync::default()
-    };
-    let mut conflicts: Vec<String> = plan.conflicts.iter().map(|c| c.reason.clone()).collect();
-    let mut groups_note = String::new();
-    let mut groups_reason = None;
-    if let Some(dir_groups) = &read.groups {
-        match groups_served(&ctx.client).await {
-            Ok(true) => {
-                let (host, port) = split_host_port(
-                    config.host.as_deref().unwrap_or_default(),
-                    config.default_port(),
-                )
-                .unwrap_or_default();
-                let mode = if annotation(connector, PRUNE_ANNOTATION) == Some("true") {
-                    GroupMode::SyncAndPrune
-                } else {
-                    GroupMode::Sync
-                };
-                match list_groups(&ctx.client).await {
-                    Ok(existing) => {
-                        let time = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-                        let gplan = directory::plan_groups(
-                            &GroupSource { host, port },
-                            dir_groups,
-                            &existing,
-                            mode,
-                            &time,
-                        );
-                        if gplan.empty_result {
-                            groups_reason = Some(EMPTY_RESULT);
-                            groups_note = "the group search returned no entry where synced Groups exist: Groups unchanged".into();
-                        } else {
-                            errors.extend(write_groups(&ctx.client, &gplan).await);
-                            record_groups(&ctx.metrics, &gplan);
-                            last_sync.groups = gplan.groups as i64;
-                            last_sync.created += gplan.creates.len() as i64;
-                            last_sync.updated += gplan.updates.len() as i64;
-                            last_sync.skipped += gplan.skipped.len() as i64;
-                            last_sync.conflicts += gplan.conflicts.len() as i64;
-                            if mode == GroupMode::SyncAndPrune {
-                                last_sync.pruned = Some(gplan.prunes.len() as i64);
-                            }
-                            conflicts.extend(gplan.conflicts.iter().map(|c| c.reason.clone()));
-                        }
-                    }
-                    Err(e) => errors.push(format!("listing Groups: {e}")),
-                }
-            }
-            Ok(false) => {
-                groups_reason = Some(GROUPS_API_NOT_SERVED);
-                groups_note = "groupSearch is set but user.openshift.io/v1 groups is not served by this cluster: Groups not synced (install config/identity-groups)".into();
-            }
-            Err(e) => errors.push(format!("discovery of user.openshift.io/v1: {e}")),
+    }
+}
+
+/// What the group part of a run leaves to report.
+#[derive(Default)]
+struct GroupsSynced {
+    errors: Vec<String>,
+    conflicts: Vec<String>,
+    /// Why no Group was written (reason, note), where none was.
+    not_synced: Option<(&'static str, String)>,
+}
+
+/// Syncs the Groups of `dir_groups` (with prune on the Connector's annotation), adding
+/// the counts to `last_sync`.
+async fn sync_groups(
+    ctx: &SyncContext,
+    connector: &DexConnector,
+    config: &LdapConfig,
+    dir_groups: &[DirGroup],
+    now: DateTime<Utc>,
+    last_sync: &mut LastSync,
+) -> GroupsSynced {
+    let mut synced = GroupsSynced::default();
+    match groups_served(&ctx.client).await {
+        Ok(true) => {}
+        Ok(false) => {
+            synced.not_synced = Some((
+                GROUPS_API_NOT_SERVED,
+                "groupSearch is set but user.openshift.io/v1 groups is not served by this cluster: Groups not synced (install config/identity-groups)".into(),
+            ));
+            return synced;
+        }
+        Err(e) => {
+            synced
+                .errors
+                .push(format!("discovery of user.openshift.io/v1: {e}"));
+            return synced;
         }
     }
-    if !conflicts.is_empty() {
-        publish_conflicts(ctx, connector, &conflicts);
+    let existing = match list_groups(&ctx.client).await {
+        Ok(existing) => existing,
+        Err(e) => {
+            synced.errors.push(format!("listing Groups: {e}"));
+            return synced;
+        }
+    };
+    let (host, port) = split_host_port(
+        config.host.as_deref().unwrap_or_default(),
+        config.default_port(),
+    )
+    .unwrap_or_default();
+    let mode = if annotation(connector, PRUNE_ANNOTATION) == Some("true") {
+        GroupMode::SyncAndPrune
+    } else {
+        GroupMode::Sync
+    };
+    let time = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let plan = directory::plan_groups(
+        &GroupSource { host, port },
+        dir_groups,
+        &existing,
+        mode,
+        &time,
+    );
+    if plan.empty_result {
+        synced.not_synced = Some((
+            EMPTY_RESULT,
+            "the group search returned no entry where synced Groups exist: Groups unchanged".into(),
+        ));
+        return synced;
     }
-    let summary = format!(
+    synced.errors = write_groups(&ctx.client, &plan).await;
+    record_groups(&ctx.metrics, &plan);
+    add_group_counts(last_sync, &plan, mode);
+    synced.conflicts = plan.conflicts.iter().map(|c| c.reason.clone()).collect();
+    synced
+}
+
+fn add_group_counts(last_sync: &mut LastSync, plan: &GroupPlan, mode: GroupMode) {
+    last_sync.groups = plan.groups as i64;
+    last_sync.created += plan.creates.len() as i64;
+    last_sync.updated += plan.updates.len() as i64;
+    last_sync.skipped += plan.skipped.len() as i64;
+    last_sync.conflicts += plan.conflicts.len() as i64;
+    // Only a pruning run reports a prune count (none is not zero).
+    if mode == GroupMode::SyncAndPrune {
+        last_sync.pruned = Some(plan.prunes.len() as i64);
+    }
+}
+
+fn sync_summary(last_sync: &LastSync) -> String {
+    format!(
         "{} users, {} groups: {} created, {} updated, {} invalidated, {} skipped, {} conflicts",
         last_sync.users,
         last_sync.groups,
@@ -620,9 +703,16 @@ async fn sync_once(
         last_sync.invalidated,
         last_sync.skipped,
         last_sync.conflicts
-    );
-    tracing::info!(connector = %connector_key(connector), %summary, "directory synced");
-    let (result, condition) = if !errors.is_empty() {
+    )
+}
+
+/// The result and `SyncReady` of a run: failed writes outrank Groups not synced.
+fn sync_condition(
+    summary: String,
+    errors: &[String],
+    groups_not_synced: Option<(&'static str, String)>,
+) -> (&'static str, Desired) {
+    if !errors.is_empty() {
         let shown: Vec<&str> = errors.iter().take(3).map(String::as_str).collect();
         (
             WRITE_FAILED,
@@ -636,18 +726,13 @@ async fn sync_once(
                 ),
             ),
         )
-    } else if let Some(reason) = groups_reason {
+    } else if let Some((reason, note)) = groups_not_synced {
         (
             reason,
-            Desired::failed(SYNC_READY, reason, format!("{summary}; {groups_note}")),
+            Desired::failed(SYNC_READY, reason, format!("{summary}; {note}")),
         )
     } else {
         (SYNCED, Desired::ok(SYNC_READY, SYNCED, summary))
-    };
-    Outcome {
-        result,
-        condition,
-        last_sync: Some(last_sync),
     }
 }
 
