@@ -16,6 +16,8 @@ test:
 crds:
 	cargo run -q -- crds --group connectors.alauda.io > crds/connectors.alauda.io.yaml
 	cargo run -q -- crds --group dex.coreos.com > crds/dex/dex.coreos.com.yaml
+	cargo run -q -- crds --group auth.alauda.io > crds/users/auth.alauda.io.yaml
+	cargo run -q -- crds --group user.openshift.io > crds/groups/user.openshift.io.yaml
 
 # The scale benchmark (docs/benchmarks.md) on its own local control plane: make bench N=10000
 N ?= 1000

@@ -27,7 +27,8 @@ struct Cli {
 enum Command {
     /// Print the CRDs as YAML (all groups, or one with `--group`).
     Crds {
-        /// Only this API group: `connectors.alauda.io` or `dex.coreos.com`.
+        /// Only this API group: `connectors.alauda.io`, `dex.coreos.com`, `auth.alauda.io`
+        /// (User) or `user.openshift.io` (the Group stand-in).
         #[arg(long)]
         group: Option<String>,
     },
@@ -53,6 +54,10 @@ enum Command {
     /// Serve the Connectors proxy: each Connector's proxy address, with the tool's
     /// credentials injected for a client holding a ServiceAccount token.
     Proxy(Box<ProxyArgs>),
+    /// OpenShift-style LDAP group sync (`oc adm groups sync|prune` on an LDAPSyncConfig):
+    /// a dry run unless `--confirm`.
+    #[command(subcommand)]
+    Groups(connectors_operator::identity::cli::GroupsCommand),
     /// Serve the Connectors API gateway: `/connectors/v1alpha1/{ns}/{name}/path/...`
     /// toward the class API or the tool, with the tool's credentials.
     Api(Box<ApiArgs>),
@@ -270,6 +275,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => run(*args, Mode::WebhookOnly),
         Command::Proxy(args) => run_proxy(*args),
         Command::Api(args) => run_api(*args),
+        Command::Groups(command) => connectors_operator::identity::cli::main(command),
         Command::Check {
             files,
             output,
@@ -311,12 +317,17 @@ fn main() -> ExitCode {
 
 /// The CRDs of one API group, or of all.
 fn crds_yaml(group: Option<&str>) -> Result<String, String> {
-    use connectors_operator::api::{crds_yaml, dex_crd_yaml};
+    use connectors_operator::api::{crds_yaml, dex_crd_yaml, group_crd_yaml, user_crd_yaml};
     let e = |e: serde_yaml::Error| e.to_string();
     match group {
-        None => Ok(crds_yaml().map_err(e)? + &dex_crd_yaml().map_err(e)?),
+        None => Ok(crds_yaml().map_err(e)?
+            + &dex_crd_yaml().map_err(e)?
+            + &user_crd_yaml().map_err(e)?
+            + &group_crd_yaml().map_err(e)?),
         Some("connectors.alauda.io") => crds_yaml().map_err(e),
         Some("dex.coreos.com") => dex_crd_yaml().map_err(e),
+        Some("auth.alauda.io") => user_crd_yaml().map_err(e),
+        Some("user.openshift.io") => group_crd_yaml().map_err(e),
         Some(other) => Err(format!("unknown API group {other:?}")),
     }
 }
@@ -415,7 +426,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         });
         match (mode, webhook) {
             (Mode::ControllersAndWebhook, _) => {
-                let identity = identity_enabled.then(|| identity_settings(&settings));
+                let identity = identity_enabled.then(|| identity_settings(&settings, &metrics));
                 let identity = async {
                     if let Some(identity) = identity {
                         connectors_operator::identity::run(
@@ -540,7 +551,10 @@ where
 }
 
 /// The identity controller's settings, from the Connector controller's.
-fn identity_settings(settings: &Settings) -> connectors_operator::identity::IdentitySettings {
+fn identity_settings(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> connectors_operator::identity::IdentitySettings {
     connectors_operator::identity::IdentitySettings {
         interval: settings.probe_interval,
         min_backoff: settings.min_backoff,
@@ -549,6 +563,7 @@ fn identity_settings(settings: &Settings) -> connectors_operator::identity::Iden
         namespace: settings.namespace.clone(),
         workers: settings.workers.min(32),
         leader_election: settings.leader_election.clone(),
+        metrics: Some(metrics.clone()),
     }
 }
 

@@ -53,6 +53,31 @@ pub struct AdmissionLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncResultLabels {
+    /// `synced` or a failure reason (`EmptyResult`, `SearchFailed`, ...).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncObjectLabels {
+    /// `user` or `group`.
+    pub kind: &'static str,
+    /// `created`, `updated`, `invalidated`, `pruned`, `unchanged`, `skipped`, `conflict`.
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `timer` (the next expiry came) or `change` (a User changed).
+    pub trigger: &'static str,
+}
+
+fn long_seconds_histogram() -> Histogram {
+    // 10 ms .. ~20 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 18))
+}
+
 /// One request the operator's client sent to the apiserver.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiRequestLabels {
@@ -141,7 +166,18 @@ pub struct Metrics {
     pub probes_waiting: Gauge,
     pub leader: Gauge,
     pub admission_reviews: Family<AdmissionLabels, Counter>,
+    pub directory_syncs: Family<SyncResultLabels, Counter>,
+    pub directory_sync_duration: Histogram,
+    pub directory_sync_objects: Family<SyncObjectLabels, Counter>,
+    pub user_validity_checks: Family<TriggerLabels, Counter>,
+    pub user_disables: Counter,
     pub api_requests: Family<ApiRequestLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl Default for Metrics {
@@ -162,6 +198,11 @@ impl Default for Metrics {
             probes_waiting: Gauge::default(),
             leader: Gauge::default(),
             admission_reviews: Family::default(),
+            directory_syncs: Family::default(),
+            directory_sync_duration: long_seconds_histogram(),
+            directory_sync_objects: Family::default(),
+            user_validity_checks: Family::default(),
+            user_disables: Counter::default(),
             api_requests: Family::default(),
             registry: Registry::default(),
         };
@@ -242,6 +283,36 @@ fn register(registry: &mut Registry, m: &Metrics) {
         "admission_reviews",
         "Admission reviews answered by the webhook, by kind and result",
         m.admission_reviews.clone(),
+    );
+    register_identity(registry, m);
+}
+
+/// The identity controller's metrics (directory sync, User validity).
+fn register_identity(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "directory_syncs",
+        "LDAP directory syncs run, by result",
+        m.directory_syncs.clone(),
+    );
+    registry.register(
+        "directory_sync_duration_seconds",
+        "LDAP directory sync duration (searches and writes)",
+        m.directory_sync_duration.clone(),
+    );
+    registry.register(
+        "directory_sync_objects",
+        "Users and Groups handled by directory syncs, by kind and action",
+        m.directory_sync_objects.clone(),
+    );
+    registry.register(
+        "user_validity_checks",
+        "User validity evaluations, by trigger (timer: the next expiry came; change: a User changed)",
+        m.user_validity_checks.clone(),
+    );
+    registry.register(
+        "user_disables",
+        "Users disabled because expired.end passed",
+        m.user_disables.clone(),
     );
 }
 

@@ -71,8 +71,35 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-fn config(dir: &Path, admin_password: &str) -> String {
+/// What a test needs beyond the default server.
+#[derive(Clone, Debug, Default)]
+pub struct SlapdOptions {
+    /// The data instead of [`data_ldif`].
+    pub ldif: Option<String>,
+    /// Load the `memberof` overlay (AD-style `memberOf` on people, kept by the server
+    /// for groups added or changed over LDAP; `slapadd` bypasses it).
+    pub memberof: bool,
+    /// A size limit for everyone but the rootdn, paged searches unlimited in total
+    /// (`sizelimit size.soft=N size.hard=N size.prtotal=unlimited`).
+    pub size_limit: Option<u32>,
+}
+
+fn config_with(dir: &Path, admin_password: &str, options: &SlapdOptions) -> String {
     let d = dir.display();
+    let mut extra = String::new();
+    if options.memberof {
+        extra.push_str("overlay memberof\n");
+    }
+    if let Some(n) = options.size_limit {
+        extra.push_str(&format!(
+            "limits users size.soft={n} size.hard={n} size.prtotal=unlimited\n"
+        ));
+    }
+    let modules = if options.memberof {
+        "moduleload memberof\n"
+    } else {
+        ""
+    };
     format!(
         "include /etc/ldap/schema/core.schema\n\
          include /etc/ldap/schema/cosine.schema\n\
@@ -82,6 +109,7 @@ fn config(dir: &Path, admin_password: &str) -> String {
          argsfile {d}/slapd.args\n\
          modulepath /usr/lib/ldap\n\
          moduleload back_mdb\n\
+         {modules}\
          TLSCACertificateFile {d}/ca.pem\n\
          TLSCertificateFile {d}/server.pem\n\
          TLSCertificateKeyFile {d}/server.key\n\
@@ -90,7 +118,8 @@ fn config(dir: &Path, admin_password: &str) -> String {
          suffix \"{SUFFIX}\"\n\
          rootdn \"{ADMIN_DN}\"\n\
          rootpw {admin_password}\n\
-         directory {d}/db\n"
+         directory {d}/db\n\
+         {extra}"
     )
 }
 
@@ -116,6 +145,11 @@ pub fn data_ldif() -> String {
 impl Slapd {
     /// Writes the config, certificates and data, and starts slapd.
     pub fn start(admin_password: &str) -> Self {
+        Self::start_with(admin_password, SlapdOptions::default())
+    }
+
+    /// As [`Slapd::start`], with other data, overlays or limits.
+    pub fn start_with(admin_password: &str, options: SlapdOptions) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "connectors-e2e-slapd-{}-{}",
             std::process::id(),
@@ -127,8 +161,13 @@ impl Slapd {
         std::fs::write(dir.join("ca.pem"), &ca_pem).expect("ca.pem");
         std::fs::write(dir.join("server.pem"), cert).expect("server.pem");
         std::fs::write(dir.join("server.key"), key).expect("server.key");
-        std::fs::write(dir.join("slapd.conf"), config(&dir, admin_password)).expect("conf");
-        std::fs::write(dir.join("data.ldif"), data_ldif()).expect("ldif");
+        std::fs::write(
+            dir.join("slapd.conf"),
+            config_with(&dir, admin_password, &options),
+        )
+        .expect("conf");
+        let ldif = options.ldif.clone().unwrap_or_else(data_ldif);
+        std::fs::write(dir.join("data.ldif"), ldif).expect("ldif");
         let out = Command::new(slapadd_bin())
             .arg("-f")
             .arg(dir.join("slapd.conf"))
@@ -169,6 +208,62 @@ impl Slapd {
     /// `host:port` of plain LDAP / StartTLS.
     pub fn ldap_host(&self) -> String {
         format!("127.0.0.1:{}", self.ldap_port)
+    }
+
+    /// Runs `ldapmodify` (`-a` with `add`) as the admin over plain LDAP; panics on failure.
+    pub fn ldapmodify(&self, ldif: &str, add: bool) {
+        use std::io::Write as _;
+        let mut command = Command::new("ldapmodify");
+        command
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", self.ldap_port)])
+            .args(["-D", ADMIN_DN, "-w", &self.admin_password]);
+        if add {
+            command.arg("-a");
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ldapmodify (apt-get install ldap-utils)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write ldif");
+        let out = child.wait_with_output().expect("ldapmodify");
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ldapsearch` as `bind_dn` under `base` for `filter` (no paging): its exit code
+    /// (4: size limit exceeded) and the number of entries returned.
+    pub fn ldapsearch(
+        &self,
+        bind_dn: &str,
+        password: &str,
+        base: &str,
+        filter: &str,
+    ) -> (i32, usize) {
+        let out = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", self.ldap_port),
+            ])
+            .args(["-D", bind_dn, "-w", password, "-b", base, filter, "dn"])
+            .output()
+            .expect("run ldapsearch (apt-get install ldap-utils)");
+        let entries = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dn: "))
+            .count();
+        (out.status.code().unwrap_or(-1), entries)
     }
 
     /// Stops the server (the ports stop answering); `resume` starts it again.

@@ -61,9 +61,52 @@ pub struct DexConnectorStatus {
     /// ObservedGeneration is the generation last judged by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: ConfigValid, SecretReady, LivenessReady, AuthReady, SearchReady, Ready.
+    /// Conditions: ConfigValid, SecretReady, LivenessReady, AuthReady, SearchReady, Ready
+    /// (the health check), SyncReady (the directory sync).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// LastSync is the outcome of the last directory sync (LDAP users and groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<LastSync>,
+}
+
+/// The outcome of one directory sync (SPEC-identity section 3).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSync {
+    /// Time the sync finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Users found in LDAP.
+    #[serde(default)]
+    pub users: i64,
+    /// Groups found in LDAP.
+    #[serde(default)]
+    pub groups: i64,
+    /// Users and Groups created.
+    #[serde(default)]
+    pub created: i64,
+    /// Users and Groups updated.
+    #[serde(default)]
+    pub updated: i64,
+    /// Users invalidated (gone from LDAP).
+    #[serde(default)]
+    pub invalidated: i64,
+    /// Entries skipped (no email, invalid or duplicate names).
+    #[serde(default)]
+    pub skipped: i64,
+    /// Users and Groups of the same name not owned by this sync (left unchanged).
+    #[serde(default)]
+    pub conflicts: i64,
+    /// Groups deleted by prune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<i64>,
+    /// The value of the manual-sync annotation this sync answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The Connector generation synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// A Dex `Connector` as stored: Dex's top-level fields, `spec`, `status`, and whatever

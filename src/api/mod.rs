@@ -4,11 +4,13 @@ pub mod common;
 pub mod connector;
 pub mod connector_class;
 pub mod dex;
+pub mod users;
 
 pub use common::*;
 pub use connector::*;
 pub use connector_class::*;
 pub use dex::{DexConnector, DexConnectorStatus, dex_crd};
+pub use users::{Group, User, UserSpec, group_crd_yaml, user_crd_yaml};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSON, JSONSchemaProps, ValidationRule,
@@ -120,6 +122,22 @@ mod tests {
             generated == committed,
             "crds/dex/dex.coreos.com.yaml is stale: run `make crds`"
         );
+    }
+
+    /// The committed User and Group CRDs must match what the types generate.
+    #[test]
+    fn committed_identity_user_and_group_crds_are_current() {
+        for (generated, path) in [
+            (user_crd_yaml().unwrap(), "crds/users/auth.alauda.io.yaml"),
+            (
+                group_crd_yaml().unwrap(),
+                "crds/groups/user.openshift.io.yaml",
+            ),
+        ] {
+            let committed =
+                std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            assert!(generated == committed, "{path} is stale: run `make crds`");
+        }
     }
 
     /// The root schema of the CRD of kind `kind`, from the generated YAML.

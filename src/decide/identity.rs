@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{Condition, DexConnectorStatus};
 use crate::types::conditions::{
-    AUTH_READY, CONFIG_VALID, LIVENESS_READY, READY, SEARCH_READY, SECRET_READY,
+    AUTH_READY, CONFIG_VALID, LIVENESS_READY, READY, SEARCH_READY, SECRET_READY, SYNC_READY,
 };
 use crate::types::join_errors;
 use crate::validation::identity::{IdpKind, IdpValidation};
@@ -186,10 +186,16 @@ fn secret_condition(facts: &IdpSecretFacts) -> Desired {
 
 /// The status to store: conditions merged with the stored ones (transition times
 /// move only on a status change) and the observed generation.
+///
+/// Conditions of the directory sync (`SyncReady`) are written by the sync only: they
+/// are kept as stored (one writer per condition type).
 pub fn decide_idp_status(stored: &[Condition], facts: &IdpFacts, now: &Time) -> DexConnectorStatus {
+    let mut conditions = merge(stored, &idp_conditions(facts), now);
+    conditions.extend(stored.iter().filter(|c| c.type_ == SYNC_READY).cloned());
     DexConnectorStatus {
         observed_generation: facts.generation,
-        conditions: merge(stored, &idp_conditions(facts), now),
+        conditions,
+        last_sync: None,
     }
 }
 

@@ -8,8 +8,10 @@
 //! jitter, exponential backoff after failures. The checks themselves are in
 //! `observe::identity` (shared with `check`).
 
+pub mod cli;
 mod objects;
 mod reconcile;
+pub mod sync;
 mod watches;
 
 use std::collections::HashMap;
@@ -45,6 +47,8 @@ pub struct IdentitySettings {
     pub workers: u16,
     /// `None`: no leader election. The name gets `-identity` appended.
     pub leader_election: Option<LeaseSettings>,
+    /// The process's metrics; `None` leaves the directory sync and User validity off.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 #[derive(Debug, thiserror::Error)]

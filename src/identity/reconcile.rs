@@ -60,7 +60,13 @@ pub(super) async fn reconcile(
         .conditions
         .iter()
         .any(|c| c.type_ == READY && c.status == TRUE);
-    act(&ctx, &connector, status).await?;
+    match act(&ctx, &connector, status).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
+            // Written meanwhile (e.g. by the directory sync): judge again from the new one.
+            return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+        }
+        other => other?,
+    }
     if !checked {
         // Invalid config or a type left alone: nothing changes until the object does.
         return Ok(Action::await_change());
@@ -75,16 +81,21 @@ async fn act(
     connector: &DexConnector,
     status: DexConnectorStatus,
 ) -> Result<(), Error> {
-    let stored = connector.status.clone().unwrap_or_default();
+    let mut stored = connector.status.clone().unwrap_or_default();
+    // `lastSync` is the directory sync's (its own field manager): never sent here.
+    stored.last_sync = None;
     if stored == status {
         return Ok(());
     }
     let namespace = connector.metadata.namespace.as_deref().unwrap_or_default();
     let name = connector.metadata.name.as_deref().unwrap_or_default();
     let api = Api::<DexConnector>::namespaced(ctx.client.clone(), namespace);
+    // The stored resourceVersion: the conditions list is atomic and shared with the
+    // directory sync (SyncReady), so a write from a stale read must fail, not revert it.
     let patch = serde_json::json!({
         "apiVersion": DexConnector::api_version(&()),
         "kind": DexConnector::kind(&()),
+        "metadata": {"resourceVersion": connector.metadata.resource_version},
         "status": status,
     });
     let params = PatchParams::apply(MANAGER).force();

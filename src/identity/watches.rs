@@ -37,7 +37,8 @@ pub(super) async fn controller(client: Client, settings: IdentitySettings, shutd
     .backoff(WatchBackoff::default())
     .touched_objects();
     let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
-    let ctx = context(client.clone(), settings, ca_store);
+    let ctx = context(client.clone(), settings.clone(), ca_store);
+    let sync = super::sync::run(client.clone(), settings, ctx.clone(), shutdown.clone());
     let (store, writer) = reflector::store::<DexConnector>();
     let connector_events = reflector(
         writer,
@@ -58,7 +59,7 @@ pub(super) async fn controller(client: Client, settings: IdentitySettings, shutd
     .touched_objects()
     .predicate_filter(predicates::generation, Default::default());
     let (by_secret, all) = (store.clone(), store.clone());
-    Controller::for_stream(connector_events, store)
+    let health = Controller::for_stream(connector_events, store)
         .with_config(config)
         .trigger_backoff(WatchBackoff::default())
         .watches_stream(ca_events, move |_| connectors_where(&all, |_| true))
@@ -72,8 +73,8 @@ pub(super) async fn controller(client: Client, settings: IdentitySettings, shutd
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .for_each(|_| futures::future::ready(()));
+    futures::join!(health, sync);
 }
 
 fn connectors_where(

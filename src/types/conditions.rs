@@ -21,3 +21,5 @@ pub const SPEC_VALID: &str = "SpecValid";
 /// Condition types of IdP connectors (`dex.coreos.com/v1` Connector, SPEC-identity 2).
 pub const CONFIG_VALID: &str = "ConfigValid";
 pub const SEARCH_READY: &str = "SearchReady";
+/// The directory sync of an `ldap` Dex Connector (written by the sync only).
+pub const SYNC_READY: &str = "SyncReady";

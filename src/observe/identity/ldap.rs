@@ -109,7 +109,7 @@ fn transport(config: &LdapConfig) -> Transport {
 }
 
 /// TCP connect (ConnectionFailed), then TLS or StartTLS (TLSFailed).
-async fn connect(target: &LdapTarget) -> Result<(ldap3::Ldap, Check), Check> {
+pub(crate) async fn connect(target: &LdapTarget) -> Result<(ldap3::Ldap, Check), Check> {
     let config = &target.config;
     let host_port = config.host.as_deref().unwrap_or_default();
     let (host, port) = split_host_port(host_port, config.default_port())
@@ -232,7 +232,7 @@ fn tls_config(trust: &TrustBundle) -> Result<Arc<rustls::ClientConfig>, rustls::
 }
 
 /// An ldap3 error as a message (no request data is in ldap3's errors).
-fn ldap_error(e: &LdapError) -> String {
+pub(crate) fn ldap_error(e: &LdapError) -> String {
     let text = match e {
         LdapError::Io { source } => source
             .get_ref()
@@ -243,7 +243,7 @@ fn ldap_error(e: &LdapError) -> String {
     cut(&text)
 }
 
-fn cut(text: &str) -> String {
+pub(crate) fn cut(text: &str) -> String {
     const MAX: usize = 300;
     if text.chars().count() <= MAX {
         text.to_string()
@@ -254,7 +254,7 @@ fn cut(text: &str) -> String {
 
 /// The simple bind as `bindDN` (anonymous without one). Result 49 is a wrong DN or
 /// password; the server's diagnostic text never holds the password.
-async fn bind(ldap: &mut ldap3::Ldap, target: &LdapTarget) -> Check {
+pub(crate) async fn bind(ldap: &mut ldap3::Ldap, target: &LdapTarget) -> Check {
     let dn = target.config.bind_dn.clone().unwrap_or_default();
     let Some(password) = target.password.as_ref().filter(|_| !dn.is_empty()) else {
         return Check::Passed("anonymous: no bindDN".into());
@@ -280,7 +280,7 @@ async fn bind(ldap: &mut ldap3::Ldap, target: &LdapTarget) -> Check {
     }
 }
 
-fn scope(s: Option<&str>) -> Scope {
+pub(crate) fn scope(s: Option<&str>) -> Scope {
     match s {
         Some("one") => Scope::OneLevel,
         _ => Scope::Subtree,

@@ -3,6 +3,7 @@
 //! through [`Objects`]; the value stays in a [`Password`]), the CA trust, and the live
 //! LDAP ([`ldap`]) or OIDC ([`oidc`]) checks.
 
+pub mod directory;
 pub mod ldap;
 pub mod oidc;
 
