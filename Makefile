@@ -1,4 +1,4 @@
-.PHONY: demo check-demo test crds build bench bench-proxy
+.PHONY: demo check-demo test crds build bench bench-proxy bench-sync
 
 # Runs the operator end to end on a local control plane (no cluster needed).
 demo:
@@ -33,6 +33,15 @@ bench-proxy:
 	scripts/ensure-nginx.sh
 	cargo build --release --locked -p connectors-operator -p connectors-e2e --bins
 	"$${CARGO_TARGET_DIR:-target}/release/bench-proxy" --operator-bin-dir "$${CARGO_TARGET_DIR:-target}/release"
+
+# The directory sync benchmark (docs/benchmarks.md, "Directory sync") on its own local
+# control plane and slapd: USERS people in GROUPS groups vs a bare-client floor.
+USERS ?= 10000
+GROUPS ?= 500
+bench-sync:
+	cargo build --release --locked -p connectors-operator -p connectors-e2e --bins
+	E2E_DIR=$${E2E_DIR:-/tmp/connectors-bench-sync} e2e/cluster.sh with -- env E2E_BIN_DIR="$$PWD/$${CARGO_TARGET_DIR:-target}/release" \
+	  "$${CARGO_TARGET_DIR:-target}/release/bench-sync" --users $(USERS) --groups $(GROUPS)
 
 build:
 	cargo build --release --bin connectors-operator
