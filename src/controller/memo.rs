@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::ObjectMeta;
 
-use crate::api::{Connector, ConnectorClass};
+use crate::api::{Connector, ConnectorClass, ConnectorStatus};
 use crate::probe::{ProbeOutcome, TrustBundle};
 
 /// Probe results of one Connector with a fingerprint of everything they depend on.
@@ -105,10 +105,16 @@ impl PendingStatusWrites {
     }
 }
 
-/// Hash of a status as it would be written.
-pub fn status_hash<S: serde::Serialize>(status: &S) -> u64 {
+/// Hash of a status as it would be written, transition times aside: a reconcile on a
+/// stale cache merges its conditions into the older stored ones and so stamps new
+/// transition times on what is otherwise the status already written.
+pub fn status_hash(status: &ConnectorStatus) -> u64 {
+    let mut without_times = status.clone();
+    for condition in &mut without_times.conditions {
+        condition.last_transition_time = None;
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(status)
+    serde_json::to_string(&without_times)
         .unwrap_or_default()
         .hash(&mut h);
     h.finish()
@@ -193,6 +199,22 @@ mod tests {
         pending.record("c", Some("2"), 7);
         pending.forget("c");
         assert!(!pending.already_written("c", Some("2"), 7));
+    }
+
+    #[test]
+    fn the_status_hash_ignores_transition_times_only() {
+        use crate::decide::conditions::{Desired, merge};
+        let at = |secs| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+            )
+        };
+        let status = |secs, reason: &str| ConnectorStatus {
+            conditions: merge(&[], &[Desired::ok("Ready", reason, "")], &at(secs)),
+            ..ConnectorStatus::default()
+        };
+        assert_eq!(status_hash(&status(1, "A")), status_hash(&status(2, "A")));
+        assert_ne!(status_hash(&status(1, "A")), status_hash(&status(1, "B")));
     }
 
     #[test]
