@@ -653,8 +653,14 @@ fn the_operator_checks_dex_connectors_with_its_own_rbac() {
         extra_args: vec!["--lease-name".into(), format!("lease-{ns}")],
         ..OperatorOptions::default()
     });
-    apply_yaml(&ns, &bind_secret(&password));
+    // A wrong password first: a Warning, then the Normal `Ready` event when it comes
+    // back (a first Ready records no event, SPEC section 5), so both kinds of event
+    // are written with this RBAC.
+    let wrong = sentinel("wrong-bind");
+    apply_yaml(&ns, &bind_secret(&wrong));
     apply_yaml(&ns, &connector("corp", &ldap_config(&slapd)));
+    wait_idp(&ns, "corp", "AuthReady", "False", "InvalidCredentials");
+    apply_yaml(&ns, &bind_secret(&password));
     wait_idp(&ns, "corp", "Ready", "True", "");
     connectors_e2e::eventually(TIMEOUT, || {
         let events = kubectl_ok(["get", "events", "-n", &ns, "-o", "json"]);
@@ -671,7 +677,7 @@ fn the_operator_checks_dex_connectors_with_its_own_rbac() {
         .filter(|l| l.contains("forbidden") && l.contains("cannot"))
         .collect();
     assert!(denied.is_empty(), "RBAC denied: {:?}", denied.first());
-    assert_never_shown(&ns, "corp", &op, &[&password]);
+    assert_never_shown(&ns, "corp", &op, &[&password, &wrong]);
 }
 
 fn identity_lease_holder(lease: &str) -> String {
