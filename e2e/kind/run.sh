@@ -164,6 +164,9 @@ EOF
 run_tests() {
   cd "$REPO"
   export E2E_KIND=1 E2E_KIND_TOOLS_IMAGE="$TOOLS_IMAGE" E2E_OPERATOR_MODE=in-cluster
+  # E2E_DIR names the local control plane (e2e/cluster.sh); a caller's value must not
+  # make a test treat the kind cluster as that one.
+  unset E2E_DIR
   local rc=0
   # The kind-only tests (ignored everywhere else, run explicitly here).
   bg_wait cargo test -q --locked -p connectors-e2e --test kind -- --ignored --test-threads=1 "$@" || rc=$?
