@@ -791,7 +791,15 @@ impl Report {
                 row(
                     "rest",
                     "apiserver requests after the first pass (operator)",
-                    format!("{:?}", rest.api_requests),
+                    if rest.api_requests.is_empty() {
+                        "0".to_string()
+                    } else {
+                        rest.api_requests
+                            .iter()
+                            .map(|(request, n)| format!("{request} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
                 );
                 row(
                     "rest",
