@@ -193,11 +193,14 @@ fn without_own_writes(
 }
 
 /// Keeps of a proxy Service only what the reconcile compares and the echo filter and
-/// owner mapping read: identity, labels, owners, type and externalName.
+/// owner mapping read: identity, owners, type and externalName. Labels go too: the
+/// watch's selector already matched them, and even one label is a 500-byte map node
+/// per Service (docs/benchmarks.md, issue #19).
 fn trim_cached_service(service: &mut Service) {
     let meta = &mut service.metadata;
     meta.managed_fields = None;
     meta.annotations = None;
+    meta.labels = None;
     service.status = None;
     service.spec = service.spec.take().map(|spec| ServiceSpec {
         type_: spec.type_,
@@ -277,5 +280,48 @@ mod tests {
             (connector.spec, connector.status),
             (before.spec, before.status)
         );
+    }
+
+    #[test]
+    fn cached_services_keep_what_the_reconcile_and_echo_filter_read() {
+        use crate::decide::proxy_service::ObservedService;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "c-git", "namespace": "dev", "resourceVersion": "7",
+                "labels": {CONNECTOR_LABEL: "git"},
+                "annotations": {"team": "a"},
+            },
+            "spec": {"type": "ExternalName", "externalName": "proxy.example", "ports": [{"port": 80}]},
+        }))
+        .expect("service");
+        service.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "u1".into(),
+            ..OwnerReference::default()
+        }]);
+        let before = service.clone();
+        trim_cached_service(&mut service);
+        assert_eq!(
+            ObservedService::of(Some(&service), "u1"),
+            ObservedService::of(Some(&before), "u1")
+        );
+        let (meta, old) = (&service.metadata, &before.metadata);
+        assert_eq!(
+            (
+                &meta.name,
+                &meta.namespace,
+                &meta.resource_version,
+                &meta.owner_references
+            ),
+            (
+                &old.name,
+                &old.namespace,
+                &old.resource_version,
+                &old.owner_references
+            )
+        );
+        assert_eq!((&meta.labels, &meta.annotations), (&None, &None));
+        let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
+        assert_eq!(ports, None, "only type and externalName are compared");
     }
 }
