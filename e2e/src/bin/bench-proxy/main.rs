@@ -952,15 +952,12 @@ impl Report {
         );
         for (phase, api) in [("latency", &l.api), ("sustain", &sus.api)] {
             let c = &api.counters;
-            let kinds = if c.apiserver.is_empty() {
-                "none".to_string()
-            } else {
+            let kinds = cost::counts_line(
                 c.apiserver
                     .iter()
-                    .map(|(k, v)| format!("{k} {v:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+                    .map(|(kind, n)| (kind, format!("{n:.0}"))),
+                "none",
+            );
             row(
                 phase,
                 "proxied requests (proxy metric)",

@@ -152,6 +152,23 @@ impl Cost {
     }
 }
 
+/// `KEY N, KEY N, ...` for a report row, or `none` when there is nothing to count.
+pub fn counts_line<K: std::fmt::Display, V: std::fmt::Display>(
+    counts: impl IntoIterator<Item = (K, V)>,
+    none: &str,
+) -> String {
+    let line = counts
+        .into_iter()
+        .map(|(key, n)| format!("{key} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if line.is_empty() {
+        none.to_string()
+    } else {
+        line
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +191,13 @@ apiserver_request_duration_seconds_bucket{verb="GET",le="1"} 99
     fn cpu_of_this_process_is_readable() {
         let seconds = cpu_seconds(std::process::id());
         assert!(seconds.is_some_and(|s| s >= 0.0), "{seconds:?}");
+    }
+
+    #[test]
+    fn counts_line_lists_each_count_or_says_none() {
+        let counts = std::collections::BTreeMap::from([("GET secrets", 3), ("PATCH x", 1)]);
+        assert_eq!(counts_line(&counts, "0"), "GET secrets 3, PATCH x 1");
+        let empty: [(&str, u64); 0] = [];
+        assert_eq!(counts_line(empty, "none"), "none");
     }
 }

@@ -791,15 +791,7 @@ impl Report {
                 row(
                     "rest",
                     "apiserver requests after the first pass (operator)",
-                    if rest.api_requests.is_empty() {
-                        "0".to_string()
-                    } else {
-                        rest.api_requests
-                            .iter()
-                            .map(|(request, n)| format!("{request} {n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
+                    cost::counts_line(&rest.api_requests, "0"),
                 );
                 row(
                     "rest",
