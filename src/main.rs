@@ -505,7 +505,7 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    with_runtime(async { kube::Client::try_default().await }, work)
+    with_runtime(connectors_operator::runtime::apiserver_client(), work)
 }
 
 /// [`with_client`] whose client counts every apiserver request in `metrics`.
@@ -519,7 +519,7 @@ where
             .await
             .map_err(kube::Error::InferConfig)?;
         Ok::<_, kube::Error>(
-            kube::client::ClientBuilder::try_from(config)?
+            connectors_operator::runtime::apiserver_client_builder(&config)?
                 .with_layer(&telemetry::count_api_requests(metrics))
                 .build(),
         )

@@ -58,7 +58,7 @@ pub async fn ensure_service(
         .map_err(|_| Error::Deadline("creating a Service"))?
         {
             Ok(written) => {
-                record_service_write(ctx, &written);
+                record_service_write(ctx, &written, owner_uid);
                 return Ok(Some(ServiceAction::Create));
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -81,13 +81,13 @@ pub async fn ensure_service(
                 &Patch::Apply(desired),
             )
             .await?;
-        record_service_write(ctx, &written);
+        record_service_write(ctx, &written, owner_uid);
     }
     Ok(Some(action))
 }
 
-fn record_service_write(ctx: &Context, written: &Service) {
-    ctx.own_service_writes.record(&written.metadata);
+fn record_service_write(ctx: &Context, written: &Service, owner_uid: &str) {
+    ctx.own_service_writes.record(written, owner_uid);
     ctx.metrics.service_writes.inc();
 }
 

@@ -191,8 +191,8 @@ async fn probe(
 
 /// Observe (the owned-Service cache, no apiserver read), decide and act for the proxy
 /// Service; never takes over a Service it does not own. A Service missing from the
-/// cache (absent, or someone else's, which carries no label) is created; a conflict
-/// reads it and decides again.
+/// cache (absent, or someone else's, which carries no label) and not just written by
+/// this operator is created; a conflict reads it and decides again.
 async fn proxy_service(
     ctx: &Context,
     connector: &Connector,
@@ -209,13 +209,11 @@ async fn proxy_service(
     let owner_uid = connector.meta().uid.clone().unwrap_or_default();
     let service_name = proxy_service_name(connector.meta().name.as_deref().unwrap_or_default());
     let namespace = connector.meta().namespace.as_deref().unwrap_or_default();
-    let cached = ctx
+    let observed = ctx
         .services
-        .get(&ObjectRef::new(&service_name).within(namespace));
-    let observed = match cached {
-        Some(service) => ObservedService::of(Some(&service), &owner_uid),
-        None => ObservedService::NotRead,
-    };
+        .get(namespace, &service_name, &owner_uid)
+        .or_else(|| ctx.own_service_writes.unseen(namespace, &service_name))
+        .unwrap_or(ObservedService::NotRead);
     let action = service_action(&desired, &observed);
     Ok(
         match ensure_service(ctx, &desired, action, &owner_uid).await? {

@@ -7,9 +7,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Service;
 use kube::api::ObjectMeta;
 
 use crate::api::{Connector, ConnectorClass, ConnectorStatus};
+use crate::decide::proxy_service::ObservedService;
 use crate::probe::{ProbeOutcome, TrustBundle};
 
 /// Probe results of one Connector with a fingerprint of everything they depend on.
@@ -120,36 +122,50 @@ pub fn status_hash(status: &ConnectorStatus) -> u64 {
     h.finish()
 }
 
-/// Resource versions of the proxy Services this operator just wrote, so that the watch
-/// event of its own write (the echo) does not reconcile the owner again: that round
-/// would only read the Secret and the Service again to find nothing to do (a second
-/// reconcile per new Connector, a third of the API requests of a fresh start).
+/// The proxy Services this operator just wrote, by resource version, until the watch
+/// shows them. Their watch event (the echo) does not reconcile the owner again: that
+/// round would only find nothing to do (a second reconcile per new Connector, a third of
+/// the API requests of a fresh start). And a reconcile of the owner that runs before the
+/// echo sees the Service as written instead of missing from the cache, so it does not
+/// create it again only to read it back after the conflict (docs/benchmarks.md, #19).
 #[derive(Default)]
-pub struct OwnServiceWrites(Mutex<HashMap<String, String>>);
+pub struct OwnServiceWrites(Mutex<HashMap<String, (String, ObservedService)>>);
 
-fn service_key(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
+fn service_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+fn meta_key(meta: &ObjectMeta) -> String {
+    service_key(
         meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
+        meta.name.as_deref().unwrap_or_default(),
     )
 }
 
 impl OwnServiceWrites {
-    /// Remembers the state a write of this operator produced.
-    pub fn record(&self, written: &ObjectMeta) {
-        if let Some(version) = &written.resource_version {
+    /// Remembers the state a write of this operator produced, as its owner sees it.
+    pub fn record(&self, written: &Service, owner_uid: &str) {
+        if let Some(version) = &written.metadata.resource_version {
+            let observed = ObservedService::of(Some(written), owner_uid);
             let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            map.insert(service_key(written), version.clone());
+            map.insert(meta_key(&written.metadata), (version.clone(), observed));
         }
+    }
+
+    /// The Service as this operator wrote it, while the watch has not shown it yet.
+    pub fn unseen(&self, namespace: &str, name: &str) -> Option<ObservedService> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&service_key(namespace, name))
+            .map(|(_, observed)| observed.clone())
     }
 
     /// Whether a watched Service is exactly the state this operator wrote. Any event for
     /// the Service clears the record, so every later change, by anyone, triggers.
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let written = map.remove(&service_key(seen));
-        written.is_some() && written.as_deref() == seen.resource_version.as_deref()
+        let written = map.remove(&meta_key(seen));
+        written
+            .is_some_and(|(version, _)| Some(version.as_str()) == seen.resource_version.as_deref())
     }
 }
 
@@ -219,26 +235,71 @@ mod tests {
 
     #[test]
     fn only_the_exact_state_written_is_an_echo_and_only_once() {
-        let meta = |version: &str| ObjectMeta {
-            namespace: Some("dev".into()),
-            name: Some("c-git".into()),
-            resource_version: Some(version.into()),
+        let service = |version: &str| Service {
+            metadata: ObjectMeta {
+                namespace: Some("dev".into()),
+                name: Some("c-git".into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let writes = OwnServiceWrites::default();
-        assert!(!writes.is_echo(&meta("1")), "nothing written yet");
-        writes.record(&meta("5"));
-        assert!(writes.is_echo(&meta("5")));
         assert!(
-            !writes.is_echo(&meta("5")),
+            !writes.is_echo(&service("1").metadata),
+            "nothing written yet"
+        );
+        writes.record(&service("5"), "uid");
+        assert!(writes.is_echo(&service("5").metadata));
+        assert!(
+            !writes.is_echo(&service("5").metadata),
             "a second event is not the echo"
         );
-        writes.record(&meta("7"));
-        assert!(!writes.is_echo(&meta("8")), "someone else changed it since");
+        writes.record(&service("7"), "uid");
         assert!(
-            !writes.is_echo(&meta("7")),
+            !writes.is_echo(&service("8").metadata),
+            "someone else changed it since"
+        );
+        assert!(
+            !writes.is_echo(&service("7").metadata),
             "the record is gone after any event"
         );
+    }
+
+    #[test]
+    fn a_written_service_is_seen_as_written_until_the_watch_shows_it() {
+        use k8s_openapi::api::core::v1::ServiceSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let written = Service {
+            metadata: ObjectMeta {
+                namespace: Some("dev".into()),
+                name: Some("c-git".into()),
+                resource_version: Some("5".into()),
+                owner_references: Some(vec![OwnerReference {
+                    uid: "uid-1".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some("proxy.example".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let writes = OwnServiceWrites::default();
+        assert_eq!(writes.unseen("dev", "c-git"), None);
+        writes.record(&written, "uid-1");
+        let expected = ObservedService::Present {
+            owned: true,
+            type_: Some("ExternalName".into()),
+            external_name: Some("proxy.example".into()),
+        };
+        assert_eq!(writes.unseen("dev", "c-git"), Some(expected));
+        assert_eq!(writes.unseen("other", "c-git"), None);
+        assert!(writes.is_echo(&written.metadata));
+        assert_eq!(writes.unseen("dev", "c-git"), None, "the cache has it now");
     }
 
     #[test]

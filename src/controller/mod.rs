@@ -9,13 +9,14 @@ pub mod connector;
 mod memo;
 mod objects;
 pub mod secret_cache;
+mod service_index;
 mod watches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -36,6 +37,7 @@ use crate::types::FieldError;
 pub use act::MANAGER;
 pub use memo::{OwnServiceWrites, PendingStatusWrites, ProbeMemo};
 use secret_cache::{SecretCache, SecretKey};
+pub use service_index::ProxyServiceIndex;
 
 /// Operator settings (flags and environment variables of `run`).
 #[derive(Clone, Debug)]
@@ -98,8 +100,8 @@ pub struct Context {
     pub classes: Store<ConnectorClass>,
     /// The labelled global CA Secrets of the operator's namespace (and nothing else).
     pub global_cas: Store<Secret>,
-    /// The proxy Services the operator created (labelled; trimmed to what it compares).
-    pub services: Store<Service>,
+    /// The proxy Services the operator created (labelled), as far as it compares them.
+    pub services: Arc<ProxyServiceIndex>,
     /// Open once the caches above hold their first full list.
     pub caches_ready: CachesReady,
     /// Compiled classes keyed by (uid, generation): compile once per generation.
@@ -124,7 +126,7 @@ pub struct Context {
 pub struct Caches {
     pub classes: Store<ConnectorClass>,
     pub global_cas: Store<Secret>,
-    pub services: Store<Service>,
+    pub services: Arc<ProxyServiceIndex>,
 }
 
 impl Context {
@@ -159,7 +161,10 @@ impl Context {
             CachesReady::spawn(async move {
                 classes.wait_until_ready().await.is_ok()
                     && global_cas.wait_until_ready().await.is_ok()
-                    && services.wait_until_ready().await.is_ok()
+                    && {
+                        services.wait_until_listed().await;
+                        true
+                    }
             })
         };
         let namespace_share = FairShare::new(namespace_share(&settings));

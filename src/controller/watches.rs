@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::Client;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -17,7 +17,7 @@ use crate::observe::GLOBAL_CA_LABEL;
 use crate::runtime::{Shutdown, WatchBackoff};
 use crate::telemetry::{ErrorLabels, Metrics};
 
-use super::{Caches, Context, Error, Settings, class, connector};
+use super::{Caches, Context, Error, ProxyServiceIndex, Settings, class, connector};
 
 /// Runs both controllers until `shutdown`.
 pub(super) async fn controllers(
@@ -46,22 +46,26 @@ pub(super) async fn controllers(
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
-    let (service_store, service_writer) = reflector::store::<Service>();
-    let service_events = reflector(
-        service_writer,
+    let service_index = Arc::new(ProxyServiceIndex::default());
+    let service_events = {
+        let index = service_index.clone();
         watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default().labels(CONNECTOR_LABEL),
         )
-        .modify(trim_cached_service),
-    )
-    .backoff(WatchBackoff::default())
-    .touched_objects();
+        .backoff(WatchBackoff::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        })
+        .touched_objects()
+    };
     let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
     let caches = Caches {
         classes: class_store,
         global_cas: ca_store,
-        services: service_store,
+        services: service_index,
     };
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics, caches));
     let classes = Controller::new(
@@ -192,23 +196,6 @@ fn without_own_writes(
     })
 }
 
-/// Keeps of a proxy Service only what the reconcile compares and the echo filter and
-/// owner mapping read: identity, owners, type and externalName. Labels go too: the
-/// watch's selector already matched them, and even one label is a 500-byte map node
-/// per Service (docs/benchmarks.md, issue #19).
-fn trim_cached_service(service: &mut Service) {
-    let meta = &mut service.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.labels = None;
-    service.status = None;
-    service.spec = service.spec.take().map(|spec| ServiceSpec {
-        type_: spec.type_,
-        external_name: spec.external_name,
-        ..ServiceSpec::default()
-    });
-}
-
 fn count_error(ctx: &Context, kind: &'static str, error: &Error) {
     ctx.metrics
         .reconcile_errors
@@ -280,48 +267,5 @@ mod tests {
             (connector.spec, connector.status),
             (before.spec, before.status)
         );
-    }
-
-    #[test]
-    fn cached_services_keep_what_the_reconcile_and_echo_filter_read() {
-        use crate::decide::proxy_service::ObservedService;
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-        let mut service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": "c-git", "namespace": "dev", "resourceVersion": "7",
-                "labels": {CONNECTOR_LABEL: "git"},
-                "annotations": {"team": "a"},
-            },
-            "spec": {"type": "ExternalName", "externalName": "proxy.example", "ports": [{"port": 80}]},
-        }))
-        .expect("service");
-        service.metadata.owner_references = Some(vec![OwnerReference {
-            uid: "u1".into(),
-            ..OwnerReference::default()
-        }]);
-        let before = service.clone();
-        trim_cached_service(&mut service);
-        assert_eq!(
-            ObservedService::of(Some(&service), "u1"),
-            ObservedService::of(Some(&before), "u1")
-        );
-        let (meta, old) = (&service.metadata, &before.metadata);
-        assert_eq!(
-            (
-                &meta.name,
-                &meta.namespace,
-                &meta.resource_version,
-                &meta.owner_references
-            ),
-            (
-                &old.name,
-                &old.namespace,
-                &old.resource_version,
-                &old.owner_references
-            )
-        );
-        assert_eq!((&meta.labels, &meta.annotations), (&None, &None));
-        let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
-        assert_eq!(ports, None, "only type and externalName are compared");
     }
 }

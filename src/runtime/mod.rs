@@ -1,6 +1,7 @@
 //! What every process of the operator runs on: shutdown, leader election, the clock,
 //! watch and retry backoff, the caches gate. Knows no controller, webhook or proxy.
 
+mod apiserver;
 mod backoff;
 mod caches;
 mod clock;
@@ -10,6 +11,7 @@ mod leader;
 mod shutdown;
 mod ttl_cache;
 
+pub use apiserver::{ApiService, apiserver_client, apiserver_client_builder};
 pub use backoff::{WatchBackoff, backoff_delay};
 pub use caches::{CachesReady, CachesStopped};
 pub use clock::now;
