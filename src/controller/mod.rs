@@ -10,6 +10,7 @@ mod memo;
 mod objects;
 pub mod secret_cache;
 mod service_index;
+mod stored_conditions;
 mod watches;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ pub use act::MANAGER;
 pub use memo::{OwnServiceWrites, PendingStatusWrites, ProbeMemo};
 use secret_cache::{SecretCache, SecretKey};
 pub use service_index::ProxyServiceIndex;
+pub use stored_conditions::StoredConditions;
 
 /// Operator settings (flags and environment variables of `run`).
 #[derive(Clone, Debug)]
@@ -114,6 +116,8 @@ pub struct Context {
     pub own_service_writes: OwnServiceWrites,
     /// Status writes the Connector cache does not show yet.
     pub pending_status: PendingStatusWrites,
+    /// The conditions of the cached Connectors, kept apart from kube's store.
+    pub stored_conditions: StoredConditions,
     /// Reconciles one namespace may run at once (and so probes it may hold).
     pub namespace_share: FairShare,
     /// Referenced Secrets, kept while the metadata watch shows them unchanged.
@@ -183,6 +187,7 @@ impl Context {
             probe_memo: ProbeMemo::default(),
             own_service_writes: OwnServiceWrites::default(),
             pending_status: PendingStatusWrites::default(),
+            stored_conditions: StoredConditions::default(),
             namespace_share,
             secrets: SecretCache::default(),
             secret_reads: KeyLocks::default(),

@@ -111,13 +111,21 @@ fn connector_controller(
     shutdown: Shutdown,
 ) -> impl Stream<Item = ()> {
     let (store, writer) = reflector::store::<Connector>();
+    let to_cache = {
+        let ctx = ctx.clone();
+        move |event: watcher::Event<Connector>| {
+            let mut event = event.modify(trim_cached_connector);
+            ctx.stored_conditions.take(&mut event);
+            event
+        }
+    };
     let connector_events = reflector(
         writer,
         watcher(
             Api::<Connector>::all(client.clone()),
             watcher::Config::default(),
         )
-        .modify(trim_cached_connector),
+        .map_ok(to_cache),
     )
     .backoff(WatchBackoff::default())
     .inspect({
