@@ -24,6 +24,13 @@ pub type ApiService =
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The request log kube's own stack kept at debug (`RUST_LOG=...,connectors_operator=debug`):
+/// method and path, which name objects but never carry a credential.
+fn log_request(request: http::Request<Body>) -> http::Request<Body> {
+    tracing::debug!(method = %request.method(), path = %request.uri(), "apiserver request");
+    request
+}
+
 /// A client of the current kubeconfig (or in-cluster config).
 pub async fn apiserver_client() -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer()
@@ -63,6 +70,7 @@ pub fn apiserver_client_builder(
         .default_retry
         .then(|| RetryLayer::new(RetryPolicy::server_retry()));
     let service = ServiceBuilder::new()
+        .map_request(log_request)
         .layer(config.base_uri_layer())
         .option_layer(retry)
         .option_layer(config.auth_layer()?)
