@@ -43,6 +43,13 @@ pub async fn apiserver_client() -> Result<kube::Client, kube::Error> {
 pub fn apiserver_client_builder(
     config: &kube::Config,
 ) -> Result<ClientBuilder<ApiService>, kube::Error> {
+    // kube's own stack (built without its proxy features) refused these too; going
+    // around a configured proxy silently would be worse.
+    if let Some(proxy) = &config.proxy_url {
+        return Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(proxy.clone()),
+        });
+    }
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
@@ -81,4 +88,20 @@ pub fn apiserver_client_builder(
         BoxService::new(service),
         config.default_namespace.clone(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_in_the_kubeconfig_is_refused_not_bypassed() {
+        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().expect("url"));
+        config.proxy_url = Some("http://proxy.example:3128".parse().expect("url"));
+        let refused = apiserver_client_builder(&config).err();
+        assert!(
+            matches!(refused, Some(kube::Error::ProxyProtocolUnsupported { .. })),
+            "{refused:?}"
+        );
+    }
 }
