@@ -234,10 +234,13 @@ async fn write_status(
     status: &ConnectorStatus,
     inputs: &ConnectorInputs,
 ) -> Result<(), Error> {
+    let key = key_of(connector);
     if connector.status.as_ref() == Some(status) {
+        // The cache shows it: no reconcile of this Connector (they never run two at
+        // once) can see an older version from now on.
+        ctx.pending_status.forget(&key);
         return Ok(());
     }
-    let key = key_of(connector);
     let version = connector.metadata.resource_version.as_deref();
     let hash = status_hash(status);
     if ctx.pending_status.already_written(&key, version, hash) {

@@ -105,6 +105,14 @@ impl PendingStatusWrites {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(key);
     }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Hash of a status as it would be written, transition times aside: a reconcile on a
@@ -231,6 +239,15 @@ mod tests {
         };
         assert_eq!(status_hash(&status(1, "A")), status_hash(&status(2, "A")));
         assert_ne!(status_hash(&status(1, "A")), status_hash(&status(1, "B")));
+    }
+
+    #[test]
+    fn a_pending_write_is_forgotten_once_the_cache_shows_it() {
+        let pending = PendingStatusWrites::default();
+        pending.record("c", Some("1"), 7);
+        assert!(pending.already_written("c", Some("1"), 7));
+        pending.forget("c");
+        assert!(pending.is_empty());
     }
 
     #[test]

@@ -26,10 +26,11 @@ enum Entry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<SecretKey, Entry>,
-    /// The Secrets each Connector references (by Connector key).
-    references: HashMap<String, Vec<SecretKey>>,
+    /// The Secrets each Connector references (by Connector key), sharing the keys of
+    /// `counts`: one copy of a Secret's name however many Connectors read it.
+    references: HashMap<Box<str>, Box<[Arc<SecretKey>]>>,
     /// How many Connectors reference each Secret.
-    counts: HashMap<SecretKey, usize>,
+    counts: HashMap<Arc<SecretKey>, usize>,
     next_ticket: u64,
 }
 
@@ -59,13 +60,21 @@ impl SecretCache {
     /// more are dropped.
     pub fn set_references(&self, connector: &str, keys: Vec<SecretKey>) {
         let mut inner = self.lock();
-        if inner.references.get(connector) == Some(&keys) {
+        let same = |held: &[Arc<SecretKey>]| {
+            held.len() == keys.len() && held.iter().zip(&keys).all(|(a, b)| **a == *b)
+        };
+        if inner
+            .references
+            .get(connector)
+            .is_some_and(|held| same(held))
+        {
             return;
         }
-        for key in &keys {
-            *inner.counts.entry(key.clone()).or_insert(0) += 1;
-        }
-        if let Some(old) = inner.references.insert(connector.to_string(), keys) {
+        let shared: Box<[Arc<SecretKey>]> = keys
+            .into_iter()
+            .map(|key| inner.count_one_more(key))
+            .collect();
+        if let Some(old) = inner.references.insert(connector.into(), shared) {
             inner.release(old);
         }
     }
@@ -143,13 +152,31 @@ impl SecretCache {
 }
 
 impl Inner {
-    fn release(&mut self, keys: Vec<SecretKey>) {
-        for key in keys {
-            if let Some(count) = self.counts.get_mut(&key) {
+    /// Counts one more reference to `key`; returns the shared copy of the key.
+    fn count_one_more(&mut self, key: SecretKey) -> Arc<SecretKey> {
+        match self.counts.get_key_value(&key) {
+            Some((shared, _)) => {
+                let shared = shared.clone();
+                if let Some(count) = self.counts.get_mut(&key) {
+                    *count += 1;
+                }
+                shared
+            }
+            None => {
+                let shared = Arc::new(key);
+                self.counts.insert(shared.clone(), 1);
+                shared
+            }
+        }
+    }
+
+    fn release(&mut self, keys: Box<[Arc<SecretKey>]>) {
+        for key in keys.iter() {
+            if let Some(count) = self.counts.get_mut(&**key) {
                 *count -= 1;
                 if *count == 0 {
-                    self.counts.remove(&key);
-                    self.entries.remove(&key);
+                    self.counts.remove(&**key);
+                    self.entries.remove(&**key);
                 }
             }
         }
@@ -254,6 +281,23 @@ mod tests {
         assert!(cache.get(&key("s")).is_some(), "c2 still references it");
         cache.forget("c2");
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn connectors_reading_one_secret_share_one_copy_of_its_key() {
+        let cache = SecretCache::default();
+        cache.set_references("c1", vec![key("s")]);
+        cache.set_references("c2", vec![key("s")]);
+        cache.set_references("c2", vec![key("s")]);
+        let inner = cache.lock();
+        assert_eq!(inner.counts.len(), 1);
+        let (shared, count) = inner.counts.iter().next().expect("one key");
+        assert_eq!(*count, 2, "a repeated call is not counted twice");
+        assert_eq!(
+            Arc::strong_count(shared),
+            3,
+            "the count's copy and two references"
+        );
     }
 
     #[test]
