@@ -75,7 +75,7 @@ impl SecretCache {
             .map(|key| inner.count_one_more(key))
             .collect();
         if let Some(old) = inner.references.insert(connector.into(), shared) {
-            inner.release(old);
+            inner.release(&old);
         }
     }
 
@@ -83,7 +83,7 @@ impl SecretCache {
     pub fn forget(&self, connector: &str) {
         let mut inner = self.lock();
         if let Some(old) = inner.references.remove(connector) {
-            inner.release(old);
+            inner.release(&old);
         }
     }
 
@@ -170,7 +170,7 @@ impl Inner {
         }
     }
 
-    fn release(&mut self, keys: Box<[Arc<SecretKey>]>) {
+    fn release(&mut self, keys: &[Arc<SecretKey>]) {
         for key in keys.iter() {
             if let Some(count) = self.counts.get_mut(&**key) {
                 *count -= 1;
