@@ -24,10 +24,11 @@ pub type ApiService =
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The request log kube's own stack kept at debug (`RUST_LOG=...,connectors_operator=debug`):
+/// The request log kube's own stack kept at debug, in its words and field names
+/// (`requesting`, `http.method`, `http.url`; `RUST_LOG=connectors_operator=debug`):
 /// method and path, which name objects but never carry a credential.
 fn log_request(request: http::Request<Body>) -> http::Request<Body> {
-    tracing::debug!(method = %request.method(), path = %request.uri(), "apiserver request");
+    tracing::debug!(http.method = %request.method(), http.url = %request.uri(), "requesting");
     request
 }
 
