@@ -124,11 +124,12 @@ impl ProxyServiceIndex {
     pub fn get(&self, namespace: &str, name: &str, owner_uid: &str) -> Option<ObservedService> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let entry = state.live.get(&key(namespace, name))?;
-        Some(ObservedService::Present {
-            owned: entry.owner_uids.iter().any(|uid| &**uid == owner_uid),
-            type_: entry.type_.as_deref().map(str::to_owned),
-            external_name: entry.external_name.as_deref().map(str::to_owned),
-        })
+        Some(ObservedService::present(
+            entry.owner_uids.iter().map(|uid| &**uid),
+            entry.type_.as_deref(),
+            entry.external_name.as_deref(),
+            owner_uid,
+        ))
     }
 
     /// Resolves once the first full list is in.
@@ -138,13 +139,10 @@ impl ProxyServiceIndex {
         let _ = listed.wait_for(|listed| *listed).await;
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

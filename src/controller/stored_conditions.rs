@@ -151,8 +151,9 @@ impl StoredConditions {
         connector
     }
 
-    /// How many distinct condition lists are held (for tests and figures).
-    pub fn distinct_lists(&self) -> usize {
+    /// How many distinct condition lists are held.
+    #[cfg(test)]
+    fn distinct_lists(&self) -> usize {
         self.lock().shapes.len()
     }
 }

@@ -50,15 +50,27 @@ impl ObservedService {
             return ObservedService::Absent;
         };
         let spec = service.spec.as_ref();
+        let owners = service.metadata.owner_references.iter().flatten();
+        ObservedService::present(
+            owners.map(|r| r.uid.as_str()),
+            spec.and_then(|s| s.type_.as_deref()),
+            spec.and_then(|s| s.external_name.as_deref()),
+            owner_uid,
+        )
+    }
+
+    /// A Service known by its owners' uids, type and externalName (all a cache needs to
+    /// keep), as the Connector `owner_uid` sees it.
+    pub fn present<'a>(
+        owner_uids: impl IntoIterator<Item = &'a str>,
+        type_: Option<&str>,
+        external_name: Option<&str>,
+        owner_uid: &str,
+    ) -> Self {
         ObservedService::Present {
-            owned: service
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == owner_uid),
-            type_: spec.and_then(|s| s.type_.clone()),
-            external_name: spec.and_then(|s| s.external_name.clone()),
+            owned: owner_uids.into_iter().any(|uid| uid == owner_uid),
+            type_: type_.map(str::to_owned),
+            external_name: external_name.map(str::to_owned),
         }
     }
 }

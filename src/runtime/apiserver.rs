@@ -44,11 +44,16 @@ pub async fn apiserver_client() -> Result<kube::Client, kube::Error> {
 pub fn apiserver_client_builder(
     config: &kube::Config,
 ) -> Result<ClientBuilder<ApiService>, kube::Error> {
-    // kube's own stack (built without its proxy features) refused these too; going
-    // around a configured proxy silently would be worse.
+    // Refused with kube's own error (its stack is built here without its proxy
+    // features); going around a configured proxy silently would be worse.
     if let Some(proxy) = &config.proxy_url {
-        return Err(kube::Error::ProxyProtocolUnsupported {
+        let protocol_feature = match proxy.scheme_str() {
+            Some("socks5") => "kube/socks5",
+            _ => "kube/http-proxy",
+        };
+        return Err(kube::Error::ProxyProtocolDisabled {
             proxy_url: Box::new(proxy.clone()),
+            protocol_feature,
         });
     }
     let mut tcp = HttpConnector::new();
@@ -101,7 +106,13 @@ mod tests {
         config.proxy_url = Some("http://proxy.example:3128".parse().expect("url"));
         let refused = apiserver_client_builder(&config).err();
         assert!(
-            matches!(refused, Some(kube::Error::ProxyProtocolUnsupported { .. })),
+            matches!(
+                refused,
+                Some(kube::Error::ProxyProtocolDisabled {
+                    protocol_feature: "kube/http-proxy",
+                    ..
+                })
+            ),
             "{refused:?}"
         );
     }
