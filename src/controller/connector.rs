@@ -65,8 +65,8 @@ pub async fn reconcile(connector: Arc<Connector>, ctx: Arc<Context>) -> Result<A
         let wait = Duration::from_millis(rand::rng().random_range(SHARE_RETRY_MS));
         return Ok(Action::requeue(wait));
     };
-    // The store's copy has no conditions (they are kept apart, see `stored_conditions`).
-    let connector = ctx.stored_conditions.restore(&connector);
+    // The store's copy has no conditions, labels or annotations (see `stored_apart`).
+    let connector = ctx.stored_apart.restore(&connector);
     tokio::time::timeout(ctx.reconcile_deadline(), reconcile_now(&connector, &ctx))
         .await
         .map_err(|_| Error::Deadline("the reconcile"))?

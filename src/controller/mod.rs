@@ -10,7 +10,7 @@ mod memo;
 mod objects;
 pub mod secret_cache;
 mod service_index;
-mod stored_conditions;
+mod stored_apart;
 mod watches;
 
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub use act::MANAGER;
 pub use memo::{OwnServiceWrites, PendingStatusWrites, ProbeMemo};
 use secret_cache::{SecretCache, SecretKey};
 pub use service_index::ProxyServiceIndex;
-pub use stored_conditions::StoredConditions;
+pub use stored_apart::StoredApart;
 
 /// Operator settings (flags and environment variables of `run`).
 #[derive(Clone, Debug)]
@@ -116,8 +116,9 @@ pub struct Context {
     pub own_service_writes: OwnServiceWrites,
     /// Status writes the Connector cache does not show yet.
     pub pending_status: PendingStatusWrites,
-    /// The conditions of the cached Connectors, kept apart from kube's store.
-    pub stored_conditions: StoredConditions,
+    /// Conditions, labels and annotations of the cached Connectors, kept apart from
+    /// kube's store.
+    pub stored_apart: StoredApart,
     /// Reconciles one namespace may run at once (and so probes it may hold).
     pub namespace_share: FairShare,
     /// Referenced Secrets, kept while the metadata watch shows them unchanged.
@@ -187,7 +188,7 @@ impl Context {
             probe_memo: ProbeMemo::default(),
             own_service_writes: OwnServiceWrites::default(),
             pending_status: PendingStatusWrites::default(),
-            stored_conditions: StoredConditions::default(),
+            stored_apart: StoredApart::default(),
             namespace_share,
             secrets: SecretCache::default(),
             secret_reads: KeyLocks::default(),

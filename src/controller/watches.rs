@@ -115,7 +115,7 @@ fn connector_controller(
         let ctx = ctx.clone();
         move |event: watcher::Event<Connector>| {
             let mut event = event.modify(trim_cached_connector);
-            ctx.stored_conditions.take(&mut event);
+            ctx.stored_apart.take(&mut event);
             event
         }
     };

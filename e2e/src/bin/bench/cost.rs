@@ -152,6 +152,47 @@ impl Cost {
     }
 }
 
+/// Requests per second below which the control plane counts as idle (its own lease
+/// renewals and the bench's samples stay well under it).
+const QUIET_REQUESTS_PER_SECOND: f64 = 2.0;
+const QUIET_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Requests the apiserver served so far, watches left out (one per watch, however long).
+fn requests_served() -> f64 {
+    Cost::now(None)
+        .requests
+        .iter()
+        .filter(|(key, _)| !key.starts_with("WATCH"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Waits until the apiserver serves fewer than `QUIET_REQUESTS_PER_SECOND` in two
+/// consecutive samples, at most `limit`; returns the wait and whether it got quiet.
+/// A timed phase must not pay for the previous phase's clean-up, which
+/// kube-controller-manager works off at its default 20 requests per second per
+/// controller (10,000 deleted Services: about 8 minutes of `DELETE endpoints`).
+pub fn wait_until_quiet(limit: std::time::Duration) -> (std::time::Duration, bool) {
+    let started = std::time::Instant::now();
+    let mut served = requests_served();
+    let mut quiet_samples = 0;
+    while started.elapsed() < limit {
+        std::thread::sleep(QUIET_SAMPLE);
+        let now = requests_served();
+        let rate = (now - served) / QUIET_SAMPLE.as_secs_f64();
+        served = now;
+        quiet_samples = if rate < QUIET_REQUESTS_PER_SECOND {
+            quiet_samples + 1
+        } else {
+            0
+        };
+        if quiet_samples >= 2 {
+            return (started.elapsed(), true);
+        }
+    }
+    (started.elapsed(), false)
+}
+
 /// `KEY N, KEY N, ...` for a report row, or `none` when there is nothing to count.
 pub fn counts_line<K: std::fmt::Display, V: std::fmt::Display>(
     counts: impl IntoIterator<Item = (K, V)>,

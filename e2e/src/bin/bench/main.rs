@@ -12,6 +12,9 @@
 //! 4. step 2 again with every tenth Connector on a target that never answers: time
 //!    until the others are Ready.
 //!
+//! Each timed phase (1, 2 and 4) starts once the apiserver is idle, so that none pays
+//! for the controller-manager working off an earlier phase's clean-up.
+//!
 //! Prints a table and, last, one machine-readable `bench ...` line.
 
 mod cost;
@@ -263,6 +266,39 @@ struct Rest {
     cost: Cost,
 }
 
+/// How long a phase waited for the control plane to go idle, and whether it did.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    waited_s: f64,
+    idle: bool,
+}
+
+impl Quiet {
+    /// Waits (at most 15 minutes) until the apiserver is idle, so that no phase is
+    /// timed while the controller-manager still works off an earlier clean-up.
+    fn wait(phase: &str) -> Quiet {
+        progress(&format!(
+            "{phase}: waiting for the control plane to go idle"
+        ));
+        let (waited, idle) = cost::wait_until_quiet(Duration::from_secs(900));
+        if !idle {
+            progress(&format!(
+                "{phase}: still busy after {:.0}s; timing anyway",
+                waited.as_secs_f64()
+            ));
+        }
+        Quiet {
+            waited_s: waited.as_secs_f64(),
+            idle,
+        }
+    }
+
+    fn figure(&self) -> String {
+        let busy = if self.idle { "" } else { " (still busy)" };
+        format!("{:.0}s{busy}", self.waited_s)
+    }
+}
+
 /// Figures of one operator run (steps 2 to 4).
 #[derive(Debug)]
 struct OperatorRun {
@@ -278,6 +314,8 @@ struct OperatorRun {
     rest: Option<Rest>,
     leader_lost: bool,
     cleanup_s: f64,
+    /// Waiting for the control plane to go idle before the clock started.
+    quiet: Quiet,
     load: (String, String),
     /// From operator start to all answering Connectors Ready.
     cost: Cost,
@@ -288,6 +326,7 @@ struct Report {
     setup_s: f64,
     floor_s: f64,
     floor_cleanup_s: f64,
+    floor_quiet: Quiet,
     floor_load: (String, String),
     floor_cost: Cost,
     normal: OperatorRun,
@@ -329,6 +368,7 @@ fn run(args: &Args) -> Result<Report, BenchError> {
     let started = Instant::now();
     let floor_workload = runtime.block_on(workload::create(&client, &plan("bench-floor", 0)))?;
     let setup_s = started.elapsed().as_secs_f64();
+    let floor_quiet = Quiet::wait("floor");
     progress("floor: writing one proxy Service and one status per Connector");
     let cost_before = Cost::now(None);
     let floor = runtime.block_on(floor_writes(&client, &floor_workload, &class, concurrency))?;
@@ -364,6 +404,7 @@ fn run(args: &Args) -> Result<Report, BenchError> {
         setup_s,
         floor_s: floor.as_secs_f64(),
         floor_cleanup_s,
+        floor_quiet,
         floor_load,
         floor_cost,
         normal,
@@ -427,6 +468,7 @@ fn operator_run(
     let watch = runtime.block_on(ReadyWatch::start(client))?;
     let answering = plan.answering();
     let hanging = plan.connectors - answering;
+    let quiet = Quiet::wait(identity);
 
     progress(&format!("{identity}: starting the operator"));
     let counts_before = targets.counts();
@@ -491,6 +533,7 @@ fn operator_run(
         rest,
         leader_lost,
         cleanup_s: cleanup_s.as_secs_f64(),
+        quiet,
         load: (load_before, load_after),
         cost,
     })
@@ -666,6 +709,11 @@ impl Report {
         );
         row(
             "floor",
+            "waiting for an idle control plane (not timed)",
+            self.floor_quiet.figure(),
+        );
+        row(
+            "floor",
             "Service + status writes, bare client",
             format!("{:.2}s", self.floor_s),
         );
@@ -682,6 +730,11 @@ impl Report {
                 phase,
                 "creating the Connectors (before the clock)",
                 format!("{:.2}s", r.setup_s),
+            );
+            row(
+                phase,
+                "waiting for an idle control plane (not timed)",
+                r.quiet.figure(),
             );
             row(
                 phase,

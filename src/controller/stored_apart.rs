@@ -1,14 +1,19 @@
-//! The stored status conditions of every watched Connector, kept outside kube's
-//! reflector store: the watch moves them here before the store sees the object, and
-//! a reconcile puts them back into its own copy ([`StoredConditions::restore`]).
+//! What the watch keeps apart from kube's reflector store of Connectors: each
+//! Connector's status conditions, labels and annotations. The watch moves them here
+//! before the store sees the object, and a reconcile puts them back into its own copy
+//! ([`StoredApart::restore`]).
 //!
 //! Why: conditions were the largest part of the Connector cache (eight per Connector,
-//! ~1.6 KiB with their strings: 13 MiB at 10,000; docs/benchmarks.md, issue #19). Here a
-//! Connector keeps only its transition times; everything else of the list (types,
-//! statuses, reasons, messages) is one shared copy per distinct list, and thousands of
-//! Ready Connectors have the same one.
+//! ~1.6 KiB with their strings: 13 MiB at 10,000; docs/benchmarks.md, issue #19), and
+//! labels and annotations the next (a map node of ~540 bytes plus its strings, per
+//! Connector). Here a Connector keeps only its transition times; everything else (the
+//! condition types, statuses, reasons, messages; the two maps) is one shared copy per
+//! distinct value, and thousands of Connectors have the same ones. Nothing that reads
+//! the store outside a reconcile looks at labels, annotations or conditions (the class
+//! and Secret mappers read the spec).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -28,50 +33,83 @@ struct Shape {
     message: Option<String>,
 }
 
+/// A Connector's labels and annotations.
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct MetadataMaps {
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
 struct Stored {
-    shapes: Arc<[Shape]>,
+    /// `None`: the Connector has no status yet.
+    shapes: Option<Arc<[Shape]>>,
     times: Box<[Option<Time>]>,
+    maps: Arc<MetadataMaps>,
+}
+
+/// One copy of each distinct value, dropped once nobody else holds it.
+struct Shared<T: ?Sized>(HashSet<Arc<T>>);
+
+impl<T: ?Sized> Default for Shared<T> {
+    fn default() -> Self {
+        Shared(HashSet::new())
+    }
+}
+
+impl<T: ?Sized + Hash + Eq> Shared<T> {
+    fn share(&mut self, value: Box<T>) -> Arc<T> {
+        if let Some(known) = self.0.get(&*value) {
+            return known.clone();
+        }
+        let new: Arc<T> = value.into();
+        self.0.insert(new.clone());
+        new
+    }
+
+    /// Called with a value a Connector no longer holds: drops it if only the set has it.
+    fn release(&mut self, old: Arc<T>) {
+        if Arc::strong_count(&old) == 2 {
+            self.0.remove(&*old);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 #[derive(Default)]
 struct State {
     by_connector: HashMap<String, Stored>,
-    /// One copy of each distinct condition list.
-    shapes: HashSet<Arc<[Shape]>>,
+    shapes: Shared<[Shape]>,
+    maps: Shared<MetadataMaps>,
     /// The Connectors listed so far in a relist in progress.
     relisted: Option<HashSet<String>>,
 }
 
-/// Conditions by Connector key; feed it every watch event with [`StoredConditions::take`].
+/// Conditions, labels and annotations by Connector key; feed it every watch event with
+/// [`StoredApart::take`].
 #[derive(Default)]
-pub struct StoredConditions(Mutex<State>);
+pub struct StoredApart(Mutex<State>);
 
 impl State {
-    fn insert(&mut self, key: String, conditions: Vec<Condition>) {
-        let (shapes, times): (Vec<Shape>, Vec<Option<Time>>) = conditions
-            .into_iter()
-            .map(|c| {
-                let shape = Shape {
-                    type_: c.type_,
-                    status: c.status,
-                    severity: c.severity,
-                    reason: c.reason,
-                    message: c.message,
-                };
-                (shape, c.last_transition_time)
-            })
-            .unzip();
-        let shared = match self.shapes.get(shapes.as_slice()) {
-            Some(known) => known.clone(),
-            None => {
-                let new: Arc<[Shape]> = shapes.into();
-                self.shapes.insert(new.clone());
-                new
+    fn insert(&mut self, key: String, connector: &mut Connector) {
+        let maps = MetadataMaps {
+            labels: connector.metadata.labels.take(),
+            annotations: connector.metadata.annotations.take(),
+        };
+        let (shapes, times) = match connector.status.as_mut() {
+            Some(status) => {
+                let (shapes, times) = split(std::mem::take(&mut status.conditions));
+                (Some(self.shapes.share(shapes.into())), times)
             }
+            None => (None, Box::default()),
         };
         let stored = Stored {
-            shapes: shared,
-            times: times.into_boxed_slice(),
+            shapes,
+            times,
+            maps: self.maps.share(Box::new(maps)),
         };
         if let Some(old) = self.by_connector.insert(key, stored) {
             self.release(old);
@@ -84,29 +122,49 @@ impl State {
         }
     }
 
-    /// Drops a shared list once no Connector holds it (the set's own copy aside).
     fn release(&mut self, old: Stored) {
-        if Arc::strong_count(&old.shapes) == 2 {
-            self.shapes.remove(&*old.shapes);
+        if let Some(shapes) = old.shapes {
+            self.shapes.release(shapes);
         }
+        self.maps.release(old.maps);
     }
 }
 
-impl StoredConditions {
+/// Conditions into their shared part and their own transition times.
+fn split(conditions: Vec<Condition>) -> (Vec<Shape>, Box<[Option<Time>]>) {
+    let (shapes, times): (Vec<Shape>, Vec<Option<Time>>) = conditions
+        .into_iter()
+        .map(|c| {
+            let shape = Shape {
+                type_: c.type_,
+                status: c.status,
+                severity: c.severity,
+                reason: c.reason,
+                message: c.message,
+            };
+            (shape, c.last_transition_time)
+        })
+        .unzip();
+    (shapes, times.into_boxed_slice())
+}
+
+impl StoredApart {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves the conditions of the event's Connector here, leaving it without them.
-    /// A relist's end forgets the Connectors it did not list, as the store does.
+    /// Moves the conditions, labels and annotations of the event's Connector here,
+    /// leaving it without them. A relist's end forgets the Connectors it did not list,
+    /// as the store does.
     pub fn take(&self, event: &mut watcher::Event<Connector>) {
         let mut state = self.lock();
         match event {
-            watcher::Event::Apply(connector) => take_from(&mut state, connector),
+            watcher::Event::Apply(connector) => state.insert(key_of(connector), connector),
             watcher::Event::InitApply(connector) => {
-                take_from(&mut state, connector);
+                let key = key_of(connector);
+                state.insert(key.clone(), connector);
                 if let Some(relisted) = state.relisted.as_mut() {
-                    relisted.insert(key_of(connector));
+                    relisted.insert(key);
                 }
             }
             watcher::Event::Delete(connector) => state.remove(&key_of(connector)),
@@ -126,16 +184,18 @@ impl StoredConditions {
         }
     }
 
-    /// The Connector as the apiserver last showed it, conditions included.
+    /// The Connector as the apiserver last showed it: conditions, labels and
+    /// annotations included.
     pub fn restore(&self, cached: &Connector) -> Connector {
         let mut connector = cached.clone();
         let state = self.lock();
-        if let (Some(status), Some(stored)) = (
-            connector.status.as_mut(),
-            state.by_connector.get(&key_of(cached)),
-        ) {
-            status.conditions = stored
-                .shapes
+        let Some(stored) = state.by_connector.get(&key_of(cached)) else {
+            return connector;
+        };
+        connector.metadata.labels = stored.maps.labels.clone();
+        connector.metadata.annotations = stored.maps.annotations.clone();
+        if let (Some(status), Some(shapes)) = (connector.status.as_mut(), &stored.shapes) {
+            status.conditions = shapes
                 .iter()
                 .zip(stored.times.iter())
                 .map(|(shape, time)| Condition {
@@ -151,18 +211,11 @@ impl StoredConditions {
         connector
     }
 
-    /// How many distinct condition lists are held.
+    /// How many distinct condition lists and label/annotation pairs are held.
     #[cfg(test)]
-    fn distinct_lists(&self) -> usize {
-        self.lock().shapes.len()
-    }
-}
-
-fn take_from(state: &mut State, connector: &mut Connector) {
-    let key = key_of(connector);
-    match connector.status.as_mut() {
-        Some(status) => state.insert(key, std::mem::take(&mut status.conditions)),
-        None => state.remove(&key),
+    fn distinct(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.shapes.len(), state.maps.len())
     }
 }
 
@@ -199,6 +252,8 @@ mod tests {
             .expect("spec"),
         );
         c.metadata.namespace = Some("dev".into());
+        c.metadata.labels = Some(BTreeMap::from([("team".into(), "dev".into())]));
+        c.metadata.annotations = Some(BTreeMap::from([("owner".into(), name.into())]));
         c.status = Some(ConnectorStatus {
             observed_generation: Some(3),
             conditions,
@@ -209,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_restored_connector_equals_the_watched_one() {
-        let stored = StoredConditions::default();
+        let stored = StoredApart::default();
         let watched = connector(
             "a",
             vec![
@@ -227,6 +282,10 @@ mod tests {
             Some(0),
             "the cached copy holds no conditions"
         );
+        assert!(
+            cached.metadata.labels.is_none() && cached.metadata.annotations.is_none(),
+            "nor labels or annotations"
+        );
         assert_eq!(json(&stored.restore(&cached)), json(&watched));
         let mut unknown = connector("b", vec![]);
         unknown.status = None;
@@ -239,7 +298,7 @@ mod tests {
 
     #[test]
     fn connectors_with_the_same_conditions_share_one_list_but_keep_their_times() {
-        let stored = StoredConditions::default();
+        let stored = StoredApart::default();
         let mut cached = Vec::new();
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
             let second = 100 + i64::try_from(i).expect("small");
@@ -250,7 +309,7 @@ mod tests {
                 cached.push((left, c));
             }
         }
-        assert_eq!(stored.distinct_lists(), 1);
+        assert_eq!(stored.distinct().0, 1);
         for (left, original) in &cached {
             assert_eq!(
                 json(&stored.restore(left)),
@@ -261,15 +320,52 @@ mod tests {
         // One of them fails: a second list; it recovers: back to one.
         let failing = connector("a", vec![condition("Ready", "False", 200)]);
         stored.take(&mut watcher::Event::Apply(failing));
-        assert_eq!(stored.distinct_lists(), 2);
+        assert_eq!(stored.distinct().0, 2);
         let recovered = connector("a", vec![condition("Ready", "True", 300)]);
         stored.take(&mut watcher::Event::Apply(recovered));
-        assert_eq!(stored.distinct_lists(), 1, "the failed list is dropped");
+        assert_eq!(stored.distinct().0, 1, "the failed list is dropped");
+    }
+
+    #[test]
+    fn connectors_with_the_same_labels_and_annotations_share_one_copy() {
+        let stored = StoredApart::default();
+        let with_owner = |name: &str, owner: &str| {
+            let mut c = connector(name, vec![]);
+            c.metadata.annotations = Some(BTreeMap::from([("owner".into(), owner.into())]));
+            c
+        };
+        let (a, b) = (with_owner("a", "ops"), with_owner("b", "ops"));
+        let mut event_a = watcher::Event::Apply(a.clone());
+        let mut event_b = watcher::Event::Apply(b.clone());
+        stored.take(&mut event_a);
+        stored.take(&mut event_b);
+        assert_eq!(
+            stored.distinct().1,
+            1,
+            "same labels and annotations: one copy"
+        );
+        let (watcher::Event::Apply(cached_a), watcher::Event::Apply(cached_b)) = (event_a, event_b)
+        else {
+            unreachable!("an Apply stays an Apply")
+        };
+        assert_eq!(json(&stored.restore(&cached_a)), json(&a));
+        assert_eq!(json(&stored.restore(&cached_b)), json(&b));
+        // A label edit on one: two copies; deleting it drops its copy.
+        let mut edited = with_owner("b", "ops");
+        edited.metadata.labels = Some(BTreeMap::from([("team".into(), "qa".into())]));
+        stored.take(&mut watcher::Event::Apply(edited.clone()));
+        assert_eq!(stored.distinct().1, 2);
+        let mut without = edited.clone();
+        without.metadata.labels = None;
+        without.metadata.annotations = None;
+        assert_eq!(json(&stored.restore(&without)), json(&edited));
+        stored.take(&mut watcher::Event::Delete(edited));
+        assert_eq!(stored.distinct().1, 1, "the edited copy is dropped");
     }
 
     #[test]
     fn deletes_and_relists_forget_connectors_that_are_gone() {
-        let stored = StoredConditions::default();
+        let stored = StoredApart::default();
         let a = connector("a", vec![condition("Ready", "False", 1)]);
         let b = connector("b", vec![condition("Ready", "True", 2)]);
         stored.take(&mut watcher::Event::Apply(a.clone()));
@@ -287,7 +383,7 @@ mod tests {
             json(&bare(&a)),
             "deleted: forgotten"
         );
-        assert_eq!(stored.distinct_lists(), 1);
+        assert_eq!(stored.distinct().0, 1);
 
         stored.take(&mut watcher::Event::Apply(a.clone()));
         stored.take(&mut watcher::Event::Init);
@@ -299,6 +395,6 @@ mod tests {
             "not relisted: gone"
         );
         assert_eq!(json(&stored.restore(&bare(&b))), json(&b));
-        assert_eq!(stored.distinct_lists(), 1);
+        assert_eq!(stored.distinct().0, 1);
     }
 }
