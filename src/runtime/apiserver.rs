@@ -1,18 +1,30 @@
 //! The apiserver client every process uses: kube's own layers (base URI, auth, retry of
-//! 429/503/504, extra headers) over a connection pool that speaks HTTP/2 when the apiserver
-//! offers it in ALPN, as every kube-apiserver does over TLS.
+//! 429/503/504, extra headers) over two connection pools: watches share one HTTP/2
+//! connection (when the apiserver offers `h2` in ALPN, as every kube-apiserver does over
+//! TLS), every other request goes over HTTP/1.1 connections, at most
+//! [`MAX_HTTP1_REQUESTS`] at once.
 //!
 //! Why not `kube::Client::try_default`: kube-client 5 offers only HTTP/1 in ALPN, so each
-//! request in flight holds its own TLS connection. At 10,000 Connectors the controller held
-//! ~300 of them (~14 MiB of TLS buffers, as many handshakes on both sides); over HTTP/2 all
-//! requests share one connection, as client-go's do. Plain-HTTP cluster URLs stay HTTP/1.
+//! request in flight holds its own TLS connection, watches included. At 10,000
+//! Connectors the controller held ~300 of them (~14 MiB of TLS buffers, as many
+//! handshakes on both sides).
+//!
+//! Why not everything over the one HTTP/2 connection (what this client did before): the
+//! same 20,000 writes took 23% longer on average over it than over HTTP/1, and etcd
+//! twice the CPU (`bench --floor-clients 4`, docs/benchmarks.md). Plain-HTTP cluster
+//! URLs are HTTP/1 in both pools.
 
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client as PoolClient, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::retry::RetryPolicy;
 use kube::client::{Body, ClientBuilder, ConfigExt};
+use tokio::sync::Semaphore;
 use tower::{BoxError, ServiceBuilder, retry::RetryLayer, util::BoxService};
 
 /// The request stack below kube's `Client`, boxed so callers may add their own layers.
@@ -23,6 +35,11 @@ pub type ApiService =
 /// a dropped NAT entry) before a watch waits on it forever.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests other than watches in flight at once, each on its own HTTP/1.1 connection
+/// (kept open for the next one): enough to keep a busy apiserver's two cores fed, few
+/// enough that their TLS buffers stay small (~50 KiB each). More wait for a turn.
+pub const MAX_HTTP1_REQUESTS: usize = 64;
 
 /// The request log kube's own stack kept at debug, in its words and field names
 /// (`requesting`, `http.method`, `http.url`; `RUST_LOG=connectors_operator=debug`):
@@ -56,6 +73,47 @@ pub fn apiserver_client_builder(
             protocol_feature,
         });
     }
+    let pools = SplitPools {
+        watches: PoolClient::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .build(tls_connector(config, Protocols::Http2AndHttp1)?),
+        requests: PoolClient::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(MAX_HTTP1_REQUESTS)
+            .build(tls_connector(config, Protocols::Http1)?),
+        turns: Arc::new(Semaphore::new(MAX_HTTP1_REQUESTS)),
+    };
+    let retry = config
+        .default_retry
+        .then(|| RetryLayer::new(RetryPolicy::server_retry()));
+    let service = ServiceBuilder::new()
+        .map_request(log_request)
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .service(pools);
+    Ok(ClientBuilder::new(
+        BoxService::new(service),
+        config.default_namespace.clone(),
+    ))
+}
+
+enum Protocols {
+    Http2AndHttp1,
+    Http1,
+}
+
+/// TCP with TLS from the kubeconfig (its CA, client certificate, server name), offering
+/// `protocols` in ALPN.
+fn tls_connector(
+    config: &kube::Config,
+    protocols: Protocols,
+) -> Result<HttpsConnector<HttpConnector>, kube::Error> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
@@ -72,33 +130,71 @@ pub fn apiserver_client_builder(
         }
         None => tls,
     };
-    let connector = tls.enable_all_versions().wrap_connector(tcp);
-    let pool = PoolClient::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .build(connector);
-    let retry = config
-        .default_retry
-        .then(|| RetryLayer::new(RetryPolicy::server_retry()));
-    let service = ServiceBuilder::new()
-        .map_request(log_request)
-        .layer(config.base_uri_layer())
-        .option_layer(retry)
-        .option_layer(config.auth_layer()?)
-        .layer(config.extra_headers_layer()?)
-        .map_err(BoxError::from)
-        .service(pool);
-    Ok(ClientBuilder::new(
-        BoxService::new(service),
-        config.default_namespace.clone(),
-    ))
+    Ok(match protocols {
+        Protocols::Http2AndHttp1 => tls.enable_all_versions().wrap_connector(tcp),
+        Protocols::Http1 => tls.enable_http1().wrap_connector(tcp),
+    })
+}
+
+type Pool = PoolClient<HttpsConnector<HttpConnector>, Body>;
+
+/// Watches to the HTTP/2 pool, everything else to the HTTP/1 pool in turns.
+#[derive(Clone)]
+struct SplitPools {
+    watches: Pool,
+    requests: Pool,
+    turns: Arc<Semaphore>,
+}
+
+/// A watch request: `watch=true` (or `1`) in the query, as kube and client-go send it.
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    })
+}
+
+impl tower::Service<http::Request<Body>> for SplitPools {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Both pools take requests at any time; the turns are awaited per request, so a
+        // full HTTP/1 pool never holds up a watch.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if is_watch(request.uri()) {
+            let pool = self.watches.clone();
+            return Box::pin(async move { Ok(pool.request(request).await?) });
+        }
+        let (pool, turns) = (self.requests.clone(), self.turns.clone());
+        Box::pin(async move {
+            let _turn = turns.acquire_owned().await?;
+            Ok(pool.request(request).await?)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_watches_take_the_http2_pool() {
+        let watch = |uri: &str| is_watch(&uri.parse().expect("uri"));
+        assert!(watch(
+            "/api/v1/services?labelSelector=a&watch=true&timeoutSeconds=290"
+        ));
+        assert!(watch("/apis/x/v1/connectors?watch=1"));
+        assert!(!watch("/apis/x/v1/connectors?labelSelector=watch%3Dtrue"));
+        assert!(!watch("/apis/x/v1/connectors?limit=500"));
+        assert!(!watch("/api/v1/namespaces/a/secrets/watch=true"));
+        assert!(!watch("/apis/x/v1/connectors?watch=false"));
+    }
 
     #[test]
     fn a_proxy_in_the_kubeconfig_is_refused_not_bypassed() {

@@ -85,6 +85,12 @@ struct Args {
     /// Directory of a built `connectors-operator` (default: build the release binary).
     #[arg(long, env = "BENCH_OPERATOR_BIN_DIR")]
     operator_bin_dir: Option<PathBuf>,
+    /// Only the floor, this many times, alternating kube's own client (HTTP/1, one
+    /// connection per request in flight) and the operator's (`runtime::apiserver`),
+    /// each on its own fresh Connectors (nothing deleted in between, so no garbage
+    /// collection runs in a timed phase); then stop.
+    #[arg(long, default_value_t = 0)]
+    floor_clients: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,10 +188,11 @@ fn main() -> ExitCode {
         return under_own_cluster(&bin_dir).unwrap_or_else(fail);
     }
     match run(&args) {
-        Ok(report) => {
+        Ok(Some(report)) => {
             print!("{}", report.render(&args));
             ExitCode::SUCCESS
         }
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
 }
@@ -299,6 +306,39 @@ impl Quiet {
     }
 }
 
+const FLOOR_PREFIXES: [&str; 8] = [
+    "fp-0", "fp-1", "fp-2", "fp-3", "fp-4", "fp-5", "fp-6", "fp-7",
+];
+
+/// The floor over each client in turn (`--floor-clients`), printed as it goes.
+async fn floor_clients(
+    kube_client: &Client,
+    args: &Args,
+    class: &ConnectorClass,
+    plans: Vec<Plan<'_>>,
+) -> Result<(), BenchError> {
+    let operator_client = connectors_operator::runtime::apiserver_client().await?;
+    for (round, (plan, prefix)) in plans.iter().zip(FLOOR_PREFIXES).enumerate() {
+        let (name, client) = if round % 2 == 0 {
+            ("kube client", kube_client)
+        } else {
+            ("operator client", &operator_client)
+        };
+        let workload = workload::create(kube_client, plan).await?;
+        let quiet = Quiet::wait(prefix);
+        let before = Cost::now(None);
+        let took = floor_writes(client, &workload, class, usize::from(args.workers)).await?;
+        let cost = Cost::now(None).since(&before);
+        println!(
+            "floor {name} round {round}: {:.2}s; {CPU_FIGURE} {}; idle wait {}",
+            took.as_secs_f64(),
+            cost.cpu_summary(),
+            quiet.figure()
+        );
+    }
+    Ok(())
+}
+
 /// Figures of one operator run (steps 2 to 4).
 #[derive(Debug)]
 struct OperatorRun {
@@ -333,7 +373,8 @@ struct Report {
     hung: OperatorRun,
 }
 
-fn run(args: &Args) -> Result<Report, BenchError> {
+/// The whole benchmark's report, or `None` after `--floor-clients` (printed as it ran).
+fn run(args: &Args) -> Result<Option<Report>, BenchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -361,6 +402,16 @@ fn run(args: &Args) -> Result<Report, BenchError> {
     runtime.block_on(delete_all(&client, concurrency))?;
     progress("letting the operator reconcile the class once");
     let class = reconciled_class(runtime.handle(), &client)?;
+
+    if args.floor_clients > 0 {
+        let plans = FLOOR_PREFIXES
+            .iter()
+            .take(args.floor_clients)
+            .map(|p| plan(p, 0))
+            .collect();
+        runtime.block_on(floor_clients(&client, args, &class, plans))?;
+        return Ok(None);
+    }
 
     // 1. The floor.
     let load_before = load_average();
@@ -399,7 +450,7 @@ fn run(args: &Args) -> Result<Report, BenchError> {
         "bench-hung",
         false,
     )?;
-    Ok(Report {
+    Ok(Some(Report {
         namespaces,
         setup_s,
         floor_s: floor.as_secs_f64(),
@@ -409,7 +460,7 @@ fn run(args: &Args) -> Result<Report, BenchError> {
         floor_cost,
         normal,
         hung,
-    })
+    }))
 }
 
 /// The class after one operator reconcile (its proxy address resolved in its
