@@ -85,10 +85,10 @@ struct Args {
     /// Directory of a built `connectors-operator` (default: build the release binary).
     #[arg(long, env = "BENCH_OPERATOR_BIN_DIR")]
     operator_bin_dir: Option<PathBuf>,
-    /// Only the floor, this many times, alternating kube's own client (HTTP/1, one
-    /// connection per request in flight) and the operator's (`runtime::apiserver`),
-    /// each on its own fresh Connectors (nothing deleted in between, so no garbage
-    /// collection runs in a timed phase); then stop.
+    /// Only the floor, this many times (at most 8), alternating kube's own client
+    /// (HTTP/1, one connection per request in flight) and the operator's
+    /// (`runtime::apiserver`), each on its own fresh Connectors (nothing deleted in
+    /// between, so no garbage collection runs in a timed phase); then stop.
     #[arg(long, default_value_t = 0)]
     floor_clients: usize,
 }
