@@ -2,7 +2,7 @@
 //! 429/503/504, extra headers) over two connection pools: watches share one HTTP/2
 //! connection (when the apiserver offers `h2` in ALPN, as every kube-apiserver does over
 //! TLS), every other request goes over HTTP/1.1 connections, at most
-//! [`MAX_HTTP1_REQUESTS`] at once.
+//! [`MAX_HTTP1_REQUESTS`] waiting on a response at once.
 //!
 //! Why not `kube::Client::try_default`: kube-client 5 offers only HTTP/1 in ALPN, so each
 //! request in flight holds its own TLS connection, watches included. At 10,000
@@ -36,9 +36,12 @@ pub type ApiService =
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests other than watches in flight at once, each on its own HTTP/1.1 connection
-/// (kept open for the next one): enough to keep a busy apiserver's two cores fed, few
-/// enough that their TLS buffers stay small (~50 KiB each). More wait for a turn.
+/// Requests other than watches waiting on their response at once, each on its own
+/// HTTP/1.1 connection (kept open for the next one); more wait for a turn. A turn ends
+/// when the response headers arrive, so a body still being read can briefly hold one
+/// more connection. Chosen for memory (~50 KiB of TLS buffers per connection), not
+/// tuned: the bench's floor over 64 was 8% slower than over kube's 256 connections
+/// (docs/benchmarks.md, `--floor-clients`).
 pub const MAX_HTTP1_REQUESTS: usize = 64;
 
 /// The request log kube's own stack kept at debug, in its words and field names
