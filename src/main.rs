@@ -172,6 +172,10 @@ struct RunArgs {
     /// Reconciles run at once, per kind.
     #[arg(long, env = "RECONCILE_WORKERS", default_value_t = 256)]
     workers: u16,
+    /// Apiserver requests other than watches awaiting a response at once, each on its
+    /// own HTTP/1.1 connection (watches share one HTTP/2 connection).
+    #[arg(long, env = "APISERVER_MAX_REQUESTS", default_value_t = connectors_operator::runtime::MAX_HTTP1_REQUESTS)]
+    apiserver_max_requests: usize,
     /// Cluster DNS domain used in Service URLs.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
@@ -400,7 +404,8 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
         }),
     };
     let metrics = Arc::new(Metrics::default());
-    with_counted_client(metrics.clone(), |client| async move {
+    let max_requests = args.apiserver_max_requests;
+    with_counted_client(metrics.clone(), max_requests, |client| async move {
         let shutdown = Shutdown::on_signal();
         let server = tokio::spawn(telemetry::serve(
             args.metrics_addr,
@@ -505,11 +510,16 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    with_runtime(connectors_operator::runtime::apiserver_client(), work)
+    with_runtime(
+        connectors_operator::runtime::apiserver_client(
+            connectors_operator::runtime::MAX_HTTP1_REQUESTS,
+        ),
+        work,
+    )
 }
 
 /// [`with_client`] whose client counts every apiserver request in `metrics`.
-fn with_counted_client<F, Fut>(metrics: Arc<Metrics>, work: F) -> ExitCode
+fn with_counted_client<F, Fut>(metrics: Arc<Metrics>, max_requests: usize, work: F) -> ExitCode
 where
     F: FnOnce(kube::Client) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
@@ -519,7 +529,7 @@ where
             .await
             .map_err(kube::Error::InferConfig)?;
         Ok::<_, kube::Error>(
-            connectors_operator::runtime::apiserver_client_builder(&config)?
+            connectors_operator::runtime::apiserver_client_builder(&config, max_requests)?
                 .with_layer(&telemetry::count_api_requests(metrics))
                 .build(),
         )

@@ -50,30 +50,41 @@ pub async fn ensure_service(
     let name = desired.metadata.name.as_deref().unwrap_or_default();
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let action = match action {
-        ServiceAction::Create => match tokio::time::timeout(
-            API_REQUEST_DEADLINE,
-            api.create(&PostParams::default(), desired),
-        )
-        .await
-        .map_err(|_| Error::Deadline("creating a Service"))?
-        {
-            Ok(written) => {
-                record_service_write(ctx, &written, owner_uid);
-                return Ok(Some(ServiceAction::Create));
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                let existing = api_call("reading a Service", api.get_opt(name)).await?;
-                match service_action(desired, &ObservedService::of(existing.as_ref(), owner_uid)) {
-                    // Deleted between the create and the read: the next round creates it.
-                    ServiceAction::Create => return Ok(None),
-                    other => other,
+        ServiceAction::Create => {
+            let in_flight = ctx.own_service_writes.begin(namespace, name);
+            match tokio::time::timeout(
+                API_REQUEST_DEADLINE,
+                api.create(&PostParams::default(), desired),
+            )
+            .await
+            .map_err(|_| Error::Deadline("creating a Service"))?
+            {
+                Ok(written) => {
+                    in_flight.written(&written, owner_uid);
+                    ctx.metrics.service_writes.inc();
+                    return Ok(Some(ServiceAction::Create));
                 }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    // Not this operator's write: the read below is newer than any
+                    // event taken for its echo.
+                    drop(in_flight);
+                    let existing = api_call("reading a Service", api.get_opt(name)).await?;
+                    match service_action(
+                        desired,
+                        &ObservedService::of(existing.as_ref(), owner_uid),
+                    ) {
+                        // Deleted between the create and the read: the next round creates it.
+                        ServiceAction::Create => return Ok(None),
+                        other => other,
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
         other => other,
     };
     if action == ServiceAction::Apply {
+        let in_flight = ctx.own_service_writes.begin(namespace, name);
         let written = api
             .patch(
                 name,
@@ -81,14 +92,10 @@ pub async fn ensure_service(
                 &Patch::Apply(desired),
             )
             .await?;
-        record_service_write(ctx, &written, owner_uid);
+        in_flight.written(&written, owner_uid);
+        ctx.metrics.service_writes.inc();
     }
     Ok(Some(action))
-}
-
-fn record_service_write(ctx: &Context, written: &Service, owner_uid: &str) {
-    ctx.own_service_writes.record(written, owner_uid);
-    ctx.metrics.service_writes.inc();
 }
 
 /// Records an event without holding the reconcile worker: events are best effort, and

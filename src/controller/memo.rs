@@ -133,8 +133,22 @@ pub fn status_hash(status: &ConnectorStatus) -> u64 {
 /// the API requests of a fresh start). And a reconcile of the owner that runs before the
 /// echo sees the Service as written instead of missing from the cache, so it does not
 /// create it again only to read it back after the conflict (docs/benchmarks.md, #19).
+///
+/// The echo may also arrive before the write's response (watches and writes travel on
+/// different connections): the first event for a Service while a write of it is in
+/// flight is taken for the echo. That is safe either way: a successful write supersedes
+/// whatever state the event showed, later events trigger as usual, and a failed write
+/// fails the reconcile, which runs again.
 #[derive(Default)]
-pub struct OwnServiceWrites(Mutex<HashMap<String, (String, ObservedService)>>);
+pub struct OwnServiceWrites(Mutex<HashMap<String, OwnWrite>>);
+
+enum OwnWrite {
+    /// Sent, no response yet; the resource version of the one event let through as
+    /// its echo, if one came.
+    InFlight { taken_as_echo: Option<String> },
+    /// Written at this resource version, not shown by the watch yet.
+    Written(String, ObservedService),
+}
 
 fn service_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
@@ -147,30 +161,90 @@ fn meta_key(meta: &ObjectMeta) -> String {
     )
 }
 
-impl OwnServiceWrites {
-    /// Remembers the state a write of this operator produced, as its owner sees it.
-    pub fn record(&self, written: &Service, owner_uid: &str) {
-        if let Some(version) = &written.metadata.resource_version {
+/// A write of one Service in flight: [`ServiceWriteInFlight::written`] with the
+/// response, or dropped when it failed (or its reconcile was cancelled).
+pub struct ServiceWriteInFlight<'a> {
+    writes: &'a OwnServiceWrites,
+    key: String,
+}
+
+impl ServiceWriteInFlight<'_> {
+    /// Remembers the state the write produced, as its owner sees it, unless the watch
+    /// has already shown it.
+    pub fn written(self, written: &Service, owner_uid: &str) {
+        let Some(version) = written.metadata.resource_version.clone() else {
+            return;
+        };
+        let mut map = self.writes.lock();
+        let echo_seen = matches!(
+            map.get(&self.key),
+            Some(OwnWrite::InFlight { taken_as_echo: Some(seen) }) if *seen == version
+        );
+        if echo_seen {
+            map.remove(&self.key);
+        } else {
             let observed = ObservedService::of(Some(written), owner_uid);
-            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            map.insert(meta_key(&written.metadata), (version.clone(), observed));
+            map.insert(self.key.clone(), OwnWrite::Written(version, observed));
         }
+    }
+}
+
+impl Drop for ServiceWriteInFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.writes.lock();
+        if matches!(map.get(&self.key), Some(OwnWrite::InFlight { .. })) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl OwnServiceWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OwnWrite>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a write of `namespace/name` as sent; call before sending it.
+    pub fn begin(&self, namespace: &str, name: &str) -> ServiceWriteInFlight<'_> {
+        let key = service_key(namespace, name);
+        self.lock().insert(
+            key.clone(),
+            OwnWrite::InFlight {
+                taken_as_echo: None,
+            },
+        );
+        ServiceWriteInFlight { writes: self, key }
     }
 
     /// The Service as this operator wrote it, while the watch has not shown it yet.
     pub fn unseen(&self, namespace: &str, name: &str) -> Option<ObservedService> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&service_key(namespace, name))
-            .map(|(_, observed)| observed.clone())
+        match self.lock().get(&service_key(namespace, name)) {
+            Some(OwnWrite::Written(_, observed)) => Some(observed.clone()),
+            _ => None,
+        }
     }
 
-    /// Whether a watched Service is exactly the state this operator wrote. Any event for
-    /// the Service clears the record, so every later change, by anyone, triggers.
+    /// Whether a watched Service is exactly the state this operator wrote (or the first
+    /// event while a write is in flight). Any other event clears the record, so every
+    /// later change, by anyone, triggers.
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let written = map.remove(&meta_key(seen));
-        written
-            .is_some_and(|(version, _)| Some(version.as_str()) == seen.resource_version.as_deref())
+        let key = meta_key(seen);
+        let mut map = self.lock();
+        match map.get_mut(&key) {
+            Some(OwnWrite::InFlight { taken_as_echo }) => {
+                if taken_as_echo.is_some() {
+                    return false;
+                }
+                *taken_as_echo = Some(seen.resource_version.clone().unwrap_or_default());
+                true
+            }
+            Some(OwnWrite::Written(..)) => {
+                let Some(OwnWrite::Written(version, _)) = map.remove(&key) else {
+                    return false;
+                };
+                Some(version.as_str()) == seen.resource_version.as_deref()
+            }
+            None => false,
+        }
     }
 }
 
@@ -247,9 +321,9 @@ mod tests {
         assert!(pending.is_empty());
     }
 
-    #[test]
-    fn only_the_exact_state_written_is_an_echo_and_only_once() {
-        let service = |version: &str| Service {
+    /// The Service dev/c-git at `version`.
+    fn service(version: &str) -> Service {
+        Service {
             metadata: ObjectMeta {
                 namespace: Some("dev".into()),
                 name: Some("c-git".into()),
@@ -257,19 +331,23 @@ mod tests {
                 ..Default::default()
             },
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn only_the_exact_state_written_is_an_echo_and_only_once() {
         let writes = OwnServiceWrites::default();
         assert!(
             !writes.is_echo(&service("1").metadata),
             "nothing written yet"
         );
-        writes.record(&service("5"), "uid");
+        writes.begin("dev", "c-git").written(&service("5"), "uid");
         assert!(writes.is_echo(&service("5").metadata));
         assert!(
             !writes.is_echo(&service("5").metadata),
             "a second event is not the echo"
         );
-        writes.record(&service("7"), "uid");
+        writes.begin("dev", "c-git").written(&service("7"), "uid");
         assert!(
             !writes.is_echo(&service("8").metadata),
             "someone else changed it since"
@@ -278,6 +356,35 @@ mod tests {
             !writes.is_echo(&service("7").metadata),
             "the record is gone after any event"
         );
+    }
+
+    #[test]
+    fn an_echo_before_the_response_is_taken_once_and_a_failed_write_forgets() {
+        let writes = OwnServiceWrites::default();
+        let in_flight = writes.begin("dev", "c-git");
+        assert!(
+            writes.is_echo(&service("5").metadata),
+            "echo before response"
+        );
+        assert!(
+            !writes.is_echo(&service("6").metadata),
+            "a second event is a change"
+        );
+        assert_eq!(writes.unseen("dev", "c-git"), None, "nothing written yet");
+        in_flight.written(&service("5"), "uid");
+        assert_eq!(writes.unseen("dev", "c-git"), None, "the watch showed it");
+        assert!(!writes.is_echo(&service("7").metadata), "record gone");
+
+        // The echo of another version came first: the write's own echo is still taken.
+        let in_flight = writes.begin("dev", "c-git");
+        assert!(writes.is_echo(&service("8").metadata));
+        in_flight.written(&service("9"), "uid");
+        assert!(writes.unseen("dev", "c-git").is_some());
+        assert!(writes.is_echo(&service("9").metadata));
+
+        // A failed write (dropped) leaves nothing behind.
+        drop(writes.begin("dev", "c-git"));
+        assert!(!writes.is_echo(&service("10").metadata));
     }
 
     #[test]
@@ -304,7 +411,7 @@ mod tests {
         };
         let writes = OwnServiceWrites::default();
         assert_eq!(writes.unseen("dev", "c-git"), None);
-        writes.record(&written, "uid-1");
+        writes.begin("dev", "c-git").written(&written, "uid-1");
         let expected = ObservedService::Present {
             owned: true,
             type_: Some("ExternalName".into()),

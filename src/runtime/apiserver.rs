@@ -1,8 +1,8 @@
 //! The apiserver client every process uses: kube's own layers (base URI, auth, retry of
 //! 429/503/504, extra headers) over two connection pools: watches share one HTTP/2
 //! connection (when the apiserver offers `h2` in ALPN, as every kube-apiserver does over
-//! TLS), every other request goes over HTTP/1.1 connections, at most
-//! [`MAX_HTTP1_REQUESTS`] waiting on a response at once.
+//! TLS), every other request goes over HTTP/1.1 connections, at most `max_requests`
+//! waiting on a response at once ([`MAX_HTTP1_REQUESTS`] unless configured).
 //!
 //! Why not `kube::Client::try_default`: kube-client 5 offers only HTTP/1 in ALPN, so each
 //! request in flight holds its own TLS connection, watches included. At 10,000
@@ -36,13 +36,13 @@ pub type ApiService =
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests other than watches waiting on their response at once, each on its own
-/// HTTP/1.1 connection (kept open for the next one); more wait for a turn. A turn ends
-/// when the response headers arrive, so a body still being read can briefly hold one
-/// more connection. Chosen for memory (~50 KiB of TLS buffers per connection), not
-/// tuned: the bench's floor over 64 was 8% slower than over kube's 256 connections
-/// (docs/benchmarks.md, `--floor-clients`).
-pub const MAX_HTTP1_REQUESTS: usize = 64;
+/// The default of requests other than watches waiting on their response at once
+/// (`--apiserver-max-requests`), each on its own HTTP/1.1 connection (kept open for
+/// the next one); more wait for a turn. A turn ends when the response headers arrive,
+/// so a body still being read can briefly hold one more connection. Measured at 10,000
+/// Connectors (docs/benchmarks.md, fifth session) each connection costs ~70 KiB of RSS;
+/// 128 was much faster than 64 (ratio to the floor 1.11 against 1.30) for ~8 MiB.
+pub const MAX_HTTP1_REQUESTS: usize = 128;
 
 /// The request log kube's own stack kept at debug, in its words and field names
 /// (`requesting`, `http.method`, `http.url`; `RUST_LOG=connectors_operator=debug`):
@@ -52,18 +52,21 @@ fn log_request(request: http::Request<Body>) -> http::Request<Body> {
     request
 }
 
-/// A client of the current kubeconfig (or in-cluster config).
-pub async fn apiserver_client() -> Result<kube::Client, kube::Error> {
+/// A client of the current kubeconfig (or in-cluster config), at most `max_requests`
+/// (at least 1) other than watches waiting on a response at once.
+pub async fn apiserver_client(max_requests: usize) -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
-    Ok(apiserver_client_builder(&config)?.build())
+    Ok(apiserver_client_builder(&config, max_requests)?.build())
 }
 
 /// The builder of [`apiserver_client`] for `config`, to add layers to.
 pub fn apiserver_client_builder(
     config: &kube::Config,
+    max_requests: usize,
 ) -> Result<ClientBuilder<ApiService>, kube::Error> {
+    let max_requests = max_requests.max(1);
     // Refused with kube's own error (its stack is built here without its proxy
     // features); going around a configured proxy silently would be worse.
     if let Some(proxy) = &config.proxy_url {
@@ -86,9 +89,9 @@ pub fn apiserver_client_builder(
         requests: PoolClient::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(MAX_HTTP1_REQUESTS)
+            .pool_max_idle_per_host(max_requests)
             .build(tls_connector(config, Protocols::Http1)?),
-        turns: Arc::new(Semaphore::new(MAX_HTTP1_REQUESTS)),
+        turns: Arc::new(Semaphore::new(max_requests)),
     };
     let retry = config
         .default_retry
@@ -203,7 +206,7 @@ mod tests {
     fn a_proxy_in_the_kubeconfig_is_refused_not_bypassed() {
         let mut config = kube::Config::new("https://127.0.0.1:6443".parse().expect("url"));
         config.proxy_url = Some("http://proxy.example:3128".parse().expect("url"));
-        let refused = apiserver_client_builder(&config).err();
+        let refused = apiserver_client_builder(&config, MAX_HTTP1_REQUESTS).err();
         assert!(
             matches!(
                 refused,

@@ -11,7 +11,7 @@ mod leader;
 mod shutdown;
 mod ttl_cache;
 
-pub use apiserver::{ApiService, apiserver_client, apiserver_client_builder};
+pub use apiserver::{ApiService, MAX_HTTP1_REQUESTS, apiserver_client, apiserver_client_builder};
 pub use backoff::{WatchBackoff, backoff_delay};
 pub use caches::{CachesReady, CachesStopped};
 pub use clock::now;

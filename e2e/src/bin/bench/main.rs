@@ -91,6 +91,10 @@ struct Args {
     /// between, so no garbage collection runs in a timed phase); then stop.
     #[arg(long, default_value_t = 0)]
     floor_clients: usize,
+    /// The operator client's requests in flight in `--floor-clients` rounds (the
+    /// operator's `--apiserver-max-requests`, from the same variable).
+    #[arg(long, env = "APISERVER_MAX_REQUESTS", default_value_t = connectors_operator::runtime::MAX_HTTP1_REQUESTS)]
+    operator_client_requests: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +321,8 @@ async fn floor_clients(
     class: &ConnectorClass,
     plans: Vec<Plan<'_>>,
 ) -> Result<(), BenchError> {
-    let operator_client = connectors_operator::runtime::apiserver_client().await?;
+    let operator_client =
+        connectors_operator::runtime::apiserver_client(args.operator_client_requests).await?;
     for (round, (plan, prefix)) in plans.iter().zip(FLOOR_PREFIXES).enumerate() {
         let (name, client) = if round % 2 == 0 {
             ("kube client", kube_client)
