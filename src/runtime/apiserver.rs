@@ -39,9 +39,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of requests other than watches waiting on their response at once
 /// (`--apiserver-max-requests`), each on its own HTTP/1.1 connection (kept open for
 /// the next one); more wait for a turn. A turn ends when the response headers arrive,
-/// so a body still being read can briefly hold one more connection. Measured at 10,000
-/// Connectors (docs/benchmarks.md, fifth session) each connection costs ~70 KiB of RSS;
-/// 128 was much faster than 64 (ratio to the floor 1.11 against 1.30) for ~8 MiB.
+/// so a body still being read can briefly hold one more connection. At 10,000
+/// Connectors each connection cost 30-70 KiB of peak RSS; 128 gave the best ratio to
+/// the floor of the runs so far (1.11; 256: 1.21; 64: 1.30 on another machine) and a
+/// peak 2.2 MiB over the 100 MiB goal in the hanging run (docs/benchmarks.md).
 pub const MAX_HTTP1_REQUESTS: usize = 128;
 
 /// The request log kube's own stack kept at debug, in its words and field names
