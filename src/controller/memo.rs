@@ -224,8 +224,8 @@ impl OwnServiceWrites {
     }
 
     /// Whether a watched Service is exactly the state this operator wrote (or the first
-    /// event while a write is in flight). Any other event clears the record, so every
-    /// later change, by anyone, triggers.
+    /// event while a write is in flight). Every other event triggers; one for a written
+    /// Service also clears its record, so every later change, by anyone, triggers.
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
         let key = meta_key(seen);
         let mut map = self.lock();
