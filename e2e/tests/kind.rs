@@ -63,6 +63,30 @@ fn ready_pod_names(selector: &str) -> Vec<String> {
         .collect()
 }
 
+/// `wait` for the Connector's Ready; on a timeout the operator's recent log is
+/// printed too (the leader election test may delete that pod before the harness's
+/// own diagnostics run).
+fn wait_ready_showing_operator_log(ns: &TestNamespace, name: &str) {
+    let waited = std::panic::catch_unwind(|| wait(ns, "connector", name, "Ready", TIMEOUT));
+    if let Err(panic) = waited {
+        let log = kubectl([
+            "logs",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "--tail=200",
+            "--prefix",
+        ]);
+        eprintln!(
+            "--- operator log ---\n{}{}",
+            String::from_utf8_lossy(&log.stdout),
+            String::from_utf8_lossy(&log.stderr)
+        );
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A class like the published sample: git probes, the proxy by Service reference.
 fn proxied_git_class(name: &str) -> String {
     format!(
@@ -347,7 +371,7 @@ spec:
         ),
     );
     for name in ["git", "secure"] {
-        wait(&ns, "connector", name, "Ready", TIMEOUT);
+        wait_ready_showing_operator_log(&ns, name);
     }
     let connector_url = get_json(&ns, "connector", "git")["status"]["proxy"]["httpAddress"]["url"]
         .as_str()

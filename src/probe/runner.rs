@@ -5,8 +5,10 @@
 //!   most `max_per_host` of the global permits;
 //! - identical liveness requests (same [`ProbeRequest::dedup_key`] and trust bundle)
 //!   share one request: callers that arrive while it is in flight wait for it, and its
-//!   response is reused for `share_for` after a healthy answer (2xx/3xx) or
-//!   `share_failure_for` after anything else, so recovery is seen promptly;
+//!   response is reused for `share_for` after a healthy answer (2xx/3xx that no
+//!   caller's check has failed) or `share_failure_for` after anything else, so
+//!   recovery is seen promptly (a tool answering 200 `{"status":"STARTING"}` is asked
+//!   again after the short window, not after the probe interval);
 //! - each Connector still judges the shared response with its own class.
 //!
 //! Auth probes are never shared: they carry each Connector's own credentials.
@@ -71,6 +73,16 @@ struct SharedSlot {
     cell: OnceCell<(Instant, Sent)>,
     /// Set by the caller that sends the request; the others only wait for it.
     claimed: std::sync::atomic::AtomicBool,
+    /// Set when any caller's class judged the answer a failure: the answer is then
+    /// reused only for the failure window, whatever its status code.
+    judged_failing: std::sync::atomic::AtomicBool,
+}
+
+/// A liveness answer as one caller got it: the slot it is shared through and
+/// whether another caller's request produced it.
+struct SlotUse {
+    slot: Arc<SharedSlot>,
+    ran_elsewhere: bool,
 }
 
 /// Entries kept before expired ones are dropped.
@@ -128,14 +140,22 @@ impl ProbeRunner {
                 }));
             }
         };
-        let (sent, shared) = match kind {
-            ProbeKind::Liveness => self.shared_send(&request, trust).await?,
-            ProbeKind::Auth => (self.gated_send(&request, trust).await, false),
+        let (sent, slot) = match kind {
+            ProbeKind::Liveness => {
+                let (sent, slot) = self.shared_send(&request, trust).await?;
+                (sent, Some(slot))
+            }
+            ProbeKind::Auth => (self.gated_send(&request, trust).await, None),
         };
         let outcome = match sent {
             Ok(response) => class.judge(kind, &request, &response),
             Err(outcome) => outcome,
         };
+        let shared = slot.as_ref().is_some_and(|s| s.ran_elsewhere);
+        if let Some(SlotUse { slot, .. }) = slot.filter(|_| !outcome.is_passed()) {
+            slot.judged_failing
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         // Building, sending and judging each scrub and bound their own messages.
         Ok(Some(ProbeReport {
             kind,
@@ -145,14 +165,14 @@ impl ProbeRunner {
         }))
     }
 
-    /// One request per identical liveness request and sharing window. The bool says
-    /// whether the result came from another caller's request. The caller that sends
-    /// waits for its answer; the others wait at most `defer_shared_after`.
+    /// One request per identical liveness request and sharing window, with the slot
+    /// it was shared through. The caller that sends waits for its answer; the others
+    /// wait at most `defer_shared_after`.
     async fn shared_send(
         &self,
         request: &ProbeRequest,
         trust: &TrustBundle,
-    ) -> Result<(Sent, bool), Deferred> {
+    ) -> Result<(Sent, SlotUse), Deferred> {
         let key = (request.dedup_key(), trust.id());
         let slot = {
             let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,6 +186,7 @@ impl ProbeRunner {
                     let slot = Arc::new(SharedSlot {
                         cell: OnceCell::new(),
                         claimed: Default::default(),
+                        judged_failing: Default::default(),
                     });
                     map.insert(key, slot.clone());
                     slot
@@ -185,7 +206,14 @@ impl ProbeRunner {
                 .map_err(|_| Deferred)?,
             _ => answer.await,
         };
-        Ok((sent.clone(), !ran_here))
+        let sent = sent.clone();
+        Ok((
+            sent,
+            SlotUse {
+                slot,
+                ran_elsewhere: !ran_here,
+            },
+        ))
     }
 
     /// In flight (not yet answered) or answered within its window.
@@ -193,8 +221,11 @@ impl ProbeRunner {
         match slot.cell.get() {
             None => true,
             Some((answered, sent)) => {
+                let judged_failing = slot
+                    .judged_failing
+                    .load(std::sync::atomic::Ordering::Acquire);
                 let window = match sent {
-                    Ok(r) if r.status < 400 => self.settings.share_for,
+                    Ok(r) if r.status < 400 && !judged_failing => self.settings.share_for,
                     _ => self.settings.share_failure_for,
                 };
                 now.saturating_duration_since(*answered) < window

@@ -194,3 +194,49 @@ async fn a_hanging_host_does_not_hold_up_another_host() {
         task.abort();
     }
 }
+
+/// A tool that answers 200 while it starts (SonarQube's `{"status":"STARTING"}`)
+/// fails the class's check: that answer is reused only for the failure window, so
+/// the tool is seen up at the next retry, not after the probe interval.
+#[tokio::test]
+async fn a_healthy_status_that_fails_the_check_is_shared_only_briefly() {
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let s = serve(move |_| {
+        let status = match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => "STARTING",
+            _ => "UP",
+        };
+        Reply::body(
+            200,
+            "application/json",
+            &format!(r#"{{"status":"{status}"}}"#),
+        )
+    })
+    .await;
+    let r = runner(RunnerSettings {
+        share_failure_for: Duration::from_millis(150),
+        ..RunnerSettings::default()
+    });
+    let class = compiled(
+        "livenessProbe:\n  http:\n    path: /status\n    response:\n      cel: response.statusCode == 200 && response.body.status == 'UP'\n",
+    );
+    let c = connector(&format!("connectorClassName: test\naddress: {}", s.url("")));
+    let target = ProbeTarget {
+        connector: &c,
+        secret: None,
+        class_api_url: None,
+    };
+    let liveness = || async {
+        try_probe(&r, &class, ProbeKind::Liveness, &target)
+            .await
+            .expect("not deferred")
+    };
+    let first = liveness().await;
+    assert!(!first.outcome.is_passed(), "{:?}", first.outcome);
+    assert!(liveness().await.shared, "reused within the failure window");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recovered = liveness().await;
+    assert!(!recovered.shared, "asked again after the failure window");
+    assert_eq!(recovered.outcome, ProbeOutcome::Passed);
+    assert_eq!(s.recorded().len(), 2);
+}
