@@ -258,6 +258,37 @@ fn ready_connector_shows_conditions_and_event_in_describe() {
     apply_yaml(&ns, &basic_secret("creds", "demo-password"));
     wait(&ns, "connector", "my-git", "Ready", TIMEOUT);
     wait_event(&ns, "my-git", "Normal", "Ready");
+    // Lost again within six minutes: the same Warning Event, its series at 2 (as
+    // client-go and kube-runtime count repeats), not a second Event.
+    kubectl_ok(["delete", "secret", "creds", "-n", &ns]);
+    wait_connector(&ns, "my-git", "Ready", "False", "SecretNotFound");
+    let series = eventually(TIMEOUT, || {
+        let list: Value = serde_json::from_str(&kubectl_ok([
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            &ns,
+            "-o",
+            "json",
+        ]))
+        .map_err(|e| e.to_string())?;
+        let lost: Vec<&Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["reason"] == "SecretNotFound" && e["regarding"]["name"] == "my-git")
+            .collect();
+        match lost.as_slice() {
+            [one] if one["series"]["count"] == 2 => Ok((*one).clone()),
+            _ => Err(format!("SecretNotFound events: {lost:?}")),
+        }
+    });
+    assert_eq!(series["type"], "Warning", "{series}");
+    assert_eq!(
+        series["reportingController"], "connectors-operator",
+        "{series}"
+    );
+    assert!(series["series"]["lastObservedTime"].is_string(), "{series}");
 }
 
 #[test]

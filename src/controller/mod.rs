@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use rand::Rng;
 
@@ -29,8 +28,8 @@ use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
 use crate::runtime::{
-    CachesReady, CachesStopped, FairShare, KeyLocks, LeaseSettings, Shutdown, backoff_delay,
-    run_while_leader,
+    CachesReady, CachesStopped, EventPublisher, FairShare, KeyLocks, LeaseSettings, Shutdown,
+    backoff_delay, run_while_leader,
 };
 use crate::telemetry::Metrics;
 use crate::types::FieldError;
@@ -97,7 +96,7 @@ pub struct Context {
     pub settings: Settings,
     pub runner: ProbeRunner,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Every ConnectorClass (few, small): read by each Connector reconcile.
     pub classes: Store<ConnectorClass>,
     /// The labelled global CA Secrets of the operator's namespace (and nothing else).
@@ -150,15 +149,13 @@ impl Context {
                 ..settings.runner.clone()
             },
         );
-        let recorder = Recorder::new(
+        let events = EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: settings
-                    .leader_election
-                    .as_ref()
-                    .map(|l| l.identity.clone()),
-            },
+            MANAGER,
+            settings
+                .leader_election
+                .as_ref()
+                .map(|l| l.identity.as_str()),
         );
         let caches_ready = {
             let (classes, global_cas, services) =
@@ -178,7 +175,7 @@ impl Context {
             settings,
             runner,
             metrics,
-            recorder,
+            events,
             classes,
             global_cas,
             services,

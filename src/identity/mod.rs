@@ -20,13 +20,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use rand::Rng;
 
 use crate::observe::ca_bundle_from_secret;
 use crate::probe::{DestinationPolicy, TrustBundle};
-use crate::runtime::{LeaseSettings, Shutdown, backoff_delay, run_while_leader};
+use crate::runtime::{EventPublisher, LeaseSettings, Shutdown, backoff_delay, run_while_leader};
 
 /// The field manager of the controller's status writes (the operator's one name).
 pub const MANAGER: &str = "connectors-operator";
@@ -63,7 +62,7 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub settings: IdentitySettings,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// The labelled global CA Secrets of the operator's namespace.
     pub global_cas: Store<Secret>,
     failures: Mutex<HashMap<String, u32>>,
@@ -71,20 +70,18 @@ pub struct Context {
 
 impl Context {
     fn new(client: Client, settings: IdentitySettings, global_cas: Store<Secret>) -> Self {
-        let recorder = Recorder::new(
+        let events = EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: settings
-                    .leader_election
-                    .as_ref()
-                    .map(|l| l.identity.clone()),
-            },
+            MANAGER,
+            settings
+                .leader_election
+                .as_ref()
+                .map(|l| l.identity.as_str()),
         );
         Context {
             client,
             settings,
-            recorder,
+            events,
             global_cas,
             failures: Mutex::default(),
         }
