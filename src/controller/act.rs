@@ -6,10 +6,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
 use serde::Serialize;
 
 use crate::decide::proxy_service::{ObservedService, ServiceAction, service_action};
-use crate::runtime::EventNote;
 
 use super::{API_REQUEST_DEADLINE, Context, Error, api_call};
 
@@ -107,16 +107,20 @@ pub fn publish(
     reason: &str,
     note: &str,
 ) {
-    let (ctx, reference) = (ctx.clone(), reference.clone());
-    let (reason, note) = (reason.to_string(), note.to_string());
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    let (ctx, reference, reason) = (ctx.clone(), reference.clone(), reason.to_string());
     tokio::spawn(async move {
-        let event = EventNote {
-            warning,
-            reason: &reason,
-            action: "Reconcile",
-            note: &note,
-        };
-        match ctx.events.publish(&event, &reference).await {
+        match ctx.recorder.publish(&event, &reference).await {
             Ok(()) => {
                 ctx.metrics.events.inc();
             }

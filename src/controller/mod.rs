@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use rand::Rng;
 
@@ -28,8 +29,8 @@ use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
 };
 use crate::runtime::{
-    CachesReady, CachesStopped, EventPublisher, FairShare, KeyLocks, LeaseSettings, Shutdown,
-    backoff_delay, run_while_leader,
+    CachesReady, CachesStopped, FairShare, KeyLocks, LeaseSettings, Shutdown, backoff_delay,
+    run_while_leader,
 };
 use crate::telemetry::Metrics;
 use crate::types::FieldError;
@@ -96,7 +97,7 @@ pub struct Context {
     pub settings: Settings,
     pub runner: ProbeRunner,
     pub metrics: Arc<Metrics>,
-    pub events: EventPublisher,
+    pub recorder: Recorder,
     /// Every ConnectorClass (few, small): read by each Connector reconcile.
     pub classes: Store<ConnectorClass>,
     /// The labelled global CA Secrets of the operator's namespace (and nothing else).
@@ -149,13 +150,15 @@ impl Context {
                 ..settings.runner.clone()
             },
         );
-        let events = EventPublisher::new(
+        let recorder = Recorder::new(
             client.clone(),
-            MANAGER,
-            settings
-                .leader_election
-                .as_ref()
-                .map(|l| l.identity.as_str()),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: settings
+                    .leader_election
+                    .as_ref()
+                    .map(|l| l.identity.clone()),
+            },
         );
         let caches_ready = {
             let (classes, global_cas, services) =
@@ -175,7 +178,7 @@ impl Context {
             settings,
             runner,
             metrics,
-            events,
+            recorder,
             classes,
             global_cas,
             services,

@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use rand::Rng;
 
 use crate::observe::ca_bundle_from_secret;
 use crate::probe::{DestinationPolicy, TrustBundle};
-use crate::runtime::{EventPublisher, LeaseSettings, Shutdown, backoff_delay, run_while_leader};
+use crate::runtime::{LeaseSettings, Shutdown, backoff_delay, run_while_leader};
 
 /// The field manager of the controller's status writes (the operator's one name).
 pub const MANAGER: &str = "connectors-operator";
@@ -62,7 +63,7 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub settings: IdentitySettings,
-    pub events: EventPublisher,
+    pub recorder: Recorder,
     /// The labelled global CA Secrets of the operator's namespace.
     pub global_cas: Store<Secret>,
     failures: Mutex<HashMap<String, u32>>,
@@ -70,18 +71,20 @@ pub struct Context {
 
 impl Context {
     fn new(client: Client, settings: IdentitySettings, global_cas: Store<Secret>) -> Self {
-        let events = EventPublisher::new(
+        let recorder = Recorder::new(
             client.clone(),
-            MANAGER,
-            settings
-                .leader_election
-                .as_ref()
-                .map(|l| l.identity.as_str()),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: settings
+                    .leader_election
+                    .as_ref()
+                    .map(|l| l.identity.clone()),
+            },
         );
         Context {
             client,
             settings,
-            events,
+            recorder,
             global_cas,
             failures: Mutex::default(),
         }

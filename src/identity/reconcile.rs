@@ -5,12 +5,13 @@ use std::sync::Arc;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 
 use crate::api::{DexConnector, DexConnectorStatus};
 use crate::decide::conditions::ready_transition;
 use crate::decide::identity::{IdpFacts, decide_idp_status};
 use crate::observe::identity::{IdpCheckSettings, observe_idp};
-use crate::runtime::{EventNote, now};
+use crate::runtime::now;
 use crate::types::conditions::{READY, TRUE};
 use crate::validation::identity::validate_dex;
 
@@ -113,17 +114,21 @@ async fn act(
 
 /// Records an event off the worker (best effort).
 fn publish(ctx: &Arc<Context>, connector: &DexConnector, warning: bool, reason: &str, note: &str) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Check".to_string(),
+        secondary: None,
+    };
     let reference = connector.object_ref(&());
     let ctx = ctx.clone();
-    let (reason, note) = (reason.to_string(), note.to_string());
     tokio::spawn(async move {
-        let event = EventNote {
-            warning,
-            reason: &reason,
-            action: "Check",
-            note: &note,
-        };
-        if let Err(e) = ctx.events.publish(&event, &reference).await {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, "could not record event");
         }
     });

@@ -31,6 +31,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
@@ -48,7 +49,7 @@ use crate::decide::schedule::{DEFAULT_RULE, Schedule};
 use crate::observe::identity::directory::{Query, Session, scope_of};
 use crate::observe::identity::ldap::{LdapTarget, presence_filter};
 use crate::observe::identity::{connector_trust, resolve_secret};
-use crate::runtime::{EventNote, EventPublisher, Shutdown, WatchBackoff, backoff_delay};
+use crate::runtime::{Shutdown, WatchBackoff, backoff_delay};
 use crate::telemetry::{Metrics, SyncObjectLabels, SyncResultLabels, TriggerLabels};
 use crate::types::conditions::SYNC_READY;
 use crate::validation::identity::{IdpKind, split_host_port, validate_dex};
@@ -101,7 +102,7 @@ struct SyncContext {
     client: Client,
     settings: IdentitySettings,
     metrics: Arc<Metrics>,
-    events: EventPublisher,
+    recorder: Recorder,
     users: Store<User>,
     connectors: Store<DexConnector>,
     health: Arc<HealthContext>,
@@ -154,7 +155,7 @@ pub(super) async fn run(
     let (connectors, connectors_writer) = reflector::store::<DexConnector>();
     let ctx = Arc::new(SyncContext {
         client: client.clone(),
-        events: sync_events(&client, &settings),
+        recorder: sync_recorder(&client, &settings),
         settings,
         metrics,
         users,
@@ -196,15 +197,17 @@ fn watch_users(
     })
 }
 
-/// The Events publisher of the sync, named as the Lease holder where there is one.
-fn sync_events(client: &Client, settings: &IdentitySettings) -> EventPublisher {
-    EventPublisher::new(
+/// The Events recorder of the sync, named as the Lease holder where there is one.
+fn sync_recorder(client: &Client, settings: &IdentitySettings) -> Recorder {
+    Recorder::new(
         client.clone(),
-        SYNC_MANAGER,
-        settings
-            .leader_election
-            .as_ref()
-            .map(|l| l.identity.as_str()),
+        Reporter {
+            controller: SYNC_MANAGER.into(),
+            instance: settings
+                .leader_election
+                .as_ref()
+                .map(|l| l.identity.clone()),
+        },
     )
 }
 
@@ -966,17 +969,18 @@ fn publish_conflicts(ctx: &SyncContext, connector: &DexConnector, conflicts: &[S
         note.push_str(&format!("; and {more} more"));
     }
     note.truncate(1000);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "SyncConflict".into(),
+        note: Some(note),
+        action: "Sync".into(),
+        secondary: None,
+    };
     let reference = connector.object_ref(&());
-    let events = ctx.events.clone();
+    let recorder = ctx.recorder.clone();
     let metrics = ctx.metrics.clone();
     tokio::spawn(async move {
-        let event = EventNote {
-            warning: true,
-            reason: "SyncConflict",
-            action: "Sync",
-            note: &note,
-        };
-        match events.publish(&event, &reference).await {
+        match recorder.publish(&event, &reference).await {
             Ok(()) => {
                 metrics.events.inc();
             }

@@ -5,7 +5,6 @@ mod apiserver;
 mod backoff;
 mod caches;
 mod clock;
-mod events;
 mod fair_share;
 mod key_locks;
 mod leader;
@@ -16,7 +15,6 @@ pub use apiserver::{ApiService, MAX_HTTP1_REQUESTS, apiserver_client, apiserver_
 pub use backoff::{WatchBackoff, backoff_delay};
 pub use caches::{CachesReady, CachesStopped};
 pub use clock::now;
-pub use events::{EventNote, EventPublisher};
 pub use fair_share::{FairShare, Slot};
 pub use key_locks::KeyLocks;
 pub use leader::{LeaseSettings, run_while_leader};
