@@ -89,12 +89,21 @@ fn main() {
         r#"{"status":"healthy","uptime":120,"errors":[]}"#,
     );
 
+    // Judging awaits CEL's evaluation on a pool thread, as in the operator.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => panic!("runtime: {e}"),
+    };
     let one = || {
         let request = match compiled.request(ProbeKind::Auth, black_box(&target)) {
             Some(Ok(r)) => r,
             other => panic!("request: {other:?}"),
         };
-        let outcome = compiled.judge(ProbeKind::Auth, &request, black_box(&response));
+        let outcome =
+            runtime.block_on(compiled.judge(ProbeKind::Auth, &request, black_box(&response)));
         assert!(outcome.is_passed(), "{outcome:?}");
         black_box(outcome);
     };
@@ -104,9 +113,13 @@ fn main() {
             Some(Ok(r)) => r,
             other => panic!("request: {other:?}"),
         };
-        let (compiled, response) = (&compiled, &response);
+        let (compiled, response, runtime) = (&compiled, &response, &runtime);
         move || {
-            black_box(compiled.judge(ProbeKind::Auth, &request, black_box(response)));
+            black_box(runtime.block_on(compiled.judge(
+                ProbeKind::Auth,
+                &request,
+                black_box(response),
+            )));
         }
     };
     let without_generator = {

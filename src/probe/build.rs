@@ -42,13 +42,13 @@ impl CompiledClass {
     }
 
     /// Judges a response to a request built by [`CompiledClass::request`].
-    pub fn judge(
+    pub async fn judge(
         &self,
         kind: ProbeKind,
         request: &ProbeRequest,
         response: &HttpResponse,
     ) -> ProbeOutcome {
-        judge::judge(kind, request, response)
+        judge::judge(kind, request, response).await
     }
 
     fn http_request(

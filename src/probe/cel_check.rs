@@ -15,6 +15,7 @@ use super::bounds::{
     CEL_LIMITS, COMPILE_DEADLINE, COMPILE_STACK, Language, check_source, grace, run_bounded,
 };
 use super::cel_names::check_names;
+use super::engine_pool::EnginePool;
 use super::http::HttpResponse;
 
 /// The CEL environment: the standard library plus the strings, lists, math and
@@ -37,6 +38,9 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
 /// Stack of the thread that evaluates (recursion per level of the syntax tree and
 /// of the response's JSON, which `serde_json` bounds at 128 levels).
 const EVAL_STACK: usize = 16 * 1024 * 1024;
+/// The threads evaluations run on: as many as evaluations run at once, at most this
+/// many (beyond it they queue; each ends within its deadline).
+static EVAL_POOL: EnginePool = EnginePool::new("cel-eval", EVAL_STACK, 32);
 /// Wall-clock bound of evaluating one expression, with [`CelCheck::compile`] (the
 /// default `ProbeSettings::eval_timeout`; [`CelCheck::compile_with`] takes another).
 #[cfg(test)]
@@ -113,9 +117,9 @@ impl CelCheck {
         })
     }
 
-    /// Evaluates on a thread of its own, within the deadline: every loop fails once
-    /// it has passed, and the wait gives up shortly after it in any case.
-    pub(crate) fn evaluate(&self, response: &HttpResponse) -> CelVerdict {
+    /// Evaluates on a thread of [`EVAL_POOL`], within the deadline: every loop fails
+    /// once it has passed, and the wait gives up shortly after it in any case.
+    pub(crate) async fn evaluate(&self, response: &HttpResponse) -> CelVerdict {
         let expr = Arc::clone(&self.expr);
         let deadline = self.deadline;
         let parts = (
@@ -144,7 +148,7 @@ impl CelCheck {
             }
             ctx.resolve(&expr)
         };
-        match run_bounded("evaluation", EVAL_STACK, grace(deadline), run) {
+        match EVAL_POOL.run("evaluation", grace(deadline), run).await {
             Ok(Ok(Value::Bool(true))) => CelVerdict::True,
             Ok(Ok(Value::Bool(false))) => CelVerdict::False,
             Ok(Ok(other)) => CelVerdict::NotBool(other.type_of().to_string()),

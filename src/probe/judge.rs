@@ -6,7 +6,7 @@ use super::{FailureReason, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest};
 /// API probe: 200 passes; 401/403 are `AuthenticationFailed` for auth probes; any
 /// other status fails. HTTP probe: `response.cel` must give `true`; without it, any
 /// 2xx passes. Messages are scrubbed of the request's secret values and bounded.
-pub(crate) fn judge(
+pub(crate) async fn judge(
     kind: ProbeKind,
     request: &ProbeRequest,
     response: &HttpResponse,
@@ -21,7 +21,7 @@ pub(crate) fn judge(
             _ => ProbeOutcome::failed(FailureReason::ProbeFailed, format!("status code {status}")),
         }
     } else if let Some(cel) = &check.cel {
-        match cel.evaluate(response) {
+        match cel.evaluate(response).await {
             CelVerdict::True => ProbeOutcome::Passed,
             CelVerdict::False if auth => auth_failed("response check returned false".to_string()),
             CelVerdict::False => {

@@ -13,7 +13,7 @@
 //! - `ProbeTarget { connector, secret, class_api_url }`
 //! - `CompiledClass::request(kind, &ProbeTarget) -> Option<Result<ProbeRequest, ProbeOutcome>>`
 //!   (`None`: the class has no probe of that kind / no auth probe for the chosen auth)
-//! - `CompiledClass::judge(kind, &ProbeRequest, &HttpResponse) -> ProbeOutcome`
+//! - `CompiledClass::judge(kind, &ProbeRequest, &HttpResponse).await -> ProbeOutcome`
 //! - `HttpProber::new(settings)`, `HttpProber::send(&ProbeRequest, &TrustBundle) -> Result<HttpResponse, ProbeOutcome>`
 //! - `run_probe(&CompiledClass, kind, &ProbeTarget, &HttpProber, &TrustBundle) -> Option<ProbeOutcome>`
 //! - `ProbeOutcome::{Passed, Failed { reason: FailureReason, message }}`
@@ -40,6 +40,7 @@ mod cel_check;
 mod cel_names;
 mod compile;
 mod destination;
+mod engine_pool;
 mod http;
 mod judge;
 mod live;

@@ -148,7 +148,7 @@ impl ProbeRunner {
             ProbeKind::Auth => (self.gated_send(&request, trust).await, None),
         };
         let outcome = match sent {
-            Ok(response) => class.judge(kind, &request, &response),
+            Ok(response) => class.judge(kind, &request, &response).await,
             Err(outcome) => outcome,
         };
         let shared = slot.as_ref().is_some_and(|s| s.ran_elsewhere);

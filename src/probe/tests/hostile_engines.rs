@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::{build, class, connector};
+use super::{build, class, connector, wait};
 use crate::probe::bounds::{CEL_LIMITS, Language, REGO_LIMITS, check_source};
 use crate::probe::cel_check::{CelCheck, CelVerdict};
 use crate::probe::rego_auth::RegoPolicy;
@@ -201,7 +201,7 @@ fn costly_cel_evaluation_is_bounded() {
         let body = body.clone();
         let started = Instant::now();
         let verdict = on_worker_stack(Duration::from_secs(30), move || {
-            CelCheck::compile(source).map(|c| c.evaluate(&json_response(&body)))
+            CelCheck::compile(source).map(|c| wait(c.evaluate(&json_response(&body))))
         });
         let elapsed = started.elapsed();
         assert!(
@@ -237,7 +237,7 @@ fn cel_evaluation_meets_its_deadline() {
     let source = "response.body.l.all(a, response.body.l.all(b, a == b + 0 * 7))";
     let started = Instant::now();
     let verdict = on_worker_stack(Duration::from_secs(60), move || {
-        CelCheck::compile(source).map(|c| c.evaluate(&json_response(&body)))
+        CelCheck::compile(source).map(|c| wait(c.evaluate(&json_response(&body))))
     });
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
@@ -289,7 +289,7 @@ fn cel_errors_do_not_quote_the_response() {
         let class =
             CompiledClass::compile(&class(&spec)).unwrap_or_else(|e| panic!("{source}: {e:?}"));
         let request = build(&class, ProbeKind::Liveness, &c, None);
-        let outcome = class.judge(ProbeKind::Liveness, &request, &resp);
+        let outcome = wait(class.judge(ProbeKind::Liveness, &request, &resp));
         assert_eq!(
             outcome.reason(),
             Some(FailureReason::ProbeError),
@@ -442,7 +442,7 @@ fn cel_at_the_limits_compiles_and_evaluates() {
         let started = Instant::now();
         let resp = HttpResponse::new(resp.status, resp.headers.clone(), resp.body.clone());
         let verdict = on_worker_stack(Duration::from_secs(60), move || {
-            CelCheck::compile(&source).map(|c| c.evaluate(&resp))
+            CelCheck::compile(&source).map(|c| wait(c.evaluate(&resp)))
         });
         let elapsed = started.elapsed();
         eprintln!("{name}: n={n}, {len} bytes, {elapsed:?}: {verdict:?}");
@@ -578,7 +578,7 @@ fn rego_dependency_chains_do_not_crash() {
 #[test]
 fn huge_deadlines_do_not_panic() {
     let c = CelCheck::compile_with("response.statusCode == 200", Duration::MAX).unwrap();
-    assert_eq!(c.evaluate(&json_response("{}")), CelVerdict::True);
+    assert_eq!(wait(c.evaluate(&json_response("{}"))), CelVerdict::True);
     let p = RegoPolicy::compile_generator(&rego_generator("\"x\""), Duration::MAX).unwrap();
     assert!(matches!(
         p.evaluate(regorus::Value::new_object()),

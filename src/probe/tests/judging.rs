@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::{build, compiled, connector};
+use super::{build, compiled, connector, wait};
 use crate::probe::{
     CompiledClass, FailureReason, HttpResponse, ProbeKind, ProbeOutcome, ProbeTarget,
 };
@@ -29,7 +29,7 @@ fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
 fn judge(class: &CompiledClass, kind: ProbeKind, resp: &HttpResponse) -> ProbeOutcome {
     let c = connector("connectorClassName: test\naddress: https://g.io\nauth: {name: basicAuth}");
     let r = build(class, kind, &c, None);
-    class.judge(kind, &r, resp)
+    wait(class.judge(kind, &r, resp))
 }
 
 fn cel(expr: &str, resp: &HttpResponse) -> ProbeOutcome {
@@ -228,7 +228,7 @@ fn api_probe_judging() {
             .request(kind, &t)
             .and_then(Result::ok)
             .unwrap_or_else(|| panic!("no request"));
-        class.judge(kind, &r, &response(status, &[], ""))
+        wait(class.judge(kind, &r, &response(status, &[], "")))
     };
     assert_eq!(judge(ProbeKind::Liveness, 200), ProbeOutcome::Passed);
     assert_eq!(judge(ProbeKind::Auth, 200), ProbeOutcome::Passed);

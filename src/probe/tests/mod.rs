@@ -20,6 +20,16 @@ use super::{CompiledClass, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget, S
 
 pub(super) use crate::testing::{class, connector, unindent};
 
+/// Runs an engine's future (an evaluation awaits its pool thread) where a test is
+/// not async itself.
+pub(super) fn wait<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a test runtime")
+        .block_on(future)
+}
+
 pub(super) fn compiled(spec_yaml: &str) -> CompiledClass {
     match CompiledClass::compile(&class(spec_yaml)) {
         Ok(c) => c,

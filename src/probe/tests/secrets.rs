@@ -99,7 +99,7 @@ async fn sentinel_never_leaks() {
         "the server echoed it"
     );
     assert_clean("HttpResponse Debug", &format!("{resp:?}"));
-    let o = class.judge(ProbeKind::Auth, &req, &resp);
+    let o = class.judge(ProbeKind::Auth, &req, &resp).await;
     assert!(matches!(o, ProbeOutcome::Failed { .. }), "{o:?}");
     assert!(o.message().contains("unsupported binary operator"), "{o:?}");
     assert_clean("CEL error", o.message());

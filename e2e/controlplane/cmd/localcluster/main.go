@@ -220,7 +220,9 @@ func buildState(dir, binDir string, ports []int) state {
 			// No nodes or pods: a loopback endpoint for the kubernetes
 			// Service would be rejected, so don't reconcile it.
 			"--endpoint-reconciler-type=none",
-			"--profiling=false",
+			// E2E_APISERVER_PROFILING=1 serves /debug/pprof (admin only), for
+			// the benchmarks' CPU profiles of the apiserver (docs/benchmarks.md).
+			"--profiling=" + strconv.FormatBool(os.Getenv("E2E_APISERVER_PROFILING") == "1"),
 		}},
 		{Name: kcmName, Ports: ports[3:4], Args: []string{
 			filepath.Join(binDir, "kube-controller-manager"),
