@@ -6,7 +6,8 @@
 //! first checked by [`check_source`], a linear scan that never recurses: its size,
 //! how deep its brackets nest and how long its operator chains grow. Then it is
 //! compiled by [`run_bounded`] on a thread of its own, with a stack sized for what
-//! passed the scan and a deadline, never on an async worker.
+//! passed the scan and a deadline, never on an async worker. (CEL's evaluations, one
+//! per probe, run on the kept threads of `engine_pool` instead.)
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
