@@ -463,7 +463,7 @@ where
         .spawn(move || {
             let _ = tx.send(f());
         })
-        .map_err(|e| format!("{what}: could not start a thread: {e}"))?;
+        .map_err(|e| JobFailure::Start(e).describe(what))?;
     let wait = move || rx.recv_timeout(deadline);
     let received = match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -473,11 +473,30 @@ where
     };
     match received {
         Ok(value) => Ok(value),
-        Err(RecvTimeoutError::Timeout) => Err(format!(
-            "{what} exceeded its deadline of {} ms",
-            deadline.as_millis()
-        )),
-        Err(RecvTimeoutError::Disconnected) => Err(format!("{what} failed unexpectedly")),
+        Err(RecvTimeoutError::Timeout) => Err(JobFailure::Deadline(deadline).describe(what)),
+        Err(RecvTimeoutError::Disconnected) => Err(JobFailure::Died.describe(what)),
+    }
+}
+
+/// Why an engine job off the async workers gave no answer: one wording for
+/// [`run_bounded`] and the kept threads of `engine_pool`.
+pub(crate) enum JobFailure {
+    Start(std::io::Error),
+    Deadline(Duration),
+    /// It panicked, or its thread went away without an answer.
+    Died,
+}
+
+impl JobFailure {
+    pub(crate) fn describe(&self, what: &str) -> String {
+        match self {
+            JobFailure::Start(e) => format!("{what}: could not start a thread: {e}"),
+            JobFailure::Deadline(deadline) => format!(
+                "{what} exceeded its deadline of {} ms",
+                deadline.as_millis()
+            ),
+            JobFailure::Died => format!("{what} failed unexpectedly"),
+        }
     }
 }
 

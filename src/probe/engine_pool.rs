@@ -14,6 +14,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::bounds::JobFailure;
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// How long a pool thread waits for work before it exits.
@@ -67,14 +69,11 @@ impl EnginePool {
         self.submit(Box::new(move || {
             let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
         }))
-        .map_err(|e| format!("{what}: could not start a thread: {e}"))?;
+        .map_err(|e| JobFailure::Start(e).describe(what))?;
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Ok(value))) => Ok(value),
-            Err(_) => Err(format!(
-                "{what} exceeded its deadline of {} ms",
-                wait.as_millis()
-            )),
-            Ok(Ok(Err(_)) | Err(_)) => Err(format!("{what} failed unexpectedly")),
+            Err(_) => Err(JobFailure::Deadline(wait).describe(what)),
+            Ok(Ok(Err(_)) | Err(_)) => Err(JobFailure::Died.describe(what)),
         }
     }
 
@@ -143,20 +142,20 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_reuse_threads_and_report_panics_and_overruns() {
+        let mut ran_on = std::collections::HashSet::new();
         for i in 0..50u32 {
-            assert_eq!(
-                POOL.run("adding", Duration::from_secs(5), move || i + 1)
-                    .await,
-                Ok(i + 1)
-            );
+            let (sum, thread) = POOL
+                .run("adding", Duration::from_secs(5), move || {
+                    (i + 1, std::thread::current().id())
+                })
+                .await
+                .expect("an answer");
+            assert_eq!(sum, i + 1);
+            ran_on.insert(thread);
         }
-        // One after the other: a thread is reused (a second may start while the
+        // One after the other: threads are reused (a second may start while the
         // first, its answer sent, has not yet gone back to waiting).
-        assert!(
-            POOL.threads() <= 2,
-            "{} threads for 50 jobs",
-            POOL.threads()
-        );
+        assert!(ran_on.len() <= 2, "50 jobs ran on {} threads", ran_on.len());
         let e = POOL
             .run("panicking", Duration::from_secs(5), || -> u32 {
                 panic!("boom")
