@@ -1,7 +1,7 @@
 //! Fault tests on the local control plane (`e2e/cluster.sh`): the apiserver and etcd
 //! restarted mid-run, the operator killed with SIGKILL during a burst, watches that
 //! must relist after 410 Gone, a second writer on the operator's objects, and a tool
-//! that flaps. Each proves that nothing is lost: the inputs are changed while the
+//! that flaps, a tool that never answers many Connectors at once. Each proves that nothing is lost: the inputs are changed while the
 //! operator cannot see them, and the final conditions must match the final inputs.
 //! Each test starts its own operator and runs alone (they restart the apiserver).
 
@@ -653,5 +653,80 @@ fn a_flapping_tool_is_followed_with_bounded_work() {
         "{writes} status writes > {write_bound:.0}"
     );
     assert!(events <= write_bound, "{events} events > {write_bound:.0}");
+    op.assert_alive_without_panic();
+}
+
+/// Twelve Connectors share one liveness request to a tool that never answers. Those
+/// that arrive while it is out are deferred (their workers freed) and judged as soon
+/// as it times out, not a retry period later: all show LivenessReady False within
+/// the probe timeout plus a small margin of their creation, each deferred at most once.
+#[test]
+fn connectors_sharing_a_hanging_tool_are_judged_when_its_request_times_out() {
+    let _serial = serial();
+    let tool = DemoTool::start();
+    let ns = TestNamespace::new("fault-hang");
+    let class = format!("{ns}-hang");
+    let _class = ClassGuard::apply(
+        &class,
+        &git_class(&class).replace("      path: /\n", "      path: /misbehave/hang\n"),
+    );
+    let timeout = Duration::from_secs(5);
+    let op = operator_with(OperatorOptions {
+        identity: "fault-hang".into(),
+        probe_interval_seconds: 300,
+        probe_timeout_seconds: timeout.as_secs(),
+        ..OperatorOptions::default()
+    });
+    // Judge something first, so the caches are warm and the timing below is the probe's.
+    let warm: Wanted = names("warm", 0..1).into_iter().map(|n| (n, true)).collect();
+    let warm_class = format!("{ns}-warm");
+    let _warm_class = ClassGuard::apply(&warm_class, &git_class(&warm_class));
+    apply_connectors(&ns, &warm_class, &tool.url(), &warm);
+    wait_settled(&ns, &warm);
+    let deferred_before = op.metric("connectors_operator_probes_deferred_total");
+
+    let hung: Wanted = names("h", 0..12).into_iter().map(|n| (n, true)).collect();
+    apply_connectors(&ns, &class, &tool.url(), &hung);
+    let created = Instant::now();
+    let judged = |c: &Value| {
+        condition(c, "LivenessReady").is_some_and(|(status, reason, message)| {
+            status == "False"
+                && reason == "ConnectionFailed"
+                && message.contains("awaiting headers")
+        })
+    };
+    eventually(CONVERGE, || {
+        let found = connectors(&ns);
+        let waiting: Vec<&String> = hung
+            .keys()
+            .filter(|n| !found.get(*n).is_some_and(judged))
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not judged yet: {waiting:?}"))
+        }
+    });
+    let took = created.elapsed();
+    let deferred = op.metric("connectors_operator_probes_deferred_total") - deferred_before;
+    eprintln!(
+        "{} Connectors on a hanging tool (probe timeout {timeout:?}): all judged {took:.2?} after creation, {deferred} deferrals",
+        hung.len()
+    );
+    // Woken by the answer: the timeout and the status writes. A retry timer instead
+    // would come back after twice the timeout.
+    assert!(
+        took < timeout + Duration::from_secs(3),
+        "judged {took:?} after creation (probe timeout {timeout:?})"
+    );
+    assert!(
+        deferred >= 1.0,
+        "no Connector was deferred: the request was not shared"
+    );
+    assert!(
+        deferred <= hung.len() as f64,
+        "{deferred} deferrals for {} Connectors: some came back before the answer",
+        hung.len()
+    );
     op.assert_alive_without_panic();
 }

@@ -111,11 +111,9 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     let facts = class_facts(connector, class_name, view.as_ref());
     let (outcomes, proxy_service) = match (&facts, &view) {
         (ClassFacts::Usable { class }, Some(view)) => {
-            let Ok(outcomes) = probe(ctx, connector, view, &inputs).await else {
-                // Its tool has not answered another Connector's identical liveness
-                // request yet: free the worker, judge when that answer is in.
-                ctx.metrics.probes_deferred.inc();
-                return Ok(Action::requeue(deferred_retry()));
+            let outcomes = match probe(ctx, connector, view, &inputs).await {
+                Ok(outcomes) => outcomes,
+                Err(deferred) => return Ok(defer(ctx, connector, &deferred)),
             };
             (outcomes, proxy_service(ctx, connector, class).await?)
         }
@@ -135,13 +133,18 @@ async fn reconcile_now(connector: &Connector, ctx: &Arc<Context>) -> Result<Acti
     Ok(Action::requeue(ctx.next_check(&key_of(connector), healthy)))
 }
 
-/// When a Connector whose shared liveness request was pending is tried again: soon
-/// (the answer or the probe timeout is near) and jittered.
-fn deferred_retry() -> Duration {
-    Duration::from_millis(rand::rng().random_range(DEFERRED_RETRY_MS))
+/// Its tool has not answered another Connector's identical liveness request yet:
+/// free the worker and judge when that answer is in (or its request was abandoned),
+/// which is within the probe timeout. The requeue, well after it, is only a fallback.
+fn defer(ctx: &Context, connector: &Connector, deferred: &Deferred) -> Action {
+    ctx.metrics.probes_deferred.inc();
+    ctx.answered
+        .on_answer(deferred, ObjectRef::from_obj(connector));
+    let jitter = Duration::from_millis(rand::rng().random_range(DEFERRED_FALLBACK_MS));
+    Action::requeue(ctx.settings.probe.timeout * 2 + jitter)
 }
 
-const DEFERRED_RETRY_MS: std::ops::Range<u64> = 1000..2000;
+const DEFERRED_FALLBACK_MS: std::ops::Range<u64> = 1000..2000;
 
 /// The probe outcomes: reused from the memo while their inputs are unchanged,
 /// otherwise the plan is run.

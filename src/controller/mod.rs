@@ -20,10 +20,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use rand::Rng;
 
-use crate::api::ConnectorClass;
+use crate::api::{Connector, ConnectorClass};
 use crate::observe::ca_bundle_from_secret;
 use crate::probe::{
     CompiledClass, HttpProber, ProbeRunner, ProbeSettings, RunnerSettings, TrustBundle,
@@ -125,6 +125,30 @@ pub struct Context {
     pub secrets: SecretCache,
     /// One apiserver read per Secret at a time.
     pub secret_reads: KeyLocks<SecretKey>,
+    /// Connectors to reconcile now: their deferred liveness answer is in.
+    pub answered: AnsweredConnectors,
+}
+
+/// Where a Connector whose probe was [`crate::probe::Deferred`] is sent back to the
+/// controller once the answer it waits for is in (`Controller::reconcile_on`).
+#[derive(Clone)]
+pub struct AnsweredConnectors(futures::channel::mpsc::UnboundedSender<ObjectRef<Connector>>);
+
+impl AnsweredConnectors {
+    pub fn channel() -> (
+        Self,
+        futures::channel::mpsc::UnboundedReceiver<ObjectRef<Connector>>,
+    ) {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        (AnsweredConnectors(sender), receiver)
+    }
+
+    /// Reconciles `connector` again once `deferred`'s answer is in.
+    pub fn on_answer(&self, deferred: &crate::probe::Deferred, connector: ObjectRef<Connector>) {
+        let sender = self.0.clone();
+        // A closed channel means the controller is shutting down: nothing to wake.
+        deferred.when_answered(move || drop(sender.unbounded_send(connector)));
+    }
 }
 
 /// The caches fed by watches that every Connector reconcile reads.
@@ -135,7 +159,13 @@ pub struct Caches {
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>, caches: Caches) -> Self {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+        answered: AnsweredConnectors,
+    ) -> Self {
         let Caches {
             classes,
             global_cas,
@@ -192,6 +222,7 @@ impl Context {
             namespace_share,
             secrets: SecretCache::default(),
             secret_reads: KeyLocks::default(),
+            answered,
         }
     }
 

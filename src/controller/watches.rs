@@ -17,7 +17,9 @@ use crate::observe::GLOBAL_CA_LABEL;
 use crate::runtime::{Shutdown, WatchBackoff};
 use crate::telemetry::{ErrorLabels, Metrics};
 
-use super::{Caches, Context, Error, ProxyServiceIndex, Settings, class, connector};
+use super::{
+    AnsweredConnectors, Caches, Context, Error, ProxyServiceIndex, Settings, class, connector,
+};
 
 /// Runs both controllers until `shutdown`.
 pub(super) async fn controllers(
@@ -67,7 +69,14 @@ pub(super) async fn controllers(
         global_cas: ca_store,
         services: service_index,
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics, caches));
+    let (answered, answered_connectors) = AnsweredConnectors::channel();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        caches,
+        answered,
+    ));
     let classes = Controller::new(
         Api::<ConnectorClass>::all(client.clone()),
         watcher::Config::default(),
@@ -81,6 +90,7 @@ pub(super) async fn controllers(
         classes: class_events,
         global_cas: ca_events,
         services: service_events,
+        answered: answered_connectors,
     };
     let connectors = connector_controller(client, ctx, config, events, shutdown)
         .for_each(|_| futures::future::ready(()));
@@ -89,11 +99,13 @@ pub(super) async fn controllers(
 
 type Touched<K> = Result<K, watcher::Error>;
 
-/// Objects touched on the watches the Connector controller shares with its caches.
-struct WatchedEvents<C, G, S> {
+/// Objects touched on the watches the Connector controller shares with its caches,
+/// and the Connectors whose deferred probe has its answer now.
+struct WatchedEvents<C, G, S, A> {
     classes: C,
     global_cas: G,
     services: S,
+    answered: A,
 }
 
 /// The Connector controller: its own watch (generation changes only, so a status
@@ -107,6 +119,7 @@ fn connector_controller(
         impl Stream<Item = Touched<ConnectorClass>> + Send + 'static,
         impl Stream<Item = Touched<Secret>> + Send + 'static,
         impl Stream<Item = Touched<Service>> + Send + 'static,
+        impl Stream<Item = ObjectRef<Connector>> + Send + 'static,
     >,
     shutdown: Shutdown,
 ) -> impl Stream<Item = ()> {
@@ -143,6 +156,7 @@ fn connector_controller(
         .with_config(config)
         .trigger_backoff(WatchBackoff::default())
         .owns_stream(without_own_writes(events.services, &ctx))
+        .reconcile_on(events.answered)
         .watches_stream(events.classes, move |class| {
             let name = class.metadata.name.clone().unwrap_or_default();
             connectors_where(&by_class, |c| c.spec.connector_class_name == name)

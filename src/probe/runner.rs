@@ -8,7 +8,9 @@
 //!   response is reused for `share_for` after a healthy answer (2xx/3xx that no
 //!   caller's check has failed) or `share_failure_for` after anything else, so
 //!   recovery is seen promptly (a tool answering 200 `{"status":"STARTING"}` is asked
-//!   again after the short window, not after the probe interval);
+//!   again after the short window, not after the probe interval); with
+//!   `defer_shared_after`, callers arriving once the request has been out that long
+//!   get [`Deferred`] at once and are called back when the answer is in;
 //! - each Connector still judges the shared response with its own class.
 //!
 //! Auth probes are never shared: they carry each Connector's own credentials.
@@ -34,9 +36,9 @@ pub struct RunnerSettings {
     pub share_for: Duration,
     /// How long any other liveness result is reused (the first retry delay).
     pub share_failure_for: Duration,
-    /// How long a caller waits for a liveness request another caller has in flight
-    /// before giving up with [`Deferred`] (its worker is better spent elsewhere than
-    /// on a tool that does not answer). `None`: wait for it.
+    /// How long after a shared liveness request was sent its other callers still wait
+    /// for it; later they give up at once with [`Deferred`] (their workers are better
+    /// spent elsewhere than on a tool that does not answer). `None`: wait for it.
     pub defer_shared_after: Option<Duration>,
 }
 
@@ -64,18 +66,81 @@ pub struct ProbeReport {
 
 type Sent = Result<HttpResponse, ProbeOutcome>;
 
-/// Not judged: the liveness request this probe shares was still in flight after
-/// [`RunnerSettings::defer_shared_after`]; ask again later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deferred;
+/// Not judged: the liveness request this probe shares was still in flight
+/// [`RunnerSettings::defer_shared_after`] after it was sent; ask again once it is
+/// answered ([`Deferred::when_answered`]).
+#[derive(Clone)]
+pub struct Deferred {
+    slot: Arc<SharedSlot>,
+}
+
+impl Deferred {
+    /// Calls `wake` once the shared request has its answer or was abandoned (its
+    /// sender cancelled; the next caller sends again), at once if either happened
+    /// already.
+    pub fn when_answered(&self, wake: impl FnOnce() + Send + 'static) {
+        let mut wakers = self.slot.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        match wakers.as_mut() {
+            Some(waiting) => waiting.push(Box::new(wake)),
+            None => {
+                drop(wakers);
+                wake();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
+}
+
+type Waker = Box<dyn FnOnce() + Send>;
 
 struct SharedSlot {
     cell: OnceCell<(Instant, Sent)>,
+    /// When the slot was opened, i.e. about when its request was sent.
+    opened: Instant,
+    /// Deferred callers to wake when the answer is in; `None` once it is.
+    wakers: Mutex<Option<Vec<Waker>>>,
+    /// Its sender was cancelled before the answer: the slot is stale at once.
+    abandoned: std::sync::atomic::AtomicBool,
     /// Set by the caller that sends the request; the others only wait for it.
     claimed: std::sync::atomic::AtomicBool,
     /// Set when any caller's class judged the answer a failure: the answer is then
     /// reused only for the failure window, whatever its status code.
     judged_failing: std::sync::atomic::AtomicBool,
+}
+
+impl SharedSlot {
+    /// Wakes the callers deferred so far; later ones are woken as they register.
+    fn wake_deferred(&self) {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for wake in wakers.into_iter().flatten() {
+            wake();
+        }
+    }
+}
+
+/// Marks its slot abandoned, and wakes the callers deferred on it, when the sending
+/// future is dropped before the answer (so they do not wait for one that never comes).
+struct AbandonedUnlessAnswered<'a>(Option<&'a SharedSlot>);
+
+impl AbandonedUnlessAnswered<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonedUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0 {
+            slot.abandoned
+                .store(true, std::sync::atomic::Ordering::Release);
+            slot.wake_deferred();
+        }
+    }
 }
 
 /// A liveness answer as one caller got it: the slot it is shared through and
@@ -167,7 +232,7 @@ impl ProbeRunner {
 
     /// One request per identical liveness request and sharing window, with the slot
     /// it was shared through. The caller that sends waits for its answer; the others
-    /// wait at most `defer_shared_after`.
+    /// wait until `defer_shared_after` from the send.
     async fn shared_send(
         &self,
         request: &ProbeRequest,
@@ -185,6 +250,9 @@ impl ProbeRunner {
                     }
                     let slot = Arc::new(SharedSlot {
                         cell: OnceCell::new(),
+                        opened: now,
+                        wakers: Mutex::new(Some(Vec::new())),
+                        abandoned: Default::default(),
                         claimed: Default::default(),
                         judged_failing: Default::default(),
                     });
@@ -197,16 +265,27 @@ impl ProbeRunner {
         let mut ran_here = false;
         let answer = slot.cell.get_or_init(|| async {
             ran_here = true;
+            let abandoned = AbandonedUnlessAnswered(Some(&slot));
             let sent = self.gated_send(request, trust).await;
+            abandoned.answered();
             (Instant::now(), sent)
         });
         let (_, sent) = match self.settings.defer_shared_after {
-            Some(patience) if !sender => tokio::time::timeout(patience, answer)
-                .await
-                .map_err(|_| Deferred)?,
+            Some(patience) if !sender => {
+                // Measured from the send, so that once a tool has kept its answer past
+                // the patience, later callers are deferred without waiting at all.
+                let left = patience.saturating_sub(slot.opened.elapsed());
+                match tokio::time::timeout(left, answer).await {
+                    Ok(answered) => answered,
+                    Err(_) => return Err(Deferred { slot }),
+                }
+            }
             _ => answer.await,
         };
         let sent = sent.clone();
+        if ran_here {
+            slot.wake_deferred();
+        }
         Ok((
             sent,
             SlotUse {
@@ -216,10 +295,10 @@ impl ProbeRunner {
         ))
     }
 
-    /// In flight (not yet answered) or answered within its window.
+    /// In flight (not yet answered, not abandoned) or answered within its window.
     fn is_fresh(&self, slot: &SharedSlot, now: Instant) -> bool {
         match slot.cell.get() {
-            None => true,
+            None => !slot.abandoned.load(std::sync::atomic::Ordering::Acquire),
             Some((answered, sent)) => {
                 let judged_failing = slot
                     .judged_failing

@@ -70,37 +70,165 @@ async fn try_probe(
         .map(|report| report.unwrap_or_else(|| panic!("no {kind:?} probe")))
 }
 
+/// One Connector's liveness probe against a tool that answers 200 after `answer_ms`,
+/// on a runner whose other callers wait `patience_ms` from the send.
+struct SlowShared {
+    server: super::server::TestServer,
+    runner: Arc<ProbeRunner>,
+    class: crate::probe::CompiledClass,
+    connector: crate::api::Connector,
+}
+
+impl SlowShared {
+    async fn new(answer_ms: u64, patience_ms: u64) -> Self {
+        let server = serve(move |_| {
+            Reply::After(
+                Duration::from_millis(answer_ms),
+                Box::new(Reply::status(200)),
+            )
+        })
+        .await;
+        let runner = runner(RunnerSettings {
+            defer_shared_after: Some(Duration::from_millis(patience_ms)),
+            ..RunnerSettings::default()
+        });
+        let connector = connector(&format!(
+            "connectorClassName: test\naddress: {}",
+            server.url("")
+        ));
+        SlowShared {
+            server,
+            runner,
+            class: compiled(CLASS),
+            connector,
+        }
+    }
+
+    async fn probe(&self) -> Result<crate::probe::ProbeReport, Deferred> {
+        let target = ProbeTarget {
+            connector: &self.connector,
+            secret: None,
+            class_api_url: None,
+        };
+        try_probe(&self.runner, &self.class, ProbeKind::Liveness, &target).await
+    }
+}
+
 /// A caller that only waits for another's liveness request gives up after its
 /// patience (freeing its worker); the sender keeps waiting, and the answer, once in,
 /// is shared with everyone who asks again.
 #[tokio::test]
 async fn waiters_of_a_slow_shared_request_are_deferred() {
-    let s = serve(|_| Reply::After(Duration::from_millis(600), Box::new(Reply::status(200)))).await;
-    let r = runner(RunnerSettings {
-        defer_shared_after: Some(Duration::from_millis(100)),
-        ..RunnerSettings::default()
-    });
-    let class = compiled(CLASS);
-    let c = connector(&format!("connectorClassName: test\naddress: {}", s.url("")));
-    let target = ProbeTarget {
-        connector: &c,
-        secret: None,
-        class_api_url: None,
-    };
-    let sender = try_probe(&r, &class, ProbeKind::Liveness, &target);
+    let s = SlowShared::new(600, 100).await;
+    let sender = s.probe();
     let waiter = async {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        try_probe(&r, &class, ProbeKind::Liveness, &target).await
+        s.probe().await
     };
     let (sent, waited) = futures::future::join(sender, waiter).await;
     assert_eq!(
         sent.expect("the sender waits").outcome,
         ProbeOutcome::Passed
     );
-    assert_eq!(waited.err(), Some(Deferred));
-    let later = try_probe(&r, &class, ProbeKind::Liveness, &target).await;
+    assert!(waited.is_err(), "the waiter is deferred");
+    let later = s.probe().await;
     assert!(later.expect("answered by now").shared);
-    assert_eq!(s.recorded().len(), 1, "one request for all three");
+    assert_eq!(s.server.recorded().len(), 1, "one request for all three");
+}
+
+/// Counts its calls.
+fn counting_wake() -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    impl FnOnce() + Send + 'static,
+) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    (calls, move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+}
+
+fn calls(counter: &std::sync::atomic::AtomicUsize) -> usize {
+    counter.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A deferred caller is called back when the answer is in, not before; one that
+/// registers after the answer is called back at once.
+#[tokio::test]
+async fn a_deferred_caller_is_called_back_when_the_answer_is_in() {
+    let s = SlowShared::new(500, 100).await;
+    let (woken, wake) = counting_wake();
+    let sender = s.probe();
+    let waiter = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let deferred = s
+            .probe()
+            .await
+            .expect_err("the answer takes longer than the patience");
+        deferred.when_answered(wake);
+        assert_eq!(calls(&woken), 0, "not before the answer");
+        deferred
+    };
+    let (sent, deferred) = futures::future::join(sender, waiter).await;
+    assert_eq!(sent.expect("sent").outcome, ProbeOutcome::Passed);
+    assert_eq!(calls(&woken), 1, "woken by the answer");
+    let (late, wake) = counting_wake();
+    deferred.when_answered(wake);
+    assert_eq!(calls(&late), 1, "answered already: woken at once");
+    assert_eq!(calls(&woken), 1, "each caller once");
+}
+
+/// Once a shared request has been out longer than the patience, later callers do
+/// not wait for it at all (a hanging tool holds no worker but its sender's).
+#[tokio::test]
+async fn late_callers_of_a_slow_shared_request_do_not_wait() {
+    let s = SlowShared::new(900, 300).await;
+    let sender = s.probe();
+    let early_and_late = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let asked = tokio::time::Instant::now();
+        let early = s.probe().await;
+        let early_waited = asked.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let asked = tokio::time::Instant::now();
+        let late = s.probe().await;
+        (early.is_err(), early_waited, late.is_err(), asked.elapsed())
+    };
+    let (sent, (early_deferred, early_waited, late_deferred, late_waited)) =
+        futures::future::join(sender, early_and_late).await;
+    assert!(sent.is_ok());
+    assert!(early_deferred && late_deferred);
+    assert!(
+        early_waited >= Duration::from_millis(250),
+        "an early caller waits out the patience: {early_waited:?}"
+    );
+    assert!(
+        late_waited < Duration::from_millis(100),
+        "a late caller is deferred at once: {late_waited:?}"
+    );
+}
+
+/// A sender cancelled before its answer wakes the callers deferred on it, and the
+/// next caller sends the request again instead of waiting for the lost one.
+#[tokio::test]
+async fn an_abandoned_shared_request_wakes_its_waiters_and_is_sent_again() {
+    let s = SlowShared::new(400, 50).await;
+    let (woken, wake) = counting_wake();
+    let cancelled_sender = tokio::time::timeout(Duration::from_millis(150), s.probe());
+    let waiter = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let deferred = s.probe().await.expect_err("deferred");
+        deferred.when_answered(wake);
+    };
+    let (cancelled, ()) = futures::future::join(cancelled_sender, waiter).await;
+    assert!(cancelled.is_err(), "the sender was cancelled");
+    assert_eq!(calls(&woken), 1, "woken by the abandonment");
+    let again = s.probe().await.expect("a new sender, not deferred");
+    assert_eq!(again.outcome, ProbeOutcome::Passed);
+    assert!(
+        !again.shared,
+        "sent again, not shared from the lost request"
+    );
 }
 
 #[tokio::test]
