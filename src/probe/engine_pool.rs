@@ -53,8 +53,8 @@ impl EnginePool {
 
     /// Runs `f` on a pool thread and waits for it at most `wait`, without blocking
     /// the caller's thread. A panic in `f` is an error; so is the wait running out
-    /// (the job is left to finish on its own: callers bound their work so that it
-    /// ends soon after).
+    /// (a running job is left to finish on its own: callers bound their work so that
+    /// it ends soon after; a job still queued then is skipped).
     pub(crate) async fn run<T, F>(
         &'static self,
         what: &str,
@@ -67,6 +67,10 @@ impl EnginePool {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(Box::new(move || {
+            // Its caller stopped waiting while it was queued: nobody wants the answer.
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
         }))
         .map_err(|e| JobFailure::Start(e).describe(what))?;
@@ -191,5 +195,38 @@ mod tests {
         let results = futures::future::join_all(jobs).await;
         assert_eq!(results, (0..8).map(Ok).collect::<Vec<_>>());
         assert!(CAPPED.threads() <= 2, "{} threads", CAPPED.threads());
+    }
+
+    /// A job whose caller gave up while it waited in the queue is not run.
+    #[tokio::test]
+    async fn a_job_given_up_on_while_queued_is_skipped() {
+        static SINGLE: EnginePool = EnginePool::new("test-single", 256 * 1024, 1);
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = SINGLE.run("busy", Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let given_up = {
+            let ran = ran.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                SINGLE
+                    .run("queued", Duration::from_millis(50), move || {
+                        ran.store(true, std::sync::atomic::Ordering::SeqCst)
+                    })
+                    .await
+            }
+        };
+        let (busy, given_up) = futures::future::join(busy, given_up).await;
+        assert_eq!(busy, Ok(()));
+        assert!(given_up.is_err(), "the queued job's wait ran out");
+        // The thread is free again: a later job runs, and the skipped one never did.
+        assert_eq!(
+            SINGLE.run("after", Duration::from_secs(5), || 7).await,
+            Ok(7)
+        );
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the given-up job ran"
+        );
     }
 }
