@@ -23,6 +23,8 @@ impl CachesReady {
         let (ready, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if filled.await {
+                // A start-up milestone for reading the log (time to first reconcile).
+                tracing::info!("watch caches filled");
                 let _ = ready.send(true);
             }
             // Otherwise `ready` is dropped and waiters get an error.
