@@ -566,6 +566,7 @@ mod tests {
                 ),
                 elapsed: Duration::from_millis(3),
                 shared: false,
+                judged: true,
             },
         );
         {

@@ -11,7 +11,9 @@
 //!   again after the short window, not after the probe interval); with
 //!   `defer_shared_after`, callers arriving once the request has been out that long
 //!   get [`Deferred`] at once and are called back when the answer is in;
-//! - each Connector still judges the shared response with its own class.
+//! - each Connector's class judges the shared response; a pass is remembered per
+//!   class check for the life of the answer (the other Connectors of that class take
+//!   it without evaluating again), a failure is judged by each caller.
 //!
 //! Auth probes are never shared: they carry each Connector's own credentials.
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
+use super::request::ProbeCheck;
 use super::{
     CompiledClass, HttpProber, HttpResponse, ProbeKind, ProbeOutcome, ProbeRequest, ProbeTarget,
     TrustBundle,
@@ -62,6 +65,9 @@ pub struct ProbeReport {
     pub outcome: ProbeOutcome,
     pub elapsed: Duration,
     pub shared: bool,
+    /// This caller's check judged the response (false: nothing to judge, or a pass of
+    /// the same check on the same shared answer was taken).
+    pub judged: bool,
 }
 
 type Sent = Result<HttpResponse, ProbeOutcome>;
@@ -106,6 +112,11 @@ struct SharedSlot {
     wakers: Mutex<Option<Vec<Waker>>>,
     /// Its sender was cancelled before the answer: the slot is stale at once.
     abandoned: std::sync::atomic::AtomicBool,
+    /// The checks (one per class and probe) that passed this answer. A pass depends
+    /// only on the check and the response, so the other Connectors of a class take it
+    /// without evaluating again; failures are judged by each caller, whose message is
+    /// scrubbed with its own secrets. Holding the checks keeps their addresses unique.
+    passed: Mutex<Vec<Arc<ProbeCheck>>>,
     /// Set by the caller that sends the request; the others only wait for it.
     claimed: std::sync::atomic::AtomicBool,
     /// Set when any caller's class judged the answer a failure: the answer is then
@@ -114,6 +125,28 @@ struct SharedSlot {
 }
 
 impl SharedSlot {
+    /// `judging`'s outcome (judged: true), or `Passed` at once (judged: false) when
+    /// the request's check already passed this answer.
+    async fn judge_once(
+        &self,
+        request: &ProbeRequest,
+        judging: impl std::future::Future<Output = ProbeOutcome>,
+    ) -> (ProbeOutcome, bool) {
+        let check = &request.check;
+        let passed = |list: &Vec<Arc<ProbeCheck>>| list.iter().any(|c| Arc::ptr_eq(c, check));
+        if passed(&self.passed.lock().unwrap_or_else(|e| e.into_inner())) {
+            return (ProbeOutcome::Passed, false);
+        }
+        let outcome = judging.await;
+        if outcome.is_passed() {
+            let mut list = self.passed.lock().unwrap_or_else(|e| e.into_inner());
+            if !passed(&list) {
+                list.push(check.clone());
+            }
+        }
+        (outcome, true)
+    }
+
     /// Wakes the callers deferred so far; later ones are woken as they register.
     fn wake_deferred(&self) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -202,6 +235,7 @@ impl ProbeRunner {
                     outcome,
                     elapsed: started.elapsed(),
                     shared: false,
+                    judged: false,
                 }));
             }
         };
@@ -212,9 +246,13 @@ impl ProbeRunner {
             }
             ProbeKind::Auth => (self.gated_send(&request, trust).await, None),
         };
-        let outcome = match sent {
-            Ok(response) => class.judge(kind, &request, &response).await,
-            Err(outcome) => outcome,
+        let (outcome, judged) = match (sent, &slot) {
+            (Ok(response), Some(SlotUse { slot, .. })) => {
+                slot.judge_once(&request, class.judge(kind, &request, &response))
+                    .await
+            }
+            (Ok(response), None) => (class.judge(kind, &request, &response).await, true),
+            (Err(outcome), _) => (outcome, false),
         };
         let shared = slot.as_ref().is_some_and(|s| s.ran_elsewhere);
         if let Some(SlotUse { slot, .. }) = slot.filter(|_| !outcome.is_passed()) {
@@ -227,6 +265,7 @@ impl ProbeRunner {
             outcome,
             elapsed: started.elapsed(),
             shared,
+            judged,
         }))
     }
 
@@ -253,6 +292,7 @@ impl ProbeRunner {
                         opened: now,
                         wakers: Mutex::new(Some(Vec::new())),
                         abandoned: Default::default(),
+                        passed: Mutex::default(),
                         claimed: Default::default(),
                         judged_failing: Default::default(),
                     });

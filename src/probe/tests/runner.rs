@@ -368,3 +368,35 @@ async fn a_healthy_status_that_fails_the_check_is_shared_only_briefly() {
     assert_eq!(recovered.outcome, ProbeOutcome::Passed);
     assert_eq!(s.recorded().len(), 2);
 }
+
+/// Twenty Connectors of one class share a liveness answer with a `response.cel`
+/// check: a pass is evaluated once and taken by the others; a failure is judged by
+/// each (its message is scrubbed with each caller's own secrets).
+#[tokio::test]
+async fn a_pass_of_one_check_on_a_shared_answer_is_evaluated_once() {
+    let class = compiled(
+        "livenessProbe:\n  http:\n    path: /status\n    response:\n      cel: response.body.status == 'UP'\n",
+    );
+    for (status, passes) in [("UP", true), ("DOWN", false)] {
+        let body = format!(r#"{{"status":"{status}"}}"#);
+        let s = serve(move |_| Reply::body(200, "application/json", &body)).await;
+        let r = runner(RunnerSettings::default());
+        let c = connector(&format!("connectorClassName: test\naddress: {}", s.url("")));
+        let target = ProbeTarget {
+            connector: &c,
+            secret: None,
+            class_api_url: None,
+        };
+        let mut judged = 0;
+        for _ in 0..20 {
+            let report = try_probe(&r, &class, ProbeKind::Liveness, &target)
+                .await
+                .expect("not deferred");
+            assert_eq!(report.outcome.is_passed(), passes, "{:?}", report.outcome);
+            judged += usize::from(report.judged);
+        }
+        assert_eq!(s.recorded().len(), 1, "one shared request");
+        let expected = if passes { 1 } else { 20 };
+        assert_eq!(judged, expected, "judged {judged} times ({status})");
+    }
+}
