@@ -53,9 +53,7 @@ pub(super) async fn controllers(
         let index = service_index.clone();
         watcher(
             Api::<Service>::all(client.clone()),
-            watcher::Config::default()
-                .labels(CONNECTOR_LABEL)
-                .page_size(LIST_PAGE_SIZE),
+            watcher::Config::default().labels(CONNECTOR_LABEL),
         )
         .backoff(WatchBackoff::default())
         .inspect(move |event| {
@@ -101,12 +99,6 @@ pub(super) async fn controllers(
 
 type Touched<K> = Result<K, watcher::Error>;
 
-/// Objects per page of the initial (and any re-) list of Connectors and proxy
-/// Services. kube's default of 500 took 20 requests for 10,000 Connectors, about
-/// 2 s on the bench machine against 0.4-0.5 s for one unpaged list (most of the
-/// first Ready's 2.1 s); 2,000 keeps each page near 2 MB (docs/benchmarks.md).
-const LIST_PAGE_SIZE: u32 = 2000;
-
 /// Objects touched on the watches the Connector controller shares with its caches,
 /// and the Connectors whose deferred probe has its answer now.
 struct WatchedEvents<C, G, S, A> {
@@ -144,7 +136,7 @@ fn connector_controller(
         writer,
         watcher(
             Api::<Connector>::all(client.clone()),
-            watcher::Config::default().page_size(LIST_PAGE_SIZE),
+            watcher::Config::default(),
         )
         .map_ok(to_cache),
     )
