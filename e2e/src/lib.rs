@@ -19,6 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod apiserver;
 pub mod corpus;
 pub mod fixtures;
 pub mod git;

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use connectors_e2e::apiserver::ExtraApiserver;
 use connectors_e2e::fixtures::{
     ClassGuard, PROXY_CLASS_EXTRA, basic_secret, ca_secret, connector, git_class,
 };
@@ -316,4 +317,56 @@ fn restarted_operator_keeps_admission_working_with_the_same_certificate() {
         "the restarted operator made a new certificate"
     );
     assert!(second.alive());
+}
+
+/// Watchers take their first list as one stream from an apiserver that serves
+/// streaming lists (the e2e one, 1.37), and in pages from one that refuses them (a
+/// second apiserver on the same etcd with the `WatchList` gate off). Either way a
+/// Connector that was there first (the list) and one created later (the watch) are
+/// judged.
+#[test]
+fn watchers_stream_their_first_list_where_served_and_page_it_where_refused() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tool = DemoTool::start();
+    let ns = TestNamespace::new("lists");
+    let class = format!("{ns}-git");
+    let _class = ClassGuard::apply(&class, &class_yaml(&class));
+    apply_yaml(&ns, &secrets_yaml());
+    let refusing = ExtraApiserver::start(&["--feature-gates=WatchList=false"]);
+    let runs = [
+        ("streamed", None, "watchers use streaming lists"),
+        (
+            "paged",
+            Some(refusing.kubeconfig().to_path_buf()),
+            "streaming lists refused: watchers list in pages",
+        ),
+    ];
+    for (name, kubeconfig, said) in runs {
+        apply_yaml(
+            &ns,
+            &connector(&format!("{name}-first"), &class, &tool.url(), "good"),
+        );
+        let mut op = Operator::start(OperatorOptions {
+            identity: format!("lists-{name}"),
+            lease_duration_seconds: 4,
+            kubeconfig,
+            ..OperatorOptions::default()
+        });
+        wait(&ns, "connector", &format!("{name}-first"), "Ready", TIMEOUT);
+        apply_yaml(
+            &ns,
+            &connector(&format!("{name}-later"), &class, &tool.url(), "good"),
+        );
+        wait(&ns, "connector", &format!("{name}-later"), "Ready", TIMEOUT);
+        assert_eq!(op.count_log_lines(&[said]), 1, "{name}: {}", op.logs());
+        if name == "paged" {
+            assert_eq!(
+                op.count_log_lines(&["WatchList"]),
+                1,
+                "the refusal names the feature gate: {}",
+                op.logs()
+            );
+        }
+        op.terminate();
+    }
 }

@@ -14,7 +14,7 @@ use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use crate::api::{Connector, ConnectorClass};
 use crate::decide::proxy_service::CONNECTOR_LABEL;
 use crate::observe::GLOBAL_CA_LABEL;
-use crate::runtime::{Shutdown, WatchBackoff};
+use crate::runtime::{InitialLists, Shutdown, WatchBackoff};
 use crate::telemetry::{ErrorLabels, Metrics};
 
 use super::{
@@ -28,13 +28,11 @@ pub(super) async fn controllers(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
+    let lists = InitialLists::ask(&Api::<Connector>::all(client.clone())).await;
     let (class_store, class_writer) = reflector::store::<ConnectorClass>();
     let class_events = reflector(
         class_writer,
-        watcher(
-            Api::<ConnectorClass>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+        watcher(Api::<ConnectorClass>::all(client.clone()), lists.config()),
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
@@ -43,7 +41,7 @@ pub(super) async fn controllers(
         ca_writer,
         watcher(
             Api::<Secret>::namespaced(client.clone(), &settings.namespace),
-            watcher::Config::default().labels(GLOBAL_CA_LABEL),
+            lists.config().labels(GLOBAL_CA_LABEL),
         ),
     )
     .backoff(WatchBackoff::default())
@@ -53,7 +51,7 @@ pub(super) async fn controllers(
         let index = service_index.clone();
         watcher(
             Api::<Service>::all(client.clone()),
-            watcher::Config::default().labels(CONNECTOR_LABEL),
+            lists.config().labels(CONNECTOR_LABEL),
         )
         .backoff(WatchBackoff::default())
         .inspect(move |event| {
@@ -77,22 +75,19 @@ pub(super) async fn controllers(
         caches,
         answered,
     ));
-    let classes = Controller::new(
-        Api::<ConnectorClass>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config.clone())
-    .trigger_backoff(WatchBackoff::default())
-    .graceful_shutdown_on(shutdown.clone().wait())
-    .run(class::reconcile, error_policy_class, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
+    let classes = Controller::new(Api::<ConnectorClass>::all(client.clone()), lists.config())
+        .with_config(config.clone())
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(shutdown.clone().wait())
+        .run(class::reconcile, error_policy_class, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
     let events = WatchedEvents {
         classes: class_events,
         global_cas: ca_events,
         services: service_events,
         answered: answered_connectors,
     };
-    let connectors = connector_controller(client, ctx, config, events, shutdown)
+    let connectors = connector_controller(client, ctx, config, lists, events, shutdown)
         .for_each(|_| futures::future::ready(()));
     futures::join!(classes, connectors);
 }
@@ -115,6 +110,7 @@ fn connector_controller(
     client: Client,
     ctx: Arc<Context>,
     config: kube::runtime::controller::Config,
+    lists: InitialLists,
     events: WatchedEvents<
         impl Stream<Item = Touched<ConnectorClass>> + Send + 'static,
         impl Stream<Item = Touched<Secret>> + Send + 'static,
@@ -134,11 +130,7 @@ fn connector_controller(
     };
     let connector_events = reflector(
         writer,
-        watcher(
-            Api::<Connector>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .map_ok(to_cache),
+        watcher(Api::<Connector>::all(client.clone()), lists.config()).map_ok(to_cache),
     )
     .backoff(WatchBackoff::default())
     .inspect({
@@ -162,7 +154,7 @@ fn connector_controller(
             connectors_where(&by_class, |c| c.spec.connector_class_name == name)
         })
         .watches_stream(events.global_cas, move |_| connectors_where(&all, |_| true))
-        .watches_stream(secret_events(&client, &ctx), move |secret| {
+        .watches_stream(secret_events(&client, &ctx, lists), move |secret| {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
             connectors_where(&by_secret, |c| {
@@ -192,11 +184,12 @@ fn connectors_where(
 fn secret_events(
     client: &Client,
     ctx: &Arc<Context>,
+    lists: InitialLists,
 ) -> impl Stream<Item = Touched<PartialObjectMeta<Secret>>> + Send + 'static {
     let ctx = ctx.clone();
     watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
+        lists.config(),
     )
     .backoff(WatchBackoff::default())
     .inspect(move |event| {

@@ -15,7 +15,7 @@ use crate::api::{Connector, ConnectorClass};
 use crate::observe::{GLOBAL_CA_LABEL, ca_bundle_from_secret};
 use crate::probe::{CompiledClass, TrustBundle};
 use crate::route::{ConnectorIndex, Flags, parse_flags};
-use crate::runtime::{CachesReady, Shutdown, WatchBackoff};
+use crate::runtime::{CachesReady, InitialLists, Shutdown, WatchBackoff};
 
 /// The ConfigMap of feature flags in the operator namespace.
 pub const FLAGS_CONFIGMAP: &str = "connectors-config";
@@ -35,7 +35,12 @@ pub struct Caches {
 
 impl Caches {
     /// Starts the watches; `ready` opens once every store has listed once.
-    pub fn start(client: &Client, namespace: &str, shutdown: &Shutdown) -> Arc<Caches> {
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        shutdown: &Shutdown,
+        lists: InitialLists,
+    ) -> Arc<Caches> {
         let (connectors, connector_writer) = reflector::store::<Connector>();
         let (classes, class_writer) = reflector::store::<ConnectorClass>();
         let (ca_secrets, ca_writer) = reflector::store::<Secret>();
@@ -67,7 +72,7 @@ impl Caches {
         });
         let connector_api = Api::<Connector>::all(client.clone());
         let index_feed = caches.clone();
-        let connector_events = watcher(connector_api, watcher::Config::default())
+        let connector_events = watcher(connector_api, lists.config())
             .backoff(WatchBackoff::default())
             .reflect(connector_writer)
             .for_each(move |event| {
@@ -78,20 +83,15 @@ impl Caches {
         let class_api = Api::<ConnectorClass>::all(client.clone());
         spawn_until(
             shutdown,
-            drain(reflector(
-                class_writer,
-                watcher(class_api, watcher::Config::default()),
-            )),
+            drain(reflector(class_writer, watcher(class_api, lists.config()))),
         );
         let secret_api = Api::<Secret>::namespaced(client.clone(), namespace);
-        let secrets = watcher(
-            secret_api,
-            watcher::Config::default().labels(GLOBAL_CA_LABEL),
-        );
+        let secrets = watcher(secret_api, lists.config().labels(GLOBAL_CA_LABEL));
         spawn_until(shutdown, drain(reflector(ca_writer, secrets)));
         let map_api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-        let by_name =
-            watcher::Config::default().fields(&format!("metadata.name={FLAGS_CONFIGMAP}"));
+        let by_name = lists
+            .config()
+            .fields(&format!("metadata.name={FLAGS_CONFIGMAP}"));
         let flags = watcher(map_api, by_name)
             .backoff(WatchBackoff::default())
             .reflect(flags_writer)

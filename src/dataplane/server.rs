@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::runtime::Shutdown;
+use crate::runtime::{InitialLists, Shutdown};
 
 use super::body::ProxyBody;
 use super::caches::Caches;
@@ -52,7 +52,8 @@ pub async fn start(
     let health = TcpListener::bind(metrics_addr)
         .await
         .map_err(|e| format!("binding {metrics_addr}: {e}"))?;
-    let caches = Caches::start(client, namespace, shutdown);
+    let lists = InitialLists::ask(&kube::Api::<crate::api::Connector>::all(client.clone())).await;
+    let caches = Caches::start(client, namespace, shutdown, lists);
     let metrics = Arc::new(DataPlaneMetrics::new(metrics_prefix));
     tokio::spawn(serve_health(
         health,

@@ -49,7 +49,7 @@ use crate::decide::schedule::{DEFAULT_RULE, Schedule};
 use crate::observe::identity::directory::{Query, Session, scope_of};
 use crate::observe::identity::ldap::{LdapTarget, presence_filter};
 use crate::observe::identity::{connector_trust, resolve_secret};
-use crate::runtime::{Shutdown, WatchBackoff, backoff_delay};
+use crate::runtime::{InitialLists, Shutdown, WatchBackoff, backoff_delay};
 use crate::telemetry::{Metrics, SyncObjectLabels, SyncResultLabels, TriggerLabels};
 use crate::types::conditions::SYNC_READY;
 use crate::validation::identity::{IdpKind, split_host_port, validate_dex};
@@ -145,13 +145,14 @@ pub(super) async fn run(
     settings: IdentitySettings,
     health: Arc<HealthContext>,
     shutdown: Shutdown,
+    lists: InitialLists,
 ) {
     let Some(metrics) = settings.metrics.clone() else {
         return;
     };
     let (users, users_writer) = reflector::store::<User>();
     let changed = Arc::new(Notify::new());
-    let user_events = watch_users(&client, users_writer, changed.clone());
+    let user_events = watch_users(&client, users_writer, changed.clone(), lists);
     let (connectors, connectors_writer) = reflector::store::<DexConnector>();
     let ctx = Arc::new(SyncContext {
         client: client.clone(),
@@ -163,7 +164,7 @@ pub(super) async fn run(
         health,
         failures: Default::default(),
     });
-    let connector_events = watch_connectors(&ctx, connectors_writer);
+    let connector_events = watch_connectors(&ctx, connectors_writer, lists);
     let controller = Controller::for_stream(connector_events, connectors)
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .graceful_shutdown_on(shutdown.clone().wait())
@@ -184,10 +185,11 @@ fn watch_users(
     client: &Client,
     writer: reflector::store::Writer<User>,
     changed: Arc<Notify>,
+    lists: InitialLists,
 ) -> impl Future<Output = ()> + Send + 'static {
     reflector(
         writer,
-        watcher(Api::<User>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<User>::all(client.clone()), lists.config()),
     )
     .backoff(WatchBackoff::default())
     .applied_objects()
@@ -216,14 +218,12 @@ fn sync_recorder(client: &Client, settings: &IdentitySettings) -> Recorder {
 fn watch_connectors(
     ctx: &Arc<SyncContext>,
     writer: reflector::store::Writer<DexConnector>,
+    lists: InitialLists,
 ) -> impl futures::Stream<Item = Result<DexConnector, watcher::Error>> + Send + 'static {
     let ctx = ctx.clone();
     reflector(
         writer,
-        watcher(
-            Api::<DexConnector>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        ),
+        watcher(Api::<DexConnector>::all(ctx.client.clone()), lists.config()),
     )
     .backoff(WatchBackoff::default())
     .inspect(move |event| {

@@ -16,7 +16,7 @@ use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 
 use crate::api::DexConnector;
 use crate::observe::GLOBAL_CA_LABEL;
-use crate::runtime::{Shutdown, WatchBackoff};
+use crate::runtime::{InitialLists, Shutdown, WatchBackoff};
 
 use super::reconcile::{key_of, reconcile};
 use super::{Context, Error, IdentitySettings, context};
@@ -26,26 +26,30 @@ type Touched<K> = Result<K, watcher::Error>;
 
 /// Runs the controller until `shutdown`.
 pub(super) async fn controller(client: Client, settings: IdentitySettings, shutdown: Shutdown) {
+    let lists = InitialLists::ask(&Api::<DexConnector>::all(client.clone())).await;
     let (ca_store, ca_writer) = reflector::store::<Secret>();
     let ca_events = reflector(
         ca_writer,
         watcher(
             Api::<Secret>::namespaced(client.clone(), &settings.namespace),
-            watcher::Config::default().labels(GLOBAL_CA_LABEL),
+            lists.config().labels(GLOBAL_CA_LABEL),
         ),
     )
     .backoff(WatchBackoff::default())
     .touched_objects();
     let config = kube::runtime::controller::Config::default().concurrency(settings.workers);
     let ctx = context(client.clone(), settings.clone(), ca_store);
-    let sync = super::sync::run(client.clone(), settings, ctx.clone(), shutdown.clone());
+    let sync = super::sync::run(
+        client.clone(),
+        settings,
+        ctx.clone(),
+        shutdown.clone(),
+        lists,
+    );
     let (store, writer) = reflector::store::<DexConnector>();
     let connector_events = reflector(
         writer,
-        watcher(
-            Api::<DexConnector>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+        watcher(Api::<DexConnector>::all(client.clone()), lists.config()),
     )
     .backoff(WatchBackoff::default())
     .inspect({
@@ -63,7 +67,7 @@ pub(super) async fn controller(client: Client, settings: IdentitySettings, shutd
         .with_config(config)
         .trigger_backoff(WatchBackoff::default())
         .watches_stream(ca_events, move |_| connectors_where(&all, |_| true))
-        .watches_stream(secret_events(&client), move |secret| {
+        .watches_stream(secret_events(&client, lists), move |secret| {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let namespace = secret.metadata.namespace.clone().unwrap_or_default();
             connectors_where(&by_secret, |c| {
@@ -92,10 +96,11 @@ fn connectors_where(
 /// Metadata only: which Secret changed, never its data.
 fn secret_events(
     client: &Client,
+    lists: InitialLists,
 ) -> impl Stream<Item = Touched<PartialObjectMeta<Secret>>> + Send + 'static {
     watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
+        lists.config(),
     )
     .backoff(WatchBackoff::default())
     .touched_objects()

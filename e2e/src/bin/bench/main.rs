@@ -380,7 +380,11 @@ struct Report {
 
 /// The whole benchmark's report, or `None` after `--floor-clients` (printed as it ran).
 fn run(args: &Args) -> Result<Option<Report>, BenchError> {
+    // Its own thread count, so that a TOKIO_WORKER_THREADS given for the operator
+    // (which inherits the environment) leaves the bench's runtime as it is.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     let targets = runtime.block_on(Targets::start(args.tools))?;
