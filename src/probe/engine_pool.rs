@@ -144,10 +144,24 @@ mod tests {
 
     static POOL: EnginePool = EnginePool::new("test-engine", 256 * 1024, 4);
 
+    async fn until_every_thread_waits(pool: &EnginePool) {
+        for _ in 0..2_500 {
+            {
+                let state = pool.lock();
+                if state.idle == state.threads {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the pool's threads did not go back to waiting within 5 s");
+    }
+
     #[tokio::test]
     async fn jobs_reuse_threads_and_report_panics_and_overruns() {
         let mut ran_on = std::collections::HashSet::new();
         for i in 0..50u32 {
+            until_every_thread_waits(&POOL).await;
             let (sum, thread) = POOL
                 .run("adding", Duration::from_secs(5), move || {
                     (i + 1, std::thread::current().id())
@@ -157,9 +171,10 @@ mod tests {
             assert_eq!(sum, i + 1);
             ran_on.insert(thread);
         }
-        // One after the other: threads are reused (a second may start while the
-        // first, its answer sent, has not yet gone back to waiting).
-        assert!(ran_on.len() <= 2, "50 jobs ran on {} threads", ran_on.len());
+        // One after the other, each given once the thread is back to waiting: the
+        // one thread runs them all. (Without that wait a job can come while the
+        // thread, its answer sent, is not yet waiting, and a new thread starts.)
+        assert_eq!(ran_on.len(), 1, "50 jobs ran on {} threads", ran_on.len());
         let e = POOL
             .run("panicking", Duration::from_secs(5), || -> u32 {
                 panic!("boom")
