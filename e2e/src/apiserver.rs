@@ -5,7 +5,7 @@
 //! `e2e/cluster.sh` (it reads `$E2E_DIR/state.json`); panics on kind.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -83,21 +83,19 @@ fn running_apiserver_args(state: &Value) -> Vec<String> {
 }
 
 fn wait_ready(kubeconfig: &Path, log: &Path) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(90) {
+    crate::eventually(Duration::from_secs(90), || {
         let out = std::process::Command::new(crate::kubectl_bin())
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
             .output()
-            .expect("run kubectl");
+            .map_err(|e| format!("run kubectl: {e}"))?;
         if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
-            return;
+            return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!(
-        "the extra apiserver was not ready after 90 s; its log:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+        Err(format!(
+            "the extra apiserver is not ready; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ))
+    });
 }

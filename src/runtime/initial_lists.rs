@@ -9,8 +9,8 @@
 //! feature gate that serves it is on by default in 1.32 and in recent releases (1.37,
 //! the e2e control plane) but off in 1.33, and may be turned off anywhere; kube's
 //! watcher does not fall back when it is refused (it retries the refused watch
-//! forever). So a process asks once, at start, with a watch that can match nothing,
-//! and every watcher uses the answer.
+//! forever). So each component that watches asks once, when it starts, with a watch
+//! that can match nothing, and every one of its watchers uses the answer.
 
 use std::time::Duration;
 
