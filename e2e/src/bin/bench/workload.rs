@@ -102,8 +102,8 @@ where
         .await
 }
 
-/// Creates the namespaces, one Secret in each and the Connectors, all before the
-/// operator (or the floor client) starts.
+/// Creates the namespaces and one Secret in each (kept from an earlier phase when they
+/// exist) and the Connectors, all before the operator (or the floor client) starts.
 pub async fn create(client: &Client, plan: &Plan<'_>) -> Result<Workload, BenchError> {
     let namespaces: Vec<String> = (0..plan.namespaces.max(1).min(plan.connectors.max(1)))
         .map(|i| plan.namespace(i))
@@ -122,13 +122,16 @@ pub async fn create(client: &Client, plan: &Plan<'_>) -> Result<Workload, BenchE
                     },
                     ..Default::default()
                 };
-                Api::<Namespace>::all(client.clone())
-                    .create(&PostParams::default(), &namespace)
-                    .await?;
-                Api::<Secret>::namespaced(client.clone(), name)
-                    .create(&PostParams::default(), &secret)
-                    .await?;
-                Ok(())
+                ignore_exists(
+                    Api::<Namespace>::all(client.clone())
+                        .create(&PostParams::default(), &namespace)
+                        .await,
+                )?;
+                ignore_exists(
+                    Api::<Secret>::namespaced(client.clone(), name)
+                        .create(&PostParams::default(), &secret)
+                        .await,
+                )
             }
         }),
     )
@@ -311,18 +314,35 @@ where
         .unwrap_or_default())
 }
 
-/// Deletes everything the benchmark created and waits until the namespaces are gone.
-/// Services and Connectors are deleted here, with the benchmark's concurrency:
-/// leaving them to the namespace controller and the garbage collector (20 requests a
-/// second by default) takes minutes for 10,000 objects.
+/// Deletes every benchmark Connector and proxy Service, with the benchmark's
+/// concurrency, and waits until the Connectors are gone; the namespaces and their
+/// Secrets stay for the next phase. Leaving objects to the garbage collector and the
+/// namespace controller (20 requests a second by default) takes minutes: deleting the
+/// 100 namespaces after each phase kept the control plane busy for about 460 s.
 pub async fn delete_all(client: &Client, concurrency: usize) -> Result<Duration, BenchError> {
+    retried(|started| delete_objects_once(client, concurrency, started)).await
+}
+
+/// Deletes the benchmark namespaces (and so everything in them) and waits until they
+/// are gone: at the start (what an interrupted run left) and at the end.
+pub async fn delete_namespaces(
+    client: &Client,
+    concurrency: usize,
+) -> Result<Duration, BenchError> {
+    retried(|started| delete_namespaces_once(client, concurrency, started)).await
+}
+
+async fn retried<F>(once: impl Fn(Instant) -> F) -> Result<Duration, BenchError>
+where
+    F: std::future::Future<Output = Result<Duration, BenchError>>,
+{
     let started = Instant::now();
     // Idempotent, so a request lost to an overloaded apiserver (seen at 10,000 on a
     // busy machine: `SendRequest`) is retried by running it all again.
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match delete_all_once(client, concurrency, started).await {
+        match once(started).await {
             Err(BenchError::Kube(e)) if attempts < 3 && !matches!(e, kube::Error::Api(_)) => {
                 eprintln!("bench: clean-up request failed ({e}); trying again");
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -332,11 +352,82 @@ pub async fn delete_all(client: &Client, concurrency: usize) -> Result<Duration,
     }
 }
 
-async fn delete_all_once(
+async fn bench_namespaces(client: &Client) -> Result<Vec<String>, BenchError> {
+    Ok(Api::<Namespace>::all(client.clone())
+        .list_metadata(&ListParams::default().labels(BENCH_LABEL))
+        .await?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect())
+}
+
+async fn delete_objects_once(
     client: &Client,
     concurrency: usize,
     started: Instant,
 ) -> Result<Duration, BenchError> {
+    delete_services_and_connectors(client, concurrency).await?;
+    wait_until_none_left(started, "benchmark Connectors", || async {
+        Ok(Api::<Connector>::all(client.clone())
+            .list_metadata(&ListParams::default().labels(BENCH_LABEL).limit(1))
+            .await?
+            .items
+            .len())
+    })
+    .await
+}
+
+async fn delete_namespaces_once(
+    client: &Client,
+    concurrency: usize,
+    started: Instant,
+) -> Result<Duration, BenchError> {
+    delete_services_and_connectors(client, concurrency).await?;
+    all_at_most(
+        concurrency,
+        bench_namespaces(client)
+            .await?
+            .into_iter()
+            .map(|name| async move {
+                ignore_not_found(
+                    Api::<Namespace>::all(client.clone())
+                        .delete(&name, &DeleteParams::background())
+                        .await,
+                )
+            }),
+    )
+    .await?;
+    wait_until_none_left(started, "benchmark namespaces", || async {
+        Ok(bench_namespaces(client).await?.len())
+    })
+    .await
+}
+
+/// The proxy Services one by one, the Connectors one collection per namespace.
+async fn delete_services_and_connectors(
+    client: &Client,
+    concurrency: usize,
+) -> Result<(), BenchError> {
+    delete_proxy_services(client, concurrency).await?;
+    all_at_most(
+        concurrency,
+        bench_namespaces(client)
+            .await?
+            .into_iter()
+            .map(|name| async move {
+                ignore_not_found(
+                    Api::<Connector>::namespaced(client.clone(), &name)
+                        .delete_collection(&DeleteParams::background(), &ListParams::default())
+                        .await,
+                )
+            }),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn delete_proxy_services(client: &Client, concurrency: usize) -> Result<(), BenchError> {
     let services = Api::<Service>::all(client.clone())
         .list_metadata(&ListParams::default().labels(CONNECTOR_LABEL))
         .await?;
@@ -349,42 +440,39 @@ async fn delete_all_once(
         }),
     )
     .await?;
-    let namespaces = Api::<Namespace>::all(client.clone())
-        .list_metadata(&ListParams::default().labels(BENCH_LABEL))
-        .await?;
-    all_at_most(
-        concurrency,
-        namespaces.items.iter().map(|ns| async move {
-            let name = ns.name_any();
-            let connectors = Api::<Connector>::namespaced(client.clone(), &name);
-            ignore_not_found(
-                connectors
-                    .delete_collection(&DeleteParams::background(), &ListParams::default())
-                    .await,
-            )?;
-            ignore_not_found(
-                Api::<Namespace>::all(client.clone())
-                    .delete(&name, &DeleteParams::background())
-                    .await,
-            )
-        }),
-    )
-    .await?;
+    Ok(())
+}
+
+/// Polls `left` until it counts nothing (at most ten minutes from `started`).
+async fn wait_until_none_left<F>(
+    started: Instant,
+    what: &str,
+    left: impl Fn() -> F,
+) -> Result<Duration, BenchError>
+where
+    F: std::future::Future<Output = Result<usize, BenchError>>,
+{
     let deadline = Duration::from_secs(600);
     loop {
-        let left = Api::<Namespace>::all(client.clone())
-            .list_metadata(&ListParams::default().labels(BENCH_LABEL))
-            .await?;
-        if left.items.is_empty() {
+        let count = left().await?;
+        if count == 0 {
             return Ok(started.elapsed());
         }
         if started.elapsed() > deadline {
             return Err(BenchError::Timeout {
-                what: format!("{} benchmark namespaces to be deleted", left.items.len()),
+                what: format!("{what} to be deleted"),
                 after: deadline,
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn ignore_exists<T>(result: Result<T, kube::Error>) -> Result<(), BenchError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
