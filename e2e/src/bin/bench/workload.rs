@@ -167,7 +167,7 @@ pub async fn floor_writes(
     workload: &Workload,
     class: &ConnectorClass,
     concurrency: usize,
-) -> Result<Duration, BenchError> {
+) -> Result<TimedWrites, BenchError> {
     let proxy_host = class_proxy_host(class);
     let secret: Secret = serde_yaml::from_str(&basic_secret(SECRET_NAME, PASSWORD))?;
     let material = secret_material(&secret);
@@ -224,7 +224,16 @@ pub async fn floor_writes(
             }),
     )
     .await?;
-    Ok(started.elapsed())
+    Ok(TimedWrites {
+        started,
+        took: started.elapsed(),
+    })
+}
+
+/// When the floor's first write went out, and how long until the last response.
+pub struct TimedWrites {
+    pub started: Instant,
+    pub took: Duration,
 }
 
 /// resourceVersion of every benchmark Connector and proxy Service, keyed by kind,
