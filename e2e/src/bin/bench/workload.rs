@@ -393,19 +393,13 @@ async fn delete_namespaces_once(
     started: Instant,
 ) -> Result<Duration, BenchError> {
     delete_services_and_connectors(client, concurrency).await?;
-    all_at_most(
-        concurrency,
-        bench_namespaces(client)
-            .await?
-            .into_iter()
-            .map(|name| async move {
-                ignore_not_found(
-                    Api::<Namespace>::all(client.clone())
-                        .delete(&name, &DeleteParams::background())
-                        .await,
-                )
-            }),
-    )
+    in_each_bench_namespace(client, concurrency, |name| async move {
+        ignore_not_found(
+            Api::<Namespace>::all(client.clone())
+                .delete(&name, &DeleteParams::background())
+                .await,
+        )
+    })
     .await?;
     wait_until_none_left(started, "benchmark namespaces", || async {
         Ok(bench_namespaces(client).await?.len())
@@ -419,18 +413,28 @@ async fn delete_services_and_connectors(
     concurrency: usize,
 ) -> Result<(), BenchError> {
     delete_proxy_services(client, concurrency).await?;
+    in_each_bench_namespace(client, concurrency, |name| async move {
+        ignore_not_found(
+            Api::<Connector>::namespaced(client.clone(), &name)
+                .delete_collection(&DeleteParams::background(), &ListParams::default())
+                .await,
+        )
+    })
+    .await
+}
+
+/// Runs `each` for every benchmark namespace, `concurrency` at once.
+async fn in_each_bench_namespace<F>(
+    client: &Client,
+    concurrency: usize,
+    each: impl Fn(String) -> F,
+) -> Result<(), BenchError>
+where
+    F: std::future::Future<Output = Result<(), BenchError>>,
+{
     all_at_most(
         concurrency,
-        bench_namespaces(client)
-            .await?
-            .into_iter()
-            .map(|name| async move {
-                ignore_not_found(
-                    Api::<Connector>::namespaced(client.clone(), &name)
-                        .delete_collection(&DeleteParams::background(), &ListParams::default())
-                        .await,
-                )
-            }),
+        bench_namespaces(client).await?.into_iter().map(each),
     )
     .await?;
     Ok(())
