@@ -500,39 +500,26 @@ fn run(args: &Args) -> Result<Option<Report>, BenchError> {
         return Ok(None);
     }
 
-    // 1. The floor.
-    let first_floor = floor_run(&runtime, &client, args, &class, &plan(PREFIX, 0), "floor")?;
-    // 2 and 3. The operator, then at rest.
-    let normal = operator_run(
-        &runtime,
-        &client,
-        &targets,
-        args,
-        &plan(PREFIX, 0),
-        "bench-normal",
-        true,
-    )?;
+    let floor = |phase| floor_run(&runtime, &client, args, &class, &plan(PREFIX, 0), phase);
+    let operator = |identity, hung_every, rest| {
+        operator_run(
+            &runtime,
+            &client,
+            &targets,
+            args,
+            &plan(PREFIX, hung_every),
+            identity,
+            rest,
+        )
+    };
+    // 1. The floor. 2 and 3. The operator, then at rest.
+    let first_floor = floor("floor")?;
+    let normal = operator("bench-normal", 0, true)?;
     // Both again, so that the ratio does not rest on one phase's control plane.
-    let second_floor = floor_run(&runtime, &client, args, &class, &plan(PREFIX, 0), "floor2")?;
-    let second_normal = operator_run(
-        &runtime,
-        &client,
-        &targets,
-        args,
-        &plan(PREFIX, 0),
-        "bench-normal2",
-        false,
-    )?;
+    let second_floor = floor("floor2")?;
+    let second_normal = operator("bench-normal2", 0, false)?;
     // 4. A tenth of the Connectors on a tool that never answers.
-    let hung = operator_run(
-        &runtime,
-        &client,
-        &targets,
-        args,
-        &plan(PREFIX, args.hung_every),
-        "bench-hung",
-        false,
-    )?;
+    let hung = operator("bench-hung", args.hung_every, false)?;
     progress("deleting the benchmark namespaces");
     runtime.block_on(delete_namespaces(&client, concurrency))?;
     Ok(Some(Report {
