@@ -17,6 +17,8 @@ pub enum Process {
 #[derive(Clone, Debug, Default)]
 pub struct Cost {
     cpu_seconds: BTreeMap<Process, f64>,
+    /// The whole machine's CPU seconds (all CPUs), from `/proc/stat`.
+    machine: MachineCpu,
     /// `VERB resource[/subresource]` -> requests.
     requests: BTreeMap<String, f64>,
 }
@@ -39,6 +41,33 @@ fn clock_ticks_per_second() -> f64 {
             .ok()
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
+    })
+}
+
+/// The whole machine's CPU time by kind, summed over all CPUs, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MachineCpu {
+    /// user, nice, system, irq and softirq.
+    busy: f64,
+    /// idle and iowait.
+    idle: f64,
+    /// Runnable, but the hypervisor ran something else.
+    steal: f64,
+}
+
+/// The aggregate `cpu` line of `/proc/stat` (`None` if it is not there).
+fn machine_cpu(proc_stat: &str) -> Option<MachineCpu> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap_or(0.0))
+        .collect();
+    let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / clock_ticks_per_second();
+    Some(MachineCpu {
+        busy: tick(0) + tick(1) + tick(2) + tick(5) + tick(6),
+        idle: tick(3) + tick(4),
+        steal: tick(7),
     })
 }
 
@@ -99,9 +128,14 @@ impl Cost {
                 cpu.insert(process, seconds);
             }
         }
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| machine_cpu(&text))
+            .unwrap_or_default();
         let metrics = connectors_e2e::kubectl(["get", "--raw", "/metrics"]);
         Cost {
             cpu_seconds: cpu,
+            machine,
             requests: requests_by_verb(&String::from_utf8_lossy(&metrics.stdout)),
         }
     }
@@ -110,6 +144,11 @@ impl Cost {
     pub fn since(&self, earlier: &Cost) -> Cost {
         Cost {
             cpu_seconds: Self::minus(&self.cpu_seconds, &earlier.cpu_seconds),
+            machine: MachineCpu {
+                busy: self.machine.busy - earlier.machine.busy,
+                idle: self.machine.idle - earlier.machine.idle,
+                steal: self.machine.steal - earlier.machine.steal,
+            },
             requests: Self::minus(&self.requests, &earlier.requests),
         }
     }
@@ -136,6 +175,15 @@ impl Cost {
             get(Process::Etcd),
             get(Process::Operator),
             get(Process::Bench)
+        )
+    }
+
+    /// `busy 70.1 / idle 3.2 / steal 0.0`: the whole machine, all CPUs. Steal time
+    /// tells a phase slowed by the hypervisor from one slowed by its own work.
+    pub fn machine_summary(&self) -> String {
+        format!(
+            "{:.1} / {:.1} / {:.1}",
+            self.machine.busy, self.machine.idle, self.machine.steal
         )
     }
 
@@ -170,8 +218,9 @@ fn requests_served() -> f64 {
 /// Waits until the apiserver serves fewer than `QUIET_REQUESTS_PER_SECOND` in two
 /// consecutive samples, at most `limit`; returns the wait and whether it got quiet.
 /// A timed phase must not pay for the previous phase's clean-up, which
-/// kube-controller-manager works off at its default 20 requests per second per
-/// controller (10,000 deleted Services: about 8 minutes of `DELETE endpoints`).
+/// kube-controller-manager works off at its client rate (10,000 deleted Services:
+/// about 8 minutes of `DELETE endpoints` at its default 20 per second, under a minute
+/// at the bench's 200).
 pub fn wait_until_quiet(limit: std::time::Duration) -> (std::time::Duration, bool) {
     let started = std::time::Instant::now();
     let mut served = requests_served();
@@ -226,6 +275,18 @@ apiserver_request_duration_seconds_bucket{verb="GET",le="1"} 99
         assert_eq!(sums.get("GET secrets"), Some(&5.0));
         assert_eq!(sums.get("APPLY connectors/status"), Some(&7.0));
         assert_eq!(sums.len(), 2);
+    }
+
+    #[test]
+    fn machine_cpu_sums_busy_and_idle_kinds_and_keeps_steal_apart() {
+        let ticks = clock_ticks_per_second();
+        let text = "cpu  100 10 50 700 20 5 15 30 0 0\ncpu0 50 5 25 350 10 2 7 15 0 0\n";
+        let cpu = machine_cpu(text).map(|c| {
+            let round = |seconds: f64| (seconds * ticks).round();
+            (round(c.busy), round(c.idle), round(c.steal))
+        });
+        assert_eq!(cpu, Some((180.0, 720.0, 30.0)));
+        assert_eq!(machine_cpu("intr 1 2 3\n"), None);
     }
 
     #[test]

@@ -128,6 +128,7 @@ const PREFIX: &str = "bench";
 /// What the operator logs when it stops being the leader.
 const LEASE_LOST: &str = "lost the leader Lease";
 const CPU_FIGURE: &str = "CPU s: apiserver / etcd / operator / bench";
+const MACHINE_FIGURE: &str = "machine CPU s: busy / idle / steal";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -415,7 +416,7 @@ struct Report {
 
 impl FloorRun {
     /// The floor's table rows: figure and value.
-    fn rows(&self) -> [(&'static str, String); 6] {
+    fn rows(&self) -> [(&'static str, String); 7] {
         [
             (
                 "creating the Connectors (before the clock)",
@@ -434,6 +435,7 @@ impl FloorRun {
                 format!("{} / {}", self.load.0, self.load.1),
             ),
             (CPU_FIGURE, self.cost.cpu_summary()),
+            (MACHINE_FIGURE, self.cost.machine_summary()),
             ("clean-up", format!("{:.2}s", self.cleanup_s)),
         ]
     }
@@ -925,6 +927,7 @@ impl OperatorRun {
                 format!("{} / {}", r.load.0, r.load.1),
             );
             row(phase, CPU_FIGURE, r.cost.cpu_summary());
+            row(phase, MACHINE_FIGURE, r.cost.machine_summary());
             if let Some(rest) = &r.rest {
                 row(
                     "rest",
@@ -976,6 +979,7 @@ impl OperatorRun {
                     format!("{:.1}", rest.operator.reconciles as f64 / rest.periods),
                 );
                 row("rest", CPU_FIGURE, rest.cost.cpu_summary());
+                row("rest", MACHINE_FIGURE, rest.cost.machine_summary());
             }
             row(phase, "clean-up", format!("{:.2}s", r.cleanup_s));
         }
