@@ -269,10 +269,10 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Crds { group } => match crds_yaml(group.as_deref()) {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+            Ok(yaml) => match write_stdout(&yaml) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            },
             Err(e) => fail(e),
         },
         Command::Run(args) => run(*args, Mode::ControllersAndWebhook),
@@ -303,7 +303,11 @@ fn main() -> ExitCode {
             let results = runtime.block_on(check::check(&docs, settings.clone()));
             let identity = runtime.block_on(check::check_identity(&docs, settings));
             match check::render_all(&results, &identity, output) {
-                Ok(text) => print!("{text}"),
+                Ok(text) => {
+                    if let Err(e) = write_stdout(&text) {
+                        return fail(e);
+                    }
+                }
                 Err(e) => return fail(e),
             }
             if results.iter().all(|(_, status)| check::is_ready(status))
@@ -590,6 +594,16 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is an error to report
+/// and a failing exit code, not the panic of `print!`.
+fn write_stdout(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing to stdout: {e}"))
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
