@@ -17,10 +17,11 @@ use super::{API_REQUEST_DEADLINE, Context, Error, api_call};
 pub const MANAGER: &str = "connectors-operator";
 
 /// Writes `.status` with server-side apply, so fields the operator no longer sets are
-/// removed and nothing else is touched.
+/// removed and nothing else is touched. The answer (the whole object, with its
+/// managedFields) is not parsed: nothing reads it, and the watch brings the same object.
 pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), Error>
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone,
     S: Serialize,
 {
     let patch = serde_json::json!({
@@ -29,11 +30,12 @@ where
         "status": status,
     });
     let params = PatchParams::apply(MANAGER).force();
-    api_call(
-        "writing a status",
-        api.patch_status(name, &params, &Patch::Apply(&patch)),
-    )
-    .await?;
+    let mut request = kube::core::Request::new(api.resource_url())
+        .patch_subresource("status", name, &params, &Patch::Apply(&patch))
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch_status");
+    let client = api.clone().into_client();
+    api_call("writing a status", client.request_text(request)).await?;
     Ok(())
 }
 
