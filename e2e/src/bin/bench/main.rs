@@ -9,9 +9,9 @@
 //!    are Ready, peak RSS, requests at the target;
 //! 3. at rest for several probe periods: status and Service writes (metrics and
 //!    resourceVersions) and probe requests per period;
-//! 4. steps 1 and 2 again (without the rest): the ratio divides the mean of both
-//!    operator runs by the mean of both floors, so that one phase's luck on a shared
-//!    two-core machine does not decide it;
+//! 4. steps 1 and 2 again (without the rest), `--rounds` times in all (3 by default):
+//!    the ratio divides the mean of the operator runs by the mean of the floors, so
+//!    that one phase's luck on a shared two-core machine does not decide it;
 //! 5. step 2 again with every tenth Connector on a target that never answers: time
 //!    until the others are Ready.
 //!
@@ -76,6 +76,9 @@ struct Args {
     /// Probe periods the Connectors are left at rest.
     #[arg(long, default_value_t = 3)]
     rest_periods: u32,
+    /// Rounds of a floor and a Ready run (1 to 5); the ratio divides their means.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
+    rounds: u8,
     /// One Connector in this many points at the hanging target in the last run.
     #[arg(long, default_value_t = 10)]
     hung_every: usize,
@@ -127,6 +130,14 @@ const CLASS: &str = "bench-git";
 const PREFIX: &str = "bench";
 /// What the operator logs when it stops being the leader.
 const LEASE_LOST: &str = "lost the leader Lease";
+/// Table names of each round's floor and Ready run, and the Ready run's Lease identity.
+const ROUNDS: [(&str, &str, &str); 5] = [
+    ("floor", "ready", "bench-normal"),
+    ("floor2", "ready2", "bench-normal2"),
+    ("floor3", "ready3", "bench-normal3"),
+    ("floor4", "ready4", "bench-normal4"),
+    ("floor5", "ready5", "bench-normal5"),
+];
 const CPU_FIGURE: &str = "CPU s: apiserver / etcd / operator / bench";
 const MACHINE_FIGURE: &str = "machine CPU s: busy / idle / steal";
 
@@ -407,10 +418,10 @@ struct FloorRun {
 
 struct Report {
     namespaces: usize,
-    /// Each before one of the operator's Ready runs.
-    floors: [FloorRun; 2],
-    /// The operator's Ready runs; the first one also has the rest phase.
-    readies: [OperatorRun; 2],
+    /// Each before one of the operator's Ready runs (one per round, at least one).
+    floors: Vec<FloorRun>,
+    /// The operator's Ready runs, one per round; the first one also has the rest phase.
+    readies: Vec<OperatorRun>,
     hung: OperatorRun,
 }
 
@@ -442,19 +453,19 @@ impl FloorRun {
 }
 
 impl Report {
-    /// The floor the ratio divides by: the mean of both floor phases.
+    /// The floor the ratio divides by: the mean of the floor phases.
     fn floor_s(&self) -> f64 {
         self.floors.iter().map(|f| f.ready_s).sum::<f64>() / self.floors.len() as f64
     }
 
-    /// The operator's time the ratio divides: the mean of both Ready runs.
+    /// The operator's time the ratio divides: the mean of the Ready runs.
     fn ready_s(&self) -> f64 {
         self.readies.iter().map(|r| r.ready_s).sum::<f64>() / self.readies.len() as f64
     }
 
-    /// The Ready run with the rest phase.
-    fn normal(&self) -> &OperatorRun {
-        &self.readies[0]
+    /// The Ready run with the rest phase (the first).
+    fn normal(&self) -> Option<&OperatorRun> {
+        self.readies.first()
     }
 }
 
@@ -514,20 +525,22 @@ fn run(args: &Args) -> Result<Option<Report>, BenchError> {
             rest,
         )
     };
-    // 1. The floor. 2 and 3. The operator, then at rest.
-    let first_floor = floor("floor")?;
-    let normal = operator("bench-normal", 0, true)?;
-    // Both again, so that the ratio does not rest on one phase's control plane.
-    let second_floor = floor("floor2")?;
-    let second_normal = operator("bench-normal2", 0, false)?;
+    // 1. The floor. 2 and 3. The operator, then at rest (first round only). The
+    // rounds after it repeat both, so that the ratio does not rest on one phase's
+    // control plane.
+    let (mut floors, mut readies) = (Vec::new(), Vec::new());
+    for (round, (floor_name, _, identity)) in ROUNDS.iter().take(args.rounds.into()).enumerate() {
+        floors.push(floor(floor_name)?);
+        readies.push(operator(identity, 0, round == 0)?);
+    }
     // 4. A tenth of the Connectors on a tool that never answers.
     let hung = operator("bench-hung", args.hung_every, false)?;
     progress("deleting the benchmark namespaces");
     runtime.block_on(delete_namespaces(&client, concurrency))?;
     Ok(Some(Report {
         namespaces,
-        floors: [first_floor, second_floor],
-        readies: [normal, second_normal],
+        floors,
+        readies,
         hung,
     }))
 }
@@ -995,26 +1008,28 @@ enum Step<'a> {
 
 impl Report {
     /// The timed phases in the order they ran, with their table names.
-    fn steps(&self) -> [(&'static str, Step<'_>); 5] {
-        [
-            ("floor", Step::Floor(&self.floors[0])),
-            ("ready", Step::Operator(&self.readies[0])),
-            ("floor2", Step::Floor(&self.floors[1])),
-            ("ready2", Step::Operator(&self.readies[1])),
-            ("hung", Step::Operator(&self.hung)),
-        ]
+    fn steps(&self) -> Vec<(&'static str, Step<'_>)> {
+        let mut steps = Vec::new();
+        for ((floor_name, ready_name, _), (floor, ready)) in
+            ROUNDS.iter().zip(self.floors.iter().zip(&self.readies))
+        {
+            steps.push((*floor_name, Step::Floor(floor)));
+            steps.push((*ready_name, Step::Operator(ready)));
+        }
+        steps.push(("hung", Step::Operator(&self.hung)));
+        steps
     }
 
     /// Requests the operator sent at rest once its caches were warm (`None`: its
     /// first pass did not end within the window).
     fn requests_at_rest(&self) -> Option<u64> {
-        let rest = self.normal().rest.as_ref()?;
+        let rest = self.normal()?.rest.as_ref()?;
         rest.first_pass_s?;
         Some(rest.api_requests.values().sum())
     }
 
     fn writes_at_rest(&self) -> u64 {
-        self.normal().rest.as_ref().map_or(0, |r| {
+        self.normal().and_then(|n| n.rest.as_ref()).map_or(0, |r| {
             let by_metrics = r.operator.connector_status_writes
                 + r.operator.class_status_writes
                 + r.operator.service_writes;
@@ -1058,20 +1073,18 @@ impl Report {
         // Kinds of request the apiserver served at least once per 20 Connectors.
         let min = (args.connectors / 20).max(1) as f64;
         let mut requests = "apiserver requests by verb and resource:\n".to_string();
-        let phases = [
-            ("floor", Some(&self.floors[0].cost)),
-            ("ready", Some(&self.readies[0].cost)),
-            ("rest", self.normal().rest.as_ref().map(|r| &r.cost)),
-            ("floor2", Some(&self.floors[1].cost)),
-            ("ready2", Some(&self.readies[1].cost)),
-            ("hung", Some(&self.hung.cost)),
-        ];
-        for (phase, cost) in phases {
-            if let Some(cost) = cost {
-                requests.push_str(&format!(
-                    "  {phase}: {}\n",
-                    cost.request_lines(min).join(", ")
-                ));
+        for (phase, step) in self.steps() {
+            let (cost, rest) = match step {
+                Step::Floor(floor) => (&floor.cost, None),
+                Step::Operator(run) => (&run.cost, run.rest.as_ref().map(|r| &r.cost)),
+            };
+            for (phase, cost) in [(phase, Some(cost)), ("rest", rest)] {
+                if let Some(cost) = cost {
+                    requests.push_str(&format!(
+                        "  {phase}: {}\n",
+                        cost.request_lines(min).join(", ")
+                    ));
+                }
             }
         }
         let floor_s = self.floor_s();
@@ -1088,12 +1101,10 @@ impl Report {
         let hung_budget = ready_s + args.probe_timeout as f64;
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
         let mut goals = String::new();
+        let readies_s = seconds_list(self.readies.iter().map(|r| r.ready_s));
+        let floors_s = seconds_list(self.floors.iter().map(|f| f.ready_s));
         goals.push_str(&format!(
-            "goal ready <= 1.25 x floor (mean of {:.2}s and {:.2}s over mean of {:.2}s and {:.2}s): ratio {ratio:.2}: {}\n",
-            self.readies[0].ready_s,
-            self.readies[1].ready_s,
-            self.floors[0].ready_s,
-            self.floors[1].ready_s,
+            "goal ready <= 1.25 x floor (mean of {readies_s} s over mean of {floors_s} s): ratio {ratio:.2}: {}\n",
             verdict(ratio <= 1.25)
         ));
         for run in &self.readies {
@@ -1123,7 +1134,7 @@ impl Report {
             verdict(self.hung.ready_s <= hung_budget)
         ));
         format!(
-            "\n| {:<6} | {:<50} | {:>22} |\n|{:-<8}|{:-<52}|{:-<24}|\n{out}\n{requests}\n{goals}bench connectors={} ready_s={ready_s:.2} readies_s={:.2},{:.2} floor_s={floor_s:.2} floors_s={:.2},{:.2} ratio={ratio:.2} rss_mib={rss:.1} writes_at_rest={writes} apiserver_requests_at_rest={} hung_ready_s={:.2}\n",
+            "\n| {:<6} | {:<50} | {:>22} |\n|{:-<8}|{:-<52}|{:-<24}|\n{out}\n{requests}\n{goals}bench connectors={} ready_s={ready_s:.2} readies_s={readies_s} floor_s={floor_s:.2} floors_s={floors_s} ratio={ratio:.2} rss_mib={rss:.1} writes_at_rest={writes} apiserver_requests_at_rest={} hung_ready_s={:.2}\n",
             "phase",
             "figure",
             "value",
@@ -1131,14 +1142,18 @@ impl Report {
             "",
             "",
             args.connectors,
-            self.readies[0].ready_s,
-            self.readies[1].ready_s,
-            self.floors[0].ready_s,
-            self.floors[1].ready_s,
             at_rest.map_or("unknown".into(), |n| n.to_string()),
             self.hung.ready_s,
         )
     }
+}
+
+/// Seconds of each run, comma-separated, as the last line gives them.
+fn seconds_list(seconds: impl Iterator<Item = f64>) -> String {
+    seconds
+        .map(|s| format!("{s:.2}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Goal line: exactly one status write and one Service create per Connector in a
