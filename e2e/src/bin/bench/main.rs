@@ -1175,3 +1175,30 @@ fn one_write_each(run: &OperatorRun, args: &Args) -> String {
         if met { "met" } else { "MISSED" }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_rounds_by_default_and_one_to_five_accepted() {
+        let rounds = |extra: &[&str]| {
+            Args::try_parse_from(["bench"].iter().chain(extra)).map(|args| args.rounds)
+        };
+        assert_eq!(rounds(&[]).ok(), Some(3));
+        assert_eq!(rounds(&["--rounds", "1"]).ok(), Some(1));
+        assert_eq!(rounds(&["--rounds", "5"]).ok(), Some(5));
+        assert!(rounds(&["--rounds", "0"]).is_err());
+        assert!(rounds(&["--rounds", "6"]).is_err());
+        assert!(ROUNDS.len() >= 5, "a table name for every accepted round");
+    }
+
+    #[test]
+    fn seconds_are_listed_in_run_order_with_two_decimals() {
+        assert_eq!(
+            seconds_list([32.174, 27.0, 28.986].into_iter()),
+            "32.17,27.00,28.99"
+        );
+        assert_eq!(seconds_list(std::iter::empty()), "");
+    }
+}
